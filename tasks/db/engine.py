@@ -1,0 +1,82 @@
+"""One engine per process: the URL from settings, else an embedded PostgreSQL (pgserver)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+import psycopg2
+
+from tasks.errors import DatabaseUnavailable
+from tasks.settings import Settings, get_settings
+
+_lock = threading.Lock()
+_engine: Engine | None = None
+_servers: dict[Path, object] = {}
+
+
+def embedded_url(pgdata: Path) -> str:
+    """Start (or join) the embedded server that keeps its data in `pgdata`; return its URL."""
+    import pgserver  # imported late: only the embedded mode needs it
+
+    pgdata.mkdir(parents=True, exist_ok=True)
+    if pgdata not in _servers:
+        _servers[pgdata] = pgserver.get_server(pgdata, cleanup_mode="stop")
+    uri: str = _servers[pgdata].get_uri()  # type: ignore[attr-defined]
+    return uri.replace("postgresql://", "postgresql+psycopg2://", 1)
+
+
+def sqlalchemy_url(url: str) -> str:
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg2://" + url[len("postgresql://") :]
+    return url
+
+
+def make_engine(url: str, *, schema: str | None = None, pool_size: int = 5) -> Engine:
+    """An engine for `url`; `schema` pins the search_path (tests isolate themselves that way)."""
+    connect_args: dict[str, object] = {"connect_timeout": 10}
+    if schema:
+        connect_args["options"] = f"-csearch_path={schema}"
+    engine = create_engine(
+        sqlalchemy_url(url),
+        pool_size=pool_size,
+        max_overflow=10,
+        pool_pre_ping=True,
+        connect_args=connect_args,
+    )
+
+    @event.listens_for(engine, "handle_error")
+    def _name_unreachable(context):  # type: ignore[no-untyped-def]
+        # Step Functions retries DatabaseUnavailable; every other error is final.
+        # (psycopg2's OperationalError also covers deadlocks and serialization failures,
+        # which a retry resolves as well.)
+        if context.is_disconnect or isinstance(
+            context.original_exception, psycopg2.OperationalError
+        ):
+            raise DatabaseUnavailable("database connection failed") from context.original_exception
+
+    return engine
+
+
+def database_url(settings: Settings) -> str:
+    if settings.database_url:
+        return settings.database_url
+    return embedded_url(settings.embedded_pgdata)
+
+
+def get_engine() -> Engine:
+    global _engine
+    with _lock:
+        if _engine is None:
+            _engine = make_engine(database_url(get_settings()))
+        return _engine
+
+
+def set_engine(engine: Engine | None) -> None:
+    """Install the process's engine (the local cloud and tests share theirs with the steps)."""
+    global _engine
+    with _lock:
+        _engine = engine

@@ -1,0 +1,360 @@
+"""JSON Lines ingest: validate each line with pydantic, store good and implausible rows in bulk.
+
+A line that cannot be read as the domain's record (bad JSON, missing field, naive timestamp) is
+reported by line number and skipped. A line that reads but cannot be accepted (unknown metric,
+non-finite or impossible value, unconvertible unit) is stored as `rejected` with its reason, so it
+is kept and never aggregated. Reasons name fields and rules, never the values (health data).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import IO, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+)
+from sqlalchemy import Engine, text
+
+from tasks.catalog import meal_types, nutrients, vital_types
+
+Row = tuple[Any, ...]
+
+
+class Line(BaseModel):
+    # Backends may send more fields than we use; unknown ones are ignored, not errors.
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+
+class VitalLine(Line):
+    user_id: PositiveInt
+    metric: str
+    value: float | str
+    unit: str | None = None
+    start_time: AwareDatetime
+    end_time: AwareDatetime | None = None
+    source: str | None = None
+
+
+def parse_collection_time(value: str) -> datetime | date:
+    """`YYYY-MM-DD` is a local date; an ISO datetime is an instant if it has an offset."""
+    if len(value) == 10:
+        return date.fromisoformat(value)
+    return datetime.fromisoformat(value)
+
+
+class LabLine(Line):
+    user_id: PositiveInt
+    test_name: str
+    value: float | str | None = None
+    unit: str | None = None
+    reference_range: str | None = None
+    # A date, a local wall time, or an instant with offset; read by hand because a union of
+    # datetime types would let pydantic pick the wrong one.
+    collected_at: str
+    report_id: str | int | None = None
+
+    @field_validator("collected_at")
+    @classmethod
+    def _collection_time(cls, value: str) -> str:
+        parse_collection_time(value)
+        return value
+
+
+class NutritionLine(Line):
+    model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
+    user_id: PositiveInt
+    meal_date: date
+    meal_type: str
+    food_name: str
+
+
+class UserLine(Line):
+    user_id: PositiveInt
+    timezone: str
+
+
+@dataclass
+class IngestReport:
+    domain: str
+    inserted: int = 0
+    rejected: int = 0
+    malformed: int = 0
+    # (line number, reason): malformed lines and rejected rows alike.
+    problems: list[tuple[int, str]] = field(default_factory=list)
+
+    @property
+    def reasons(self) -> Counter[str]:
+        return Counter(reason.split(":")[0] for _, reason in self.problems)
+
+    def summary(self) -> str:
+        return (
+            f"{self.domain}: {self.inserted} inserted as pending, {self.rejected} stored as "
+            f"rejected, {self.malformed} malformed lines skipped"
+        )
+
+
+def _none_if_blank(value: str | None) -> str | None:
+    return value if value else None
+
+
+def _number(value: float | str | None) -> float | None:
+    """The numeric reading of a value, or None when it is not a number."""
+    if value is None or isinstance(value, float):
+        return value
+    if isinstance(value, int):
+        return float(value)
+    try:
+        return float(value.replace(",", "")) if value else None
+    except ValueError:
+        return None
+
+
+def _vital_row(line: VitalLine) -> tuple[Row, str | None]:
+    number = _number(line.value)
+    raw_value = None if number is not None else str(line.value)
+    reason: str | None = None
+    vital = vital_types().get(line.metric) or vital_types().get(line.metric.lower())
+    if vital is None:
+        reason = "unknown_metric"
+    elif number is None:
+        reason = "unparseable_value"
+    elif line.end_time is not None and line.end_time < line.start_time:
+        reason = "end_before_start"
+    else:
+        reason = vital.rejection(number, line.unit)
+    row = (
+        line.user_id,
+        line.metric,
+        number,
+        raw_value,
+        _none_if_blank(line.unit),
+        line.start_time.isoformat(),
+        line.end_time.isoformat() if line.end_time else None,
+        _none_if_blank(line.source),
+    )
+    return row, reason
+
+
+def _lab_row(line: LabLine) -> tuple[Row, str | None]:
+    number = _number(line.value)
+    value_text = None if line.value is None else str(line.value)
+    reason = None
+    if not line.test_name:
+        reason = "missing_test_name"
+    elif value_text is None or value_text == "":
+        reason = "missing_value"
+    elif number is not None and not math.isfinite(number):
+        reason = "non_finite_value"
+    collected = parse_collection_time(line.collected_at)
+    if isinstance(collected, datetime) and collected.tzinfo is not None:
+        collected_at, collected_local = collected.isoformat(), None
+    elif isinstance(collected, datetime):
+        collected_at, collected_local = None, collected.isoformat()
+    else:
+        collected_at, collected_local = None, datetime.combine(collected, datetime.min.time())
+    row = (
+        line.user_id,
+        None if line.report_id is None else str(line.report_id),
+        line.test_name,
+        value_text,
+        number if number is not None and math.isfinite(number) else None,
+        _none_if_blank(line.unit),
+        _none_if_blank(line.reference_range),
+        collected_at,
+        collected_local,
+    )
+    return row, reason
+
+
+def _nutrition_row(line: NutritionLine) -> tuple[Row, str | None]:
+    extra = line.model_extra or {}
+    reason = None if line.meal_type.lower() in meal_types() else "unknown_meal_type"
+    if not line.food_name:
+        reason = reason or "missing_food_name"
+    amounts: list[float | None] = []
+    for nutrient in nutrients():
+        raw = extra.get(nutrient.key)
+        amount = _number(raw) if isinstance(raw, (int, float, str)) else None
+        if raw is not None and (amount is None or isinstance(raw, bool)):
+            reason = reason or f"unparseable_value:{nutrient.key}"
+            amount = None
+        elif amount is not None and not math.isfinite(amount):
+            reason = reason or f"non_finite_value:{nutrient.key}"
+            amount = None
+        elif amount is not None and not nutrient.low <= amount <= nutrient.high:
+            reason = reason or f"out_of_range:{nutrient.key}"
+        amounts.append(amount)
+    row = (line.user_id, line.meal_date.isoformat(), line.meal_type.lower(), line.food_name, *amounts)
+    return row, reason
+
+
+@dataclass(frozen=True)
+class DomainSpec:
+    table: str
+    model: type[Line]
+    columns: tuple[str, ...]
+    to_row: Callable[[Any], tuple[Row, str | None]]
+
+
+DOMAIN_SPECS: dict[str, DomainSpec] = {
+    "vitals": DomainSpec(
+        "vitals_raw_data",
+        VitalLine,
+        ("user_id", "metric", "value", "raw_value", "unit", "start_time", "end_time", "source"),
+        _vital_row,
+    ),
+    "labs": DomainSpec(
+        "lab_report_raw",
+        LabLine,
+        (
+            "user_id",
+            "report_id",
+            "test_name",
+            "value_text",
+            "value",
+            "unit",
+            "reference_range",
+            "collected_at",
+            "collected_local",
+        ),
+        _lab_row,
+    ),
+    "nutrition": DomainSpec(
+        "nutrition_raw_data",
+        NutritionLine,
+        ("user_id", "meal_date", "meal_type", "food_name", *(n.key for n in nutrients())),
+        _nutrition_row,
+    ),
+}
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """Field and rule of each problem, without the input value (it may be health data)."""
+    parts = []
+    for item in error.errors(include_input=False, include_url=False):
+        where = ".".join(str(p) for p in item["loc"]) or "line"
+        parts.append(f"{where}: {item['msg']}")
+    return "malformed: " + "; ".join(parts)
+
+
+def copy_rows(engine: Engine, table: str, columns: Iterable[str], rows: Iterable[Row]) -> int:
+    """Bulk insert with COPY ... FROM STDIN (CSV); returns the number of rows written."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    count = 0
+    for row in rows:
+        writer.writerow(row)
+        count += 1
+    if not count:
+        return 0
+    buffer.seek(0)
+    column_list = ", ".join(columns)
+    raw = engine.raw_connection()
+    try:
+        with raw.cursor() as cursor:
+            cursor.copy_expert(f"COPY {table} ({column_list}) FROM STDIN WITH (FORMAT csv)", buffer)
+        raw.commit()
+    finally:
+        raw.close()
+    return count
+
+
+def _parse_lines(
+    spec: DomainSpec, lines: Iterable[str], report: IngestReport
+) -> Iterator[tuple[Row, str | None]]:
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = spec.model.model_validate_json(line)
+        except ValidationError as error:
+            report.malformed += 1
+            report.problems.append((number, describe_validation_error(error)))
+            continue
+        row, reason = spec.to_row(record)
+        if reason is not None:
+            report.problems.append((number, reason))
+        yield row, reason
+
+
+def ingest_lines(
+    engine: Engine, domain: str, lines: Iterable[str], *, batch_rows: int = 50_000
+) -> IngestReport:
+    """Insert a domain's JSON lines: good ones as pending, implausible ones as rejected."""
+    if domain == "users":
+        return ingest_users(engine, lines)
+    spec = DOMAIN_SPECS[domain]
+    report = IngestReport(domain)
+    columns = (*spec.columns, "status", "error")
+    batch: list[Row] = []
+
+    def flush() -> None:
+        copy_rows(engine, spec.table, columns, batch)
+        batch.clear()
+
+    for row, reason in _parse_lines(spec, lines, report):
+        if reason is None:
+            batch.append((*row, "pending", None))
+            report.inserted += 1
+        else:
+            batch.append((*row, "rejected", reason))
+            report.rejected += 1
+        if len(batch) >= batch_rows:
+            flush()
+    flush()
+    return report
+
+
+def ingest_users(engine: Engine, lines: Iterable[str]) -> IngestReport:
+    report = IngestReport("users")
+    zones = available_timezones()
+    users: dict[int, str] = {}
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = UserLine.model_validate_json(line)
+            if record.timezone not in zones:
+                ZoneInfo(record.timezone)  # raises for names the system does not know either
+        except ValidationError as error:
+            report.malformed += 1
+            report.problems.append((number, describe_validation_error(error)))
+            continue
+        except (ZoneInfoNotFoundError, ValueError):
+            report.malformed += 1
+            report.problems.append((number, "malformed: timezone: not an IANA time zone"))
+            continue
+        users[record.user_id] = record.timezone
+    with engine.begin() as conn:
+        if users:
+            conn.execute(
+                text(
+                    "INSERT INTO user_settings (user_id, timezone) VALUES (:user_id, :timezone) "
+                    "ON CONFLICT (user_id) DO UPDATE SET timezone = EXCLUDED.timezone, "
+                    "updated_at = now()"
+                ),
+                [{"user_id": u, "timezone": tz} for u, tz in users.items()],
+            )
+    report.inserted = len(users)
+    return report
+
+
+def ingest_file(engine: Engine, domain: str, path: Path | IO[str], **kwargs: Any) -> IngestReport:
+    if isinstance(path, Path):
+        with path.open(encoding="utf-8") as handle:
+            return ingest_lines(engine, domain, handle, **kwargs)
+    return ingest_lines(engine, domain, path, **kwargs)
