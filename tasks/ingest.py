@@ -198,7 +198,13 @@ def _nutrition_row(line: NutritionLine) -> tuple[Row, str | None]:
         elif amount is not None and not nutrient.low <= amount <= nutrient.high:
             reason = reason or f"out_of_range:{nutrient.key}"
         amounts.append(amount)
-    row = (line.user_id, line.meal_date.isoformat(), line.meal_type.lower(), line.food_name, *amounts)
+    row = (
+        line.user_id,
+        line.meal_date.isoformat(),
+        line.meal_type.lower(),
+        line.food_name,
+        *amounts,
+    )
     return row, reason
 
 

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import threading
+import warnings
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
 import psycopg2
+from sqlalchemy import Engine, create_engine, event
 
 from tasks.errors import DatabaseUnavailable
 from tasks.settings import Settings, get_settings
+
+# pgserver asks platformdirs for a runtime dir that root shells often lack, at start and again at
+# exit; its /tmp fallback is fine, so the warning is noise.
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
 _lock = threading.Lock()
 _engine: Engine | None = None

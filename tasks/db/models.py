@@ -17,6 +17,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     Text,
     UniqueConstraint,
     func,
@@ -41,7 +42,7 @@ class Base(DeclarativeBase):
             "pk": "pk_%(table_name)s",
         }
     )
-    type_annotation_map = {
+    type_annotation_map = {  # noqa: RUF012 (SQLAlchemy reads it as a class attribute)
         datetime: DateTime(timezone=True),
         date: Date,
         float: Double,
@@ -157,6 +158,11 @@ class NutritionRaw(RawRow, Base):
     meal_type: Mapped[str]
     food_name: Mapped[str]
 
+    @classmethod
+    def extra_table_args(cls) -> tuple[Any, ...]:
+        # Daily recomputes read a user's accepted entries of the touched days.
+        return (Index("ix_nutrition_raw_data_user_day", "user_id", "meal_date"),)
+
 
 for _key in nutrient_keys():
     # One nullable column per catalog nutrient: missing stays null, never 0.
@@ -192,7 +198,7 @@ class VitalsCategorized(Base):
             name="uq_vitals_categorized_reading",
             postgresql_nulls_not_distinct=True,
         ),
-        Index("ix_vitals_categorized_bucket", "user_id", "loinc_code", "start_time"),
+        Index("ix_vitals_categorized_user_time", "user_id", "start_time"),
     )
 
 
@@ -220,22 +226,20 @@ class LabCategorized(Base):
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     __table_args__ = (
         UniqueConstraint("user_id", "dedup_key", name="uq_lab_report_categorized_result"),
-        CheckConstraint(
-            "status IN ('categorized', 'uncategorized')", name="known_status"
-        ),
+        CheckConstraint("status IN ('categorized', 'uncategorized')", name="known_status"),
         CheckConstraint(
             "(status = 'categorized') = (loinc_code IS NOT NULL)", name="code_iff_categorized"
         ),
         CheckConstraint("confidence >= 0 AND confidence <= 1", name="confidence_unit_interval"),
-        Index("ix_lab_report_categorized_bucket", "user_id", "loinc_code", "local_date"),
+        Index("ix_lab_report_categorized_user_date", "user_id", "local_date"),
     )
 
 
 class _MeasureAggregate:
     """Mergeable statistics: coarser buckets roll up from finer ones; avg = sum / count."""
 
-    user_id: Mapped[int] = mapped_column(primary_key=True)
-    loinc_code: Mapped[str] = mapped_column(primary_key=True)
+    user_id: Mapped[int]
+    loinc_code: Mapped[str]
     count: Mapped[int]
     sum: Mapped[float]
     min: Mapped[float]
@@ -245,15 +249,21 @@ class _MeasureAggregate:
     unit: Mapped[str]
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
+    @declared_attr.directive
+    @classmethod
+    def __table_args__(cls) -> tuple[Any, ...]:
+        # Recomputes select one user's buckets by time range across all codes: time before code.
+        return (PrimaryKeyConstraint("user_id", "bucket_start", "loinc_code"),)
+
 
 class _HourBucket:
     # A real hour: the instant of its local start (a fall-back day has 25 of them).
-    bucket_start: Mapped[datetime] = mapped_column(primary_key=True)
+    bucket_start: Mapped[datetime]
 
 
 class _DateBucket:
     # A local calendar period, named by its first local day.
-    bucket_start: Mapped[date] = mapped_column(primary_key=True)
+    bucket_start: Mapped[date]
 
 
 class VitalsHourly(_MeasureAggregate, _HourBucket, Base):
@@ -289,12 +299,17 @@ class LabsYearly(_MeasureAggregate, _DateBucket, Base):
 
 
 class _NutritionAggregate:
-    user_id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int]
     # 'all' for the whole day/week/month, else one meal type.
-    meal_type: Mapped[str] = mapped_column(primary_key=True)
-    bucket_start: Mapped[date] = mapped_column(primary_key=True)
+    meal_type: Mapped[str]
+    bucket_start: Mapped[date]
     entries: Mapped[int]
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+    @declared_attr.directive
+    @classmethod
+    def __table_args__(cls) -> tuple[Any, ...]:
+        return (PrimaryKeyConstraint("user_id", "bucket_start", "meal_type"),)
 
 
 class NutritionDaily(_NutritionAggregate, Base):

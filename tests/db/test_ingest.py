@@ -43,8 +43,10 @@ def test_reasons_never_carry_the_values(engine) -> None:
     report = ingest_lines(
         engine,
         "vitals",
-        ['{"user_id": 1, "metric": "heart_rate", "value": 13371337, "unit": "bpm", '
-         '"start_time": "not-a-time-424242"}'],
+        [
+            '{"user_id": 1, "metric": "heart_rate", "value": 13371337, "unit": "bpm", '
+            '"start_time": "not-a-time-424242"}'
+        ],
     )
     assert report.malformed == 1
     assert "424242" not in report.problems[0][1]
@@ -92,8 +94,10 @@ def test_nutrition_missing_nutrients_stay_null(engine) -> None:
     assert [r for _, r in report.problems] == ["unknown_meal_type", "out_of_range:calories"]
     with engine.connect() as conn:
         row = conn.execute(
-            text("SELECT meal_type, calories, carbs_g, fiber_g FROM nutrition_raw_data "
-                 "WHERE status = 'pending'")
+            text(
+                "SELECT meal_type, calories, carbs_g, fiber_g FROM nutrition_raw_data "
+                "WHERE status = 'pending'"
+            )
         ).one()
     assert tuple(row) == ("lunch", 320.0, None, None)
 
@@ -107,4 +111,6 @@ def test_users_upsert_and_reject_unknown_zones(engine) -> None:
     report = ingest_lines(engine, "users", lines)
     assert (report.inserted, report.malformed) == (1, 1)
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT timezone FROM user_settings")).scalar_one() == "Asia/Kolkata"
+        assert (
+            conn.execute(text("SELECT timezone FROM user_settings")).scalar_one() == "Asia/Kolkata"
+        )

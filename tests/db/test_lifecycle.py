@@ -32,7 +32,11 @@ def test_claim_mark_and_local_date_range(engine) -> None:
         claim = lifecycle.claim_pending(
             s.connection(), domain="vitals", user_id=1, claim_id="exec-1"
         )
-    assert (claim.claimed, claim.date_from, claim.date_to) == (2, date(2024, 3, 10), date(2024, 3, 10))
+    assert (claim.claimed, claim.date_from, claim.date_to) == (
+        2,
+        date(2024, 3, 10),
+        date(2024, 3, 10),
+    )
     with Session(engine) as s, s.begin():
         again = lifecycle.claim_pending(s.connection(), domain="vitals", user_id=1, claim_id="x")
         summary = lifecycle.summarize_claim(s.connection(), domain="vitals", claim_id="exec-1")
@@ -52,12 +56,17 @@ def test_failed_claim_counts_attempts_and_reset_brings_rows_back(engine) -> None
         )
     assert failed == 5
     with engine.connect() as conn:
-        row = conn.execute(text("SELECT DISTINCT status, error, attempts FROM vitals_raw_data")).one()
+        row = conn.execute(
+            text("SELECT DISTINCT status, error, attempts FROM vitals_raw_data")
+        ).one()
     assert tuple(row) == ("failed", "CategorizationFailed", 1)
     with Session(engine) as s, s.begin():
         reset = lifecycle.reset_for_reprocessing(
-            s.connection(), domain="vitals", user_id=1,
-            date_from=date(2024, 3, 1), date_to=date(2024, 3, 31),
+            s.connection(),
+            domain="vitals",
+            user_id=1,
+            date_from=date(2024, 3, 1),
+            date_to=date(2024, 3, 31),
         )
     assert reset == 3
     assert _statuses(engine) == {"pending": 3, "failed": 2}
@@ -97,8 +106,11 @@ def test_concurrent_claims_never_overlap(engine) -> None:
         per_claim = dict(
             conn.execute(text("SELECT claim_id, count(*) FROM vitals_raw_data GROUP BY 1")).all()
         )
-        assert conn.execute(
-            text("SELECT count(*) FROM vitals_raw_data WHERE status <> 'processing'")
-        ).scalar_one() == 0
+        assert (
+            conn.execute(
+                text("SELECT count(*) FROM vitals_raw_data WHERE status <> 'processing'")
+            ).scalar_one()
+            == 0
+        )
     assert per_claim == {f"w{i}": t for i, t in enumerate(totals) if t}
     assert sum(1 for t in totals if t) >= 2, "claims did not run concurrently"

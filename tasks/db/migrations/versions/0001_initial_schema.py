@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-28 12:24:53.668725
+Create Date: 2026-11-28 12:27:54.942230
 """
 
 import sqlalchemy as sa
@@ -100,7 +100,7 @@ def upgrade() -> None:
         ),
         sa.Column("bucket_start", sa.Date(), nullable=False),
         sa.PrimaryKeyConstraint(
-            "user_id", "loinc_code", "bucket_start", name=op.f("pk_labs_agg_daily")
+            "user_id", "bucket_start", "loinc_code", name=op.f("pk_labs_agg_daily")
         ),
     )
     op.create_table(
@@ -122,7 +122,7 @@ def upgrade() -> None:
         ),
         sa.Column("bucket_start", sa.Date(), nullable=False),
         sa.PrimaryKeyConstraint(
-            "user_id", "loinc_code", "bucket_start", name=op.f("pk_labs_agg_monthly")
+            "user_id", "bucket_start", "loinc_code", name=op.f("pk_labs_agg_monthly")
         ),
     )
     op.create_table(
@@ -144,7 +144,7 @@ def upgrade() -> None:
         ),
         sa.Column("bucket_start", sa.Date(), nullable=False),
         sa.PrimaryKeyConstraint(
-            "user_id", "loinc_code", "bucket_start", name=op.f("pk_labs_agg_quarterly")
+            "user_id", "bucket_start", "loinc_code", name=op.f("pk_labs_agg_quarterly")
         ),
     )
     op.create_table(
@@ -166,7 +166,7 @@ def upgrade() -> None:
         ),
         sa.Column("bucket_start", sa.Date(), nullable=False),
         sa.PrimaryKeyConstraint(
-            "user_id", "loinc_code", "bucket_start", name=op.f("pk_labs_agg_yearly")
+            "user_id", "bucket_start", "loinc_code", name=op.f("pk_labs_agg_yearly")
         ),
     )
     op.create_table(
@@ -197,7 +197,7 @@ def upgrade() -> None:
         sa.Column("vitamin_c_mg", sa.Double(), nullable=True),
         sa.Column("vitamin_d_ug", sa.Double(), nullable=True),
         sa.PrimaryKeyConstraint(
-            "user_id", "meal_type", "bucket_start", name=op.f("pk_nutrition_agg_daily")
+            "user_id", "bucket_start", "meal_type", name=op.f("pk_nutrition_agg_daily")
         ),
     )
     op.create_table(
@@ -228,7 +228,7 @@ def upgrade() -> None:
         sa.Column("vitamin_c_mg", sa.Double(), nullable=True),
         sa.Column("vitamin_d_ug", sa.Double(), nullable=True),
         sa.PrimaryKeyConstraint(
-            "user_id", "meal_type", "bucket_start", name=op.f("pk_nutrition_agg_monthly")
+            "user_id", "bucket_start", "meal_type", name=op.f("pk_nutrition_agg_monthly")
         ),
     )
     op.create_table(
@@ -259,7 +259,7 @@ def upgrade() -> None:
         sa.Column("vitamin_c_mg", sa.Double(), nullable=True),
         sa.Column("vitamin_d_ug", sa.Double(), nullable=True),
         sa.PrimaryKeyConstraint(
-            "user_id", "meal_type", "bucket_start", name=op.f("pk_nutrition_agg_weekly")
+            "user_id", "bucket_start", "meal_type", name=op.f("pk_nutrition_agg_weekly")
         ),
     )
     op.create_table(
@@ -334,6 +334,12 @@ def upgrade() -> None:
         unique=False,
         postgresql_where=sa.text("status = 'pending'"),
     )
+    op.create_index(
+        "ix_nutrition_raw_data_user_day",
+        "nutrition_raw_data",
+        ["user_id", "meal_date"],
+        unique=False,
+    )
     op.create_table(
         "user_settings",
         sa.Column("user_id", sa.BigInteger(), autoincrement=False, nullable=False),
@@ -366,7 +372,7 @@ def upgrade() -> None:
         ),
         sa.Column("bucket_start", sa.Date(), nullable=False),
         sa.PrimaryKeyConstraint(
-            "user_id", "loinc_code", "bucket_start", name=op.f("pk_vitals_agg_daily")
+            "user_id", "bucket_start", "loinc_code", name=op.f("pk_vitals_agg_daily")
         ),
     )
     op.create_table(
@@ -388,7 +394,7 @@ def upgrade() -> None:
         ),
         sa.Column("bucket_start", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint(
-            "user_id", "loinc_code", "bucket_start", name=op.f("pk_vitals_agg_hourly")
+            "user_id", "bucket_start", "loinc_code", name=op.f("pk_vitals_agg_hourly")
         ),
     )
     op.create_table(
@@ -410,7 +416,7 @@ def upgrade() -> None:
         ),
         sa.Column("bucket_start", sa.Date(), nullable=False),
         sa.PrimaryKeyConstraint(
-            "user_id", "loinc_code", "bucket_start", name=op.f("pk_vitals_agg_monthly")
+            "user_id", "bucket_start", "loinc_code", name=op.f("pk_vitals_agg_monthly")
         ),
     )
     op.create_table(
@@ -432,7 +438,7 @@ def upgrade() -> None:
         ),
         sa.Column("bucket_start", sa.Date(), nullable=False),
         sa.PrimaryKeyConstraint(
-            "user_id", "loinc_code", "bucket_start", name=op.f("pk_vitals_agg_weekly")
+            "user_id", "bucket_start", "loinc_code", name=op.f("pk_vitals_agg_weekly")
         ),
     )
     op.create_table(
@@ -553,9 +559,9 @@ def upgrade() -> None:
         sa.UniqueConstraint("user_id", "dedup_key", name="uq_lab_report_categorized_result"),
     )
     op.create_index(
-        "ix_lab_report_categorized_bucket",
+        "ix_lab_report_categorized_user_date",
         "lab_report_categorized",
-        ["user_id", "loinc_code", "local_date"],
+        ["user_id", "local_date"],
         unique=False,
     )
     op.create_table(
@@ -593,9 +599,9 @@ def upgrade() -> None:
         ),
     )
     op.create_index(
-        "ix_vitals_categorized_bucket",
+        "ix_vitals_categorized_user_time",
         "vitals_categorized",
-        ["user_id", "loinc_code", "start_time"],
+        ["user_id", "start_time"],
         unique=False,
     )
     # ### end Alembic commands ###
@@ -603,9 +609,9 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
-    op.drop_index("ix_vitals_categorized_bucket", table_name="vitals_categorized")
+    op.drop_index("ix_vitals_categorized_user_time", table_name="vitals_categorized")
     op.drop_table("vitals_categorized")
-    op.drop_index("ix_lab_report_categorized_bucket", table_name="lab_report_categorized")
+    op.drop_index("ix_lab_report_categorized_user_date", table_name="lab_report_categorized")
     op.drop_table("lab_report_categorized")
     op.drop_index("ix_vitals_raw_data_user_time", table_name="vitals_raw_data")
     op.drop_index(
@@ -624,6 +630,7 @@ def downgrade() -> None:
     op.drop_table("vitals_agg_hourly")
     op.drop_table("vitals_agg_daily")
     op.drop_table("user_settings")
+    op.drop_index("ix_nutrition_raw_data_user_day", table_name="nutrition_raw_data")
     op.drop_index(
         "ix_nutrition_raw_data_pending",
         table_name="nutrition_raw_data",

@@ -1,0 +1,399 @@
+"""The aggregation engine: set-based, incremental, idempotent.
+
+Each call recomputes only the buckets that one claim's rows touch, from the next finer level
+(vitals: readings -> hourly -> daily -> weekly and monthly; labs: results -> daily -> monthly ->
+quarterly -> yearly; nutrition: entries -> daily -> weekly and monthly). A recompute replaces a
+bucket with what its inputs say now, so running a step twice, or two executions for one user one
+after the other, gives the same tables. A transaction-level advisory lock per user and domain
+serializes one user's recomputes; the last recompute of a bucket always sees every committed input.
+
+Statistics are mergeable: count, sum, min, max and the last value with its time (avg = sum/count).
+Buckets follow the user's IANA zone (UTC when unknown): hours are real hours named by the instant
+of their local start; days, weeks (Monday start), months, quarters and years are local calendar
+periods named by their first day.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, text
+
+from tasks.catalog import nutrient_keys, vital_types
+from tasks.lifecycle import LOCAL_DATE_SQL, table_of
+
+GRANULARITIES = {
+    "vitals": ("hourly", "daily", "weekly", "monthly"),
+    "labs": ("daily", "monthly", "quarterly", "yearly"),
+    "nutrition": ("daily", "weekly", "monthly"),
+}
+
+_DOMAIN_LOCK_KEYS = {"labs": 1, "vitals": 2, "nutrition": 3}
+
+_ZONE_SQL = "COALESCE((SELECT timezone FROM user_settings WHERE user_id = :user_id), 'UTC')"
+
+_MEASURE_COLUMNS = (
+    "user_id, loinc_code, bucket_start, count, sum, min, max, last_value, last_time, unit"
+)
+
+# Merge finer measure buckets into coarser ones. `last` is the value of the latest reading;
+# ties on time break on the larger value so that every recompute picks the same one.
+_MERGE_MEASURES = """
+    sum(f.count), sum(f.sum), min(f.min), max(f.max),
+    (array_agg(f.last_value ORDER BY f.last_time DESC, f.last_value DESC))[1],
+    max(f.last_time), min(f.unit)
+"""
+
+
+class UnknownGranularity(ValueError):
+    """A granularity that the domain does not aggregate to."""
+
+
+@dataclass(frozen=True)
+class Recomputed:
+    granularity: str
+    buckets: int
+
+
+def lock_user_domain(conn: Connection, domain: str, user_id: int) -> None:
+    """Serialize one user's recomputes in one domain until the transaction ends."""
+    key = (_DOMAIN_LOCK_KEYS[domain] << 48) | user_id
+    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
+def _touched_dates(conn: Connection, domain: str, claim_id: str, user_id: int) -> None:
+    """A temp table of the local dates the claim's rows fall on (dropped at commit)."""
+    conn.execute(
+        text(
+            f"""
+            CREATE TEMP TABLE touched_dates ON COMMIT DROP AS
+            SELECT DISTINCT {LOCAL_DATE_SQL[domain]} AS day
+            FROM {table_of(domain)} r, (SELECT {_ZONE_SQL} AS name) tz
+            WHERE r.claim_id = :claim_id AND r.user_id = :user_id
+            """
+        ),
+        {"claim_id": claim_id, "user_id": user_id},
+    )
+
+
+def _touched_periods(conn: Connection, unit: str) -> None:
+    """Coarser periods (week/month/quarter/year) that hold the touched dates."""
+    conn.execute(
+        text(
+            f"""
+            CREATE TEMP TABLE touched_periods ON COMMIT DROP AS
+            SELECT DISTINCT date_trunc('{unit}', day)::date AS period_start,
+                   (date_trunc('{unit}', day) + interval '1 {unit}')::date AS period_end
+            FROM touched_dates
+            """
+        )
+    )
+
+
+def _replace_buckets(
+    conn: Connection, table: str, touched: str, match: str, insert_sql: str, params: dict
+) -> int:
+    """Delete the touched buckets of `table`, then insert their recomputed contents."""
+    conn.execute(
+        text(f"DELETE FROM {table} a USING {touched} t WHERE a.user_id = :user_id AND {match}"),
+        params,
+    )
+    return conn.execute(text(insert_sql), params).rowcount
+
+
+def _rollup_dates_to_period(
+    conn: Connection, *, source: str, target: str, unit: str, params: dict
+) -> int:
+    """Recompute touched week/month/quarter/year buckets from daily (or finer-dated) buckets."""
+    _touched_periods(conn, unit)
+    return _replace_buckets(
+        conn,
+        target,
+        "touched_periods",
+        "a.bucket_start = t.period_start",
+        f"""
+        INSERT INTO {target} ({_MEASURE_COLUMNS})
+        SELECT :user_id, f.loinc_code, t.period_start, {_MERGE_MEASURES}
+        FROM touched_periods t
+        JOIN {source} f ON f.user_id = :user_id
+             AND f.bucket_start >= t.period_start AND f.bucket_start < t.period_end
+        GROUP BY f.loinc_code, t.period_start
+        """,
+        params,
+    )
+
+
+# --- vitals ---------------------------------------------------------------------------------
+
+
+def _vitals_hourly(conn: Connection, params: dict) -> int:
+    conn.execute(
+        text(
+            f"""
+            CREATE TEMP TABLE touched_hours ON COMMIT DROP AS
+            SELECT DISTINCT date_trunc('hour', r.start_time, tz.name) AS hour_start,
+                   date_trunc('hour', r.start_time, tz.name) + interval '1 hour' AS hour_end
+            FROM vitals_raw_data r, (SELECT {_ZONE_SQL} AS name) tz
+            WHERE r.claim_id = :claim_id AND r.user_id = :user_id
+            """
+        ),
+        params,
+    )
+    return _replace_buckets(
+        conn,
+        "vitals_agg_hourly",
+        "touched_hours",
+        "a.bucket_start = t.hour_start",
+        f"""
+        INSERT INTO vitals_agg_hourly ({_MEASURE_COLUMNS})
+        SELECT :user_id, c.loinc_code, t.hour_start, count(*), sum(c.value), min(c.value),
+               max(c.value),
+               (array_agg(c.value ORDER BY c.start_time DESC, c.value DESC))[1],
+               max(c.start_time), min(c.unit)
+        FROM touched_hours t
+        JOIN vitals_categorized c ON c.user_id = :user_id
+             AND c.start_time >= t.hour_start AND c.start_time < t.hour_end
+        GROUP BY c.loinc_code, t.hour_start
+        """,
+        params,
+    )
+
+
+def _vitals_daily(conn: Connection, params: dict) -> int:
+    _touched_dates(conn, "vitals", params["claim_id"], params["user_id"])
+    return _replace_buckets(
+        conn,
+        "vitals_agg_daily",
+        "touched_dates",
+        "a.bucket_start = t.day",
+        f"""
+        INSERT INTO vitals_agg_daily ({_MEASURE_COLUMNS})
+        SELECT :user_id, f.loinc_code, t.day, {_MERGE_MEASURES}
+        FROM touched_dates t, (SELECT {_ZONE_SQL} AS name) tz
+        JOIN vitals_agg_hourly f ON f.user_id = :user_id
+        WHERE f.bucket_start >= (t.day::timestamp AT TIME ZONE tz.name)
+          AND f.bucket_start < ((t.day + 1)::timestamp AT TIME ZONE tz.name)
+        GROUP BY f.loinc_code, t.day
+        """,
+        params,
+    )
+
+
+# --- labs -----------------------------------------------------------------------------------
+
+
+def _labs_daily(conn: Connection, params: dict) -> int:
+    _touched_dates(conn, "labs", params["claim_id"], params["user_id"])
+    return _replace_buckets(
+        conn,
+        "labs_agg_daily",
+        "touched_dates",
+        "a.bucket_start = t.day",
+        f"""
+        INSERT INTO labs_agg_daily ({_MEASURE_COLUMNS})
+        SELECT :user_id, c.loinc_code, t.day, count(*), sum(c.value), min(c.value), max(c.value),
+               (array_agg(c.value ORDER BY c.observed_at DESC, c.value DESC))[1],
+               max(c.observed_at), min(c.unit)
+        FROM touched_dates t
+        JOIN lab_report_categorized c ON c.user_id = :user_id AND c.local_date = t.day
+        WHERE c.status = 'categorized' AND c.value IS NOT NULL
+          AND c.unit_flag IS NULL
+        GROUP BY c.loinc_code, t.day
+        """,
+        params,
+    )
+
+
+# --- nutrition ------------------------------------------------------------------------------
+
+_NUTRIENTS = nutrient_keys()
+_NUTRITION_COLUMNS = "user_id, meal_type, bucket_start, entries, " + ", ".join(_NUTRIENTS)
+# Rows that were accepted: aggregated, being processed, or whose run failed after acceptance.
+_ACCEPTED_NUTRITION = "('processing', 'aggregated', 'failed')"
+
+
+def _nutrition_daily(conn: Connection, params: dict) -> int:
+    _touched_dates(conn, "nutrition", params["claim_id"], params["user_id"])
+    sums = ", ".join(f"sum(n.{k})" for k in _NUTRIENTS)
+    return _replace_buckets(
+        conn,
+        "nutrition_agg_daily",
+        "touched_dates",
+        "a.bucket_start = t.day",
+        f"""
+        INSERT INTO nutrition_agg_daily ({_NUTRITION_COLUMNS})
+        SELECT :user_id, COALESCE(n.meal_type, 'all'), n.meal_date, count(*), {sums}
+        FROM touched_dates t
+        JOIN nutrition_raw_data n ON n.user_id = :user_id AND n.meal_date = t.day
+        WHERE n.status IN {_ACCEPTED_NUTRITION}
+        GROUP BY GROUPING SETS ((n.meal_date, n.meal_type), (n.meal_date))
+        """,
+        params,
+    )
+
+
+def _nutrition_rollup(conn: Connection, params: dict, *, target: str, unit: str) -> int:
+    _touched_periods(conn, unit)
+    sums = ", ".join(f"sum(f.{k})" for k in _NUTRIENTS)
+    return _replace_buckets(
+        conn,
+        target,
+        "touched_periods",
+        "a.bucket_start = t.period_start",
+        f"""
+        INSERT INTO {target} ({_NUTRITION_COLUMNS})
+        SELECT :user_id, f.meal_type, t.period_start, sum(f.entries), {sums}
+        FROM touched_periods t
+        JOIN nutrition_agg_daily f ON f.user_id = :user_id
+             AND f.bucket_start >= t.period_start AND f.bucket_start < t.period_end
+        GROUP BY f.meal_type, t.period_start
+        """,
+        params,
+    )
+
+
+def aggregate(
+    conn: Connection, *, domain: str, claim_id: str, user_id: int, granularity: str
+) -> Recomputed:
+    """Recompute the `granularity` buckets of `domain` that the claim touches."""
+    if granularity not in GRANULARITIES.get(domain, ()):
+        raise UnknownGranularity(f"{domain} does not aggregate {granularity!r}")
+    lock_user_domain(conn, domain, user_id)
+    params = {"claim_id": claim_id, "user_id": user_id}
+    key = (domain, granularity)
+    if key == ("vitals", "hourly"):
+        buckets = _vitals_hourly(conn, params)
+    elif key == ("vitals", "daily"):
+        buckets = _vitals_daily(conn, params)
+    elif domain == "vitals":
+        _touched_dates(conn, domain, claim_id, user_id)
+        unit = {"weekly": "week", "monthly": "month"}[granularity]
+        buckets = _rollup_dates_to_period(
+            conn,
+            source="vitals_agg_daily",
+            target=f"vitals_agg_{granularity}",
+            unit=unit,
+            params=params,
+        )
+    elif key == ("labs", "daily"):
+        buckets = _labs_daily(conn, params)
+    elif domain == "labs":
+        _touched_dates(conn, domain, claim_id, user_id)
+        # Each level rolls up from the one below it: months from days, quarters from months...
+        source, unit = {
+            "monthly": ("labs_agg_daily", "month"),
+            "quarterly": ("labs_agg_monthly", "quarter"),
+            "yearly": ("labs_agg_quarterly", "year"),
+        }[granularity]
+        buckets = _rollup_dates_to_period(
+            conn, source=source, target=f"labs_agg_{granularity}", unit=unit, params=params
+        )
+    elif key == ("nutrition", "daily"):
+        buckets = _nutrition_daily(conn, params)
+    else:
+        _touched_dates(conn, domain, claim_id, user_id)
+        unit = {"weekly": "week", "monthly": "month"}[granularity]
+        buckets = _nutrition_rollup(conn, params, target=f"nutrition_agg_{granularity}", unit=unit)
+    return Recomputed(granularity, buckets)
+
+
+# --- vitals: raw -> categorized -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CopyResult:
+    copied: int
+    rejected: int
+    duplicates: int
+
+
+def _sql_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _conversions_sql() -> str:
+    """The vital catalog as a VALUES list: (metric name, key, loinc, unit, factor, offset,
+    canonical unit, low, high). Names are catalog keys and LOINC codes; units normalized."""
+    rows = []
+    for name, vital in sorted(vital_types().items()):
+        for unit, (factor, offset) in sorted(vital.units.items()):
+            rows.append(
+                f"({_sql_literal(name)}, {_sql_literal(vital.key)}, "
+                f"{_sql_literal(vital.loinc_code)}, {_sql_literal(unit)}, "
+                f"{factor!r}::float8, {offset!r}::float8, {_sql_literal(vital.canonical_unit)}, "
+                f"{vital.low!r}::float8, {vital.high!r}::float8)"
+            )
+    return (
+        "(VALUES " + ", ".join(rows) + ") AS conv(name, key, loinc_code, unit, factor, "
+        "shift, canonical_unit, low, high)"
+    )
+
+
+def copy_vitals_to_categorized(conn: Connection, *, claim_id: str, user_id: int) -> CopyResult:
+    """Give the claim's readings their LOINC code, canonical unit and converted value.
+
+    Readings that cannot be accepted become `rejected` with the same reasons ingest uses; an
+    identical re-synced reading is kept in raw but counts once in the categorized table.
+    """
+    conversions = _conversions_sql()
+    params = {"claim_id": claim_id, "user_id": user_id}
+    rejected = conn.execute(
+        text(
+            f"""
+            WITH metrics AS (SELECT DISTINCT name, key, low, high FROM {conversions}),
+            verdicts AS (
+                SELECT r.id, CASE
+                    WHEN m.key IS NULL THEN 'unknown_metric'
+                    WHEN r.value IS NULL THEN 'unparseable_value'
+                    WHEN r.end_time < r.start_time THEN 'end_before_start'
+                    WHEN r.value IN ('NaN', 'Infinity', '-Infinity') THEN 'non_finite_value'
+                    WHEN c.factor IS NULL THEN 'unconvertible_unit'
+                    WHEN r.value * c.factor + c.shift NOT BETWEEN m.low AND m.high
+                        THEN 'out_of_range'
+                END AS reason
+                FROM vitals_raw_data r
+                LEFT JOIN metrics m ON m.name = lower(r.metric)
+                LEFT JOIN {conversions.replace("AS conv", "AS c")}
+                     ON c.key = m.key AND c.unit = lower(trim(r.unit))
+                WHERE r.claim_id = :claim_id AND r.user_id = :user_id
+                  AND r.status = 'processing'
+            )
+            UPDATE vitals_raw_data r
+            SET status = 'rejected', error = v.reason, processed_at = now(), updated_at = now()
+            FROM verdicts v WHERE r.id = v.id AND v.reason IS NOT NULL
+            """
+        ),
+        params,
+    ).rowcount
+    # A rerun replaces what an earlier try of this claim wrote.
+    conn.execute(
+        text(
+            "DELETE FROM vitals_categorized c USING vitals_raw_data r "
+            "WHERE c.raw_id = r.id AND r.claim_id = :claim_id AND r.user_id = :user_id"
+        ),
+        params,
+    )
+    candidates = conn.execute(
+        text(
+            "SELECT count(*) FROM vitals_raw_data "
+            "WHERE claim_id = :claim_id AND user_id = :user_id AND status = 'processing'"
+        ),
+        params,
+    ).scalar_one()
+    copied = conn.execute(
+        text(
+            f"""
+            INSERT INTO vitals_categorized (raw_id, user_id, metric, loinc_code, start_time,
+                end_time, value, unit, source, original_value, original_unit)
+            SELECT r.id, r.user_id, c.key, c.loinc_code, r.start_time, r.end_time,
+                   r.value * c.factor + c.shift, c.canonical_unit, r.source, r.value, r.unit
+            FROM vitals_raw_data r
+            JOIN {conversions.replace("AS conv", "AS c")}
+                 ON c.name = lower(r.metric) AND c.unit = lower(trim(r.unit))
+            WHERE r.claim_id = :claim_id AND r.user_id = :user_id AND r.status = 'processing'
+            ON CONFLICT ON CONSTRAINT uq_vitals_categorized_reading DO NOTHING
+            """
+        ),
+        params,
+    ).rowcount
+    return CopyResult(copied=copied, rejected=rejected, duplicates=candidates - copied)

@@ -1,0 +1,91 @@
+"""Direct mode: claim -> steps -> mark in this process, no workflow engine.
+
+It runs the very step functions the state machine runs, in the same order, each in its own
+transaction, so a crash between steps leaves what a rerun completes. A step failure marks the
+claim failed with the error name, as the workflow's MarkClaimFailed state does.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from sqlalchemy.orm import Session
+
+from tasks import lifecycle
+from tasks.aggregate import GRANULARITIES
+from tasks.db.engine import get_engine
+from tasks.steps.models import DOMAINS_IN_ORDER
+from tasks.steps.registry import run_step
+
+
+@dataclass
+class ClaimRun:
+    domain: str
+    user_id: int
+    claim_id: str
+    claimed: int = 0
+    steps: dict[str, dict] = field(default_factory=dict)
+    error: str | None = None
+
+
+def step_plan(domain: str, claim_id: str, user_id: int) -> Iterator[tuple[str, str, dict]]:
+    """(label, step name, input) for the work after a claim, in workflow order."""
+    ref = {"claim_id": claim_id, "user_id": user_id}
+    if domain == "labs":
+        yield "categorize", "categorize_labs", ref
+    elif domain == "vitals":
+        yield "copy", "copy_vitals_to_categorized", ref
+    for granularity in GRANULARITIES[domain]:
+        yield granularity, "aggregate", {**ref, "domain": domain, "granularity": granularity}
+    yield "mark", "mark_aggregated", {"claim_id": claim_id, "domain": domain}
+
+
+def process_claim(
+    domain: str, user_id: int, *, claim_id: str | None = None, reprocess: dict | None = None
+) -> ClaimRun:
+    run = ClaimRun(
+        domain, user_id, claim_id or f"direct-{domain}-{user_id}-{uuid.uuid4().hex[:12]}"
+    )
+    claim = run_step(
+        "claim",
+        {"domain": domain, "user_id": user_id, "claim_id": run.claim_id, "reprocess": reprocess},
+    )
+    run.claimed = claim["claimed"]
+    if not claim["has_pending"]:
+        return run
+    try:
+        for label, name, payload in step_plan(domain, run.claim_id, user_id):
+            run.steps[label] = run_step(name, payload)
+    except Exception as error:  # every failure is marked, then reported by name
+        run.error = type(error).__name__
+        run_step(
+            "mark_claim_failed", {"claim_id": run.claim_id, "domain": domain, "error": run.error}
+        )
+    return run
+
+
+def pending_work(domains: list[str], user_id: int | None) -> list[tuple[str, int]]:
+    with Session(get_engine()) as session:
+        conn = session.connection()
+        return [
+            (domain, uid)
+            for domain in domains
+            for uid in lifecycle.users_with_pending(conn, domain)
+            if user_id is None or uid == user_id
+        ]
+
+
+def process_pending(
+    domains: list[str] | None = None,
+    user_id: int | None = None,
+    on_done: Callable[[ClaimRun], None] | None = None,
+) -> list[ClaimRun]:
+    runs = []
+    for domain, uid in pending_work(list(domains or DOMAINS_IN_ORDER), user_id):
+        run = process_claim(domain, uid)
+        runs.append(run)
+        if on_done:
+            on_done(run)
+    return runs

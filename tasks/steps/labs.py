@@ -1,0 +1,180 @@
+"""The `categorize_labs` step: a claim's lab rows -> LOINC-coded, unit-normalized results.
+
+It runs in the ml-worker container (the model needs memory and start-up time that a Lambda
+should not pay), in the local cloud and in direct mode. The matcher loads once per process.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from typing import Any
+
+from psycopg2.extras import execute_values
+from sqlalchemy import Connection, text
+
+from tasks.steps.models import CategorizeOutput, ClaimRef
+from tasks.steps.registry import step
+
+_matcher_lock = threading.Lock()
+_matcher: Any = None
+
+
+def get_matcher() -> Any:
+    """The process's lab matcher, built from settings on first use."""
+    global _matcher
+    with _matcher_lock:
+        if _matcher is None:
+            from tasks.labs import get_default_matcher
+            from tasks.settings import get_settings
+
+            settings = get_settings()
+            _matcher = get_default_matcher(
+                model_path=settings.model_path,
+                cache_dir=settings.embedding_cache_dir or settings.data_dir / "embeddings",
+                threshold=settings.match_threshold,
+            )
+        return _matcher
+
+
+def set_matcher(matcher: Any) -> None:
+    """Install a matcher (the CLI and tests share one across calls)."""
+    global _matcher
+    with _matcher_lock:
+        _matcher = matcher
+
+
+def _dedup_key(row: Any, normalized_name: str) -> str:
+    # The same user, report and test name is the same result. Without a report id, the same
+    # test at the same instant is.
+    if row.report_id:
+        return f"report:{row.report_id}|{normalized_name}"
+    return f"at:{row.observed_at.isoformat()}|{normalized_name}"
+
+
+def categorize_claim(
+    conn: Connection, *, claim_id: str, user_id: int, matcher: Any
+) -> CategorizeOutput:
+    from tasks.labs import LabQuery, convert, normalize_name
+
+    params = {"claim_id": claim_id, "user_id": user_id}
+    rejected = conn.execute(
+        text(
+            "UPDATE lab_report_raw SET status = 'rejected', error = 'missing_value', "
+            "processed_at = now(), updated_at = now() "
+            "WHERE claim_id = :claim_id AND user_id = :user_id AND status = 'processing' "
+            "AND (value_text IS NULL OR btrim(value_text) = '')"
+        ),
+        params,
+    ).rowcount
+    rows = conn.execute(
+        text(
+            """
+            SELECT r.id, r.report_id, r.test_name, r.value, r.value_text, r.unit,
+                   COALESCE(r.collected_at, r.collected_local AT TIME ZONE tz.name) AS observed_at,
+                   COALESCE((r.collected_at AT TIME ZONE tz.name)::date,
+                            r.collected_local::date) AS local_date
+            FROM lab_report_raw r,
+                 (SELECT COALESCE((SELECT timezone FROM user_settings WHERE user_id = :user_id),
+                                  'UTC') AS name) tz
+            WHERE r.claim_id = :claim_id AND r.user_id = :user_id AND r.status = 'processing'
+            ORDER BY r.id
+            """
+        ),
+        params,
+    ).all()
+    # Reports repeat the same names: match each distinct (name, unit) once.
+    distinct = sorted({(r.test_name, r.unit or "") for r in rows})
+    results = dict(
+        zip(
+            distinct,
+            matcher.match_many([LabQuery(name, unit) for name, unit in distinct]),
+            strict=True,
+        )
+    )
+    records = []
+    categorized = uncategorized = 0
+    for row in rows:
+        match = results[(row.test_name, row.unit or "")]
+        value, unit, flag = row.value, row.unit, None
+        if match.loinc_code is not None:
+            categorized += 1
+            if row.value is not None and math.isfinite(row.value):
+                value, unit, flag = convert(match.loinc_code, row.value, row.unit)
+        else:
+            uncategorized += 1
+        records.append(
+            (
+                row.id,
+                user_id,
+                _dedup_key(row, normalize_name(row.test_name)),
+                "categorized" if match.loinc_code else "uncategorized",
+                match.loinc_code,
+                match.loinc_name,
+                float(min(max(match.confidence, 0.0), 1.0)),
+                match.method,
+                json.dumps([[code, round(float(score), 4)] for code, score in match.candidates]),
+                value,
+                unit,
+                row.value_text,
+                flag,
+                row.observed_at,
+                row.local_date,
+            )
+        )
+    # A rerun of this claim replaces what an earlier try wrote.
+    conn.execute(
+        text(
+            "DELETE FROM lab_report_categorized c USING lab_report_raw r "
+            "WHERE c.raw_id = r.id AND r.claim_id = :claim_id AND r.user_id = :user_id"
+        ),
+        params,
+    )
+    inserted = 0
+    if records:
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            execute_values(
+                cursor,
+                """
+                INSERT INTO lab_report_categorized (raw_id, user_id, dedup_key, status, loinc_code,
+                    loinc_name, confidence, method, candidates, value, unit, value_text,
+                    unit_flag, observed_at, local_date)
+                VALUES %s
+                ON CONFLICT ON CONSTRAINT uq_lab_report_categorized_result DO NOTHING
+                """,
+                records,
+                page_size=1000,
+            )
+        finally:
+            cursor.close()
+        inserted = _count_inserted(conn, params)
+    duplicates = len(records) - inserted
+    return CategorizeOutput(
+        categorized=categorized,
+        uncategorized=uncategorized,
+        rejected=rejected,
+        duplicates=duplicates,
+    )
+
+
+def _count_inserted(conn: Connection, params: dict[str, Any]) -> int:
+    return conn.execute(
+        text(
+            "SELECT count(*) FROM lab_report_categorized c JOIN lab_report_raw r "
+            "ON c.raw_id = r.id WHERE r.claim_id = :claim_id AND r.user_id = :user_id"
+        ),
+        params,
+    ).scalar_one()
+
+
+@step("categorize_labs", ClaimRef)
+def categorize_labs(payload: ClaimRef) -> CategorizeOutput:
+    from tasks.steps.definitions import transaction
+
+    matcher = get_matcher()  # outside the transaction: a model load holds no locks
+    with transaction() as conn:
+        return categorize_claim(
+            conn, claim_id=payload.claim_id, user_id=payload.user_id, matcher=matcher
+        )

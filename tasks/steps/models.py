@@ -1,0 +1,129 @@
+"""Step inputs and outputs. They carry ids, counts, dates and error names only: never test
+names, values or food names, which would land in execution history."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+
+Domain = Literal["labs", "vitals", "nutrition"]
+JobType = Literal["process_pending_labs", "process_pending_vitals", "process_pending_nutrition"]
+
+DOMAIN_OF_JOB: dict[str, Domain] = {
+    "process_pending_labs": "labs",
+    "process_pending_vitals": "vitals",
+    "process_pending_nutrition": "nutrition",
+}
+
+
+class StepModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DateRange(StepModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    date_from: date = Field(alias="from")
+    date_to: date = Field(alias="to")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DateRange:
+        if self.date_to < self.date_from:
+            raise ValueError("reprocess.to is before reprocess.from")
+        return self
+
+
+class TriggerMessage(StepModel):
+    """What a backend sends to the queue (and an operator to StartExecution)."""
+
+    job_type: JobType
+    user_id: PositiveInt
+    priority: Literal["normal", "high"] = "normal"
+    reprocess: DateRange | None = None
+
+    def to_json_body(self) -> str:
+        return self.model_dump_json(by_alias=True, exclude_none=True)
+
+
+class ValidateInput(BaseModel):
+    # The pipe's one-element record array, or a message given directly.
+    model_config = ConfigDict(extra="allow", frozen=True)
+    records: list[dict] | dict | None = None
+
+
+class ValidatedMessage(StepModel):
+    job_type: JobType
+    domain: Domain
+    user_id: int
+    priority: Literal["normal", "high"]
+    reprocess: DateRange | None = None
+
+
+class ClaimInput(StepModel):
+    domain: Domain
+    user_id: PositiveInt
+    claim_id: str = Field(min_length=1, max_length=200)
+    reprocess: DateRange | None = None
+
+
+class ClaimOutput(StepModel):
+    claim_id: str
+    user_id: int
+    domain: Domain
+    claimed: int
+    has_pending: bool
+    date_from: date | None
+    date_to: date | None
+
+
+class ClaimRef(StepModel):
+    claim_id: str
+    user_id: PositiveInt
+
+
+class CopyOutput(StepModel):
+    copied: int
+    rejected: int
+    duplicates: int
+
+
+class CategorizeOutput(StepModel):
+    categorized: int
+    uncategorized: int
+    rejected: int
+    duplicates: int
+
+
+class AggregateInput(StepModel):
+    claim_id: str
+    user_id: PositiveInt
+    domain: Domain
+    granularity: str
+
+
+class AggregateOutput(StepModel):
+    granularity: str
+    buckets: int
+
+
+class MarkInput(StepModel):
+    claim_id: str
+    domain: Domain
+
+
+class MarkOutput(StepModel):
+    marked: int
+
+
+class MarkFailedInput(StepModel):
+    claim_id: str
+    domain: Domain
+    error: str = Field(min_length=1, max_length=200)
+
+
+class MarkFailedOutput(StepModel):
+    failed: int
+
+
+DOMAINS_IN_ORDER: tuple[Domain, ...] = ("labs", "vitals", "nutrition")
