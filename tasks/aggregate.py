@@ -365,11 +365,13 @@ def copy_vitals_to_categorized(conn: Connection, *, claim_id: str, user_id: int)
         ),
         params,
     ).rowcount
-    # A rerun replaces what an earlier try of this claim wrote.
+    # A rerun replaces what an earlier try of this claim wrote; a late duplicate delivery
+    # after the claim was marked finds no `processing` rows and changes nothing.
     conn.execute(
         text(
             "DELETE FROM vitals_categorized c USING vitals_raw_data r "
-            "WHERE c.raw_id = r.id AND r.claim_id = :claim_id AND r.user_id = :user_id"
+            "WHERE c.raw_id = r.id AND r.claim_id = :claim_id AND r.user_id = :user_id "
+            "AND r.status = 'processing'"
         ),
         params,
     )

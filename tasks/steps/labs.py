@@ -127,7 +127,8 @@ def categorize_claim(
     conn.execute(
         text(
             "DELETE FROM lab_report_categorized c USING lab_report_raw r "
-            "WHERE c.raw_id = r.id AND r.claim_id = :claim_id AND r.user_id = :user_id"
+            "WHERE c.raw_id = r.id AND r.claim_id = :claim_id AND r.user_id = :user_id "
+            "AND r.status = 'processing'"
         ),
         params,
     )
