@@ -12,7 +12,6 @@ from sqlalchemy import (
     Date,
     DateTime,
     Double,
-    ForeignKey,
     Identity,
     Index,
     Integer,
@@ -126,7 +125,6 @@ class VitalsRaw(RawRow, Base):
     def extra_table_args(cls) -> tuple[Any, ...]:
         return (
             CheckConstraint("value IS NOT NULL OR status = 'rejected'", name="value_or_rejected"),
-            Index("ix_vitals_raw_data_user_time", "user_id", "start_time"),
         )
 
 
@@ -170,11 +168,13 @@ for _key in nutrient_keys():
 
 
 class VitalsCategorized(Base):
+    """One row per accepted reading. Derived from raw rows by a step, keyed by the raw row id.
+
+    No foreign key to the raw table: the derivation keeps them consistent, and a per-row
+    trigger would cost a third of the copy step (measured: bench/aggregate.py)."""
+
     __tablename__ = "vitals_categorized"
-    id: Mapped[int] = mapped_column(Identity(), primary_key=True)
-    raw_id: Mapped[int] = mapped_column(
-        ForeignKey("vitals_raw_data.id", ondelete="CASCADE"), unique=True
-    )
+    raw_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     user_id: Mapped[int]
     metric: Mapped[str]
     loinc_code: Mapped[str]
@@ -186,11 +186,12 @@ class VitalsCategorized(Base):
     original_value: Mapped[float]
     original_unit: Mapped[str]
     __table_args__ = (
-        # A re-synced identical reading counts once, however often it arrives.
+        # A re-synced identical reading counts once, however often it arrives. User and time
+        # lead, so the same index serves the hourly recompute's range scans.
         UniqueConstraint(
             "user_id",
-            "metric",
             "start_time",
+            "metric",
             "end_time",
             "original_value",
             "original_unit",
@@ -198,16 +199,14 @@ class VitalsCategorized(Base):
             name="uq_vitals_categorized_reading",
             postgresql_nulls_not_distinct=True,
         ),
-        Index("ix_vitals_categorized_user_time", "user_id", "start_time"),
     )
 
 
 class LabCategorized(Base):
+    """One row per lab result, coded or left uncategorized for review; keyed by the raw row."""
+
     __tablename__ = "lab_report_categorized"
-    id: Mapped[int] = mapped_column(Identity(), primary_key=True)
-    raw_id: Mapped[int] = mapped_column(
-        ForeignKey("lab_report_raw.id", ondelete="CASCADE"), unique=True
-    )
+    raw_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     user_id: Mapped[int]
     # Same user + report + test name is the same result, however often it is uploaded.
     dedup_key: Mapped[str]

@@ -1,0 +1,223 @@
+"""Aggregation cost, in one run on the same data:
+
+1. Full vitals processing of N new rows (copy to categorized + hourly, daily, weekly, monthly +
+   mark), against the limit: one bare INSERT ... SELECT ... GROUP BY of the hourly buckets of the
+   same rows (no conversion, no other granularity).
+2. The same work the way a data engineer would without this engine: pandas (read, convert,
+   tz-aware groupby per granularity) and a bulk COPY write.
+3. Processing 1,000 new rows for one user whose history holds 10,000 rows, then 5,000,000 rows:
+   the cost should follow the new data, not the history.
+
+    .venv/bin/python bench/aggregate.py [--rows N] [--history-large N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import itertools
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import pandas as pd
+from sqlalchemy import Engine, text
+
+from bench._common import bench_engine, timed, truncate
+from tasks.catalog import normalize_unit, vital_types
+from tasks.ingest import ingest_lines
+from tasks.process import process_pending
+from tasks.sample import generate_users, iter_vitals
+
+AGG_TABLES = ("vitals_agg_hourly", "vitals_agg_daily", "vitals_agg_weekly", "vitals_agg_monthly")
+
+
+def load_rows(engine: Engine, users: list[dict], n: int) -> None:
+    import json
+
+    truncate(engine, "vitals_raw_data", "vitals_categorized", "user_settings", *AGG_TABLES)
+    ingest_lines(engine, "users", [json.dumps(u) for u in users])
+    lines = (
+        json.dumps(r)
+        for r in itertools.islice(iter_vitals(users, date(2024, 1, 1), 366, seed=2), n)
+    )
+    ingest_lines(engine, "vitals", lines)
+
+
+def bare_hourly(engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                """
+                INSERT INTO vitals_agg_hourly (user_id, loinc_code, bucket_start, count, sum, min,
+                    max, last_value, last_time, unit)
+                SELECT r.user_id, r.metric, date_trunc('hour', r.start_time, COALESCE(u.timezone, 'UTC')),
+                       count(*), sum(r.value), min(r.value), max(r.value), max(r.value),
+                       max(r.start_time), min(r.unit)
+                FROM vitals_raw_data r LEFT JOIN user_settings u USING (user_id)
+                WHERE r.status = 'pending'
+                GROUP BY 1, 2, 3
+                """
+            )
+        )
+
+
+def pandas_peer(engine: Engine) -> None:
+    """Read pending rows, convert, bucket in local time per user, write every level, mark."""
+    with engine.connect() as conn:
+        df = pd.read_sql(
+            text(
+                "SELECT r.id, r.user_id, r.metric, r.value, r.unit, r.start_time, "
+                "COALESCE(u.timezone, 'UTC') AS tz FROM vitals_raw_data r "
+                "LEFT JOIN user_settings u USING (user_id) WHERE r.status = 'pending'"
+            ),
+            conn,
+        )
+    vitals = vital_types()
+    df["loinc_code"] = df["metric"].map(lambda m: vitals[m].loinc_code)
+    factors = df.apply(lambda r: vitals[r.metric].units[normalize_unit(r.unit)], axis=1)
+    df["value"] = df["value"] * factors.str[0] + factors.str[1]
+    df["canonical_unit"] = df["metric"].map(lambda m: vitals[m].canonical_unit)
+    frames = {name: [] for name in AGG_TABLES}
+    for tz, part in df.groupby("tz"):
+        local = part["start_time"].dt.tz_convert(tz)
+        part = part.assign(
+            hour=local.dt.floor("h", ambiguous="infer", nonexistent="shift_forward").dt.tz_convert(
+                "UTC"
+            ),
+            day=local.dt.date,
+        )
+        part = part.sort_values("start_time")
+        keys = {
+            "vitals_agg_hourly": part["hour"],
+            "vitals_agg_daily": part["day"],
+            "vitals_agg_weekly": pd.to_datetime(part["day"])
+            .dt.to_period("W-SUN")
+            .dt.start_time.dt.date,
+            "vitals_agg_monthly": pd.to_datetime(part["day"])
+            .dt.to_period("M")
+            .dt.start_time.dt.date,
+        }
+        for table, bucket in keys.items():
+            grouped = part.assign(bucket_start=bucket).groupby(
+                ["user_id", "loinc_code", "bucket_start"]
+            )
+            agg = grouped.agg(
+                count=("value", "size"), sum=("value", "sum"), min=("value", "min"),
+                max=("value", "max"), last_value=("value", "last"), last_time=("start_time", "last"),
+                unit=("canonical_unit", "first"),
+            ).reset_index()  # fmt: skip
+            frames[table].append(agg)
+    raw = engine.raw_connection()
+    try:
+        with raw.cursor() as cursor:
+            for table, parts in frames.items():
+                out = pd.concat(parts)
+                buffer = io.StringIO()
+                out.to_csv(buffer, index=False, header=False)
+                buffer.seek(0)
+                cursor.copy_expert(
+                    f"COPY {table} (user_id, loinc_code, bucket_start, count, sum, min, max, "
+                    "last_value, last_time, unit) FROM STDIN WITH (FORMAT csv)",
+                    buffer,
+                )
+            cursor.execute(
+                "UPDATE vitals_raw_data SET status = 'aggregated' WHERE status = 'pending'"
+            )
+        raw.commit()
+    finally:
+        raw.close()
+
+
+def history_case(engine: Engine, history_rows: int, new_rows: int = 1000) -> float:
+    """Seconds to process `new_rows` for a user with `history_rows` already aggregated."""
+    truncate(engine, "vitals_raw_data", "vitals_categorized", "user_settings", *AGG_TABLES)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO user_settings VALUES (1, 'Europe/Berlin')"))
+        # History: a reading a minute, ending where the new data starts, already processed.
+        conn.execute(
+            text(
+                """
+                INSERT INTO vitals_raw_data (user_id, metric, value, unit, start_time, status,
+                                             claim_id, processed_at)
+                SELECT 1, 'heart_rate', 60 + g % 40, 'bpm',
+                       timestamptz '2025-01-01 00:00+00' - make_interval(mins => g),
+                       'aggregated', 'history', now()
+                FROM generate_series(1, :n) g
+                """
+            ),
+            {"n": history_rows},
+        )
+        conn.execute(
+            text(
+                """
+                INSERT INTO vitals_categorized (raw_id, user_id, metric, loinc_code, start_time,
+                    value, unit, original_value, original_unit)
+                SELECT id, 1, 'heart_rate', '8867-4', start_time, value, '/min', value, 'bpm'
+                FROM vitals_raw_data
+                """
+            )
+        )
+        conn.execute(text("ANALYZE"))
+    # Aggregate the history once, as earlier executions would have.
+    from tasks.process import step_plan
+    from tasks.steps.registry import run_step
+
+    for _, name, payload in step_plan("vitals", "history", 1):
+        if name == "aggregate":
+            run_step(name, payload)
+    lines = [
+        f'{{"user_id": 1, "metric": "heart_rate", "value": {60 + i % 30}, "unit": "bpm", '
+        f'"start_time": "2025-01-01T{i // 60 % 24:02d}:{i % 60:02d}:30+00:00"}}'
+        for i in range(new_rows)
+    ]
+    ingest_lines(engine, "vitals", lines)
+    start = time.perf_counter()
+    runs = process_pending(["vitals"], user_id=1)
+    elapsed = time.perf_counter() - start
+    assert runs and runs[0].error is None and runs[0].claimed == new_rows
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--history-small", type=int, default=10_000)
+    parser.add_argument("--history-large", type=int, default=5_000_000)
+    args = parser.parse_args()
+    users = generate_users(8, seed=2)
+    times: dict[str, float] = {}
+    with bench_engine() as engine:
+        load_rows(engine, users, args.rows)
+        with timed("bare INSERT ... SELECT ... GROUP BY (hourly only)", times):
+            bare_hourly(engine)
+        truncate(engine, "vitals_agg_hourly")
+        with timed("pandas peer (convert, 4 granularities, COPY)", times):
+            pandas_peer(engine)
+        load_rows(engine, users, args.rows)
+        with timed("healthflow (copy + 4 granularities + mark)", times):
+            runs = process_pending(["vitals"])
+        assert all(r.error is None for r in runs)
+        print(f"aggregate benchmark: {args.rows:,} new vitals rows, {len(users)} users")
+        for label, seconds in times.items():
+            print(f"  {label:<50} {seconds:7.2f} s  {args.rows / seconds:>11,.0f} rows/s")
+        engine_s = times["healthflow (copy + 4 granularities + mark)"]
+        print(
+            f"  (1) healthflow / bare hourly limit: "
+            f"{engine_s / times['bare INSERT ... SELECT ... GROUP BY (hourly only)']:.2f}x (aim <= 3x)"
+        )
+        print(f"  (2) pandas peer / healthflow: "
+              f"{times['pandas peer (convert, 4 granularities, COPY)'] / engine_s:.2f}x faster (aim >= 5x)")  # fmt: skip
+        small = history_case(engine, args.history_small)
+        large = history_case(engine, args.history_large)
+        print(
+            f"  (3) 1,000 new rows with {args.history_small:,} rows of history: {small:.3f} s; "
+            f"with {args.history_large:,}: {large:.3f} s; ratio {large / small:.2f} (aim < 1.3)"
+        )
+
+
+if __name__ == "__main__":
+    main()
