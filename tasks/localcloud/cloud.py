@@ -1,0 +1,378 @@
+"""The AWS side of healthflow on a laptop: SQS, the state machine and a pipe, all in-process.
+
+``LocalCloud`` starts moto with state machine execution on, creates the trigger queue and the
+dead-letter queue, creates the state machine from ``statemachines/healthflow.asl.json`` with its
+placeholders filled the way CDK fills them, and routes the machine's Lambda and ECS tasks to the
+same Python entry points that run in AWS. EventBridge Pipes move nothing in moto, so
+:meth:`LocalCloud.drain` plays the pipe: one execution per message, input shaped like the real
+pipe's SQS batch, message deleted once the execution has started (FIRE_AND_FORGET).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import boto3
+
+from tasks.localcloud import moto_ext
+from tasks.runners.common import StepRunner
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_DEFINITION = REPO_ROOT / "statemachines" / "healthflow.asl.json"
+
+ACCOUNT_ID = "123456789012"  # moto's default account
+STATE_MACHINE_NAME = "healthflow"
+TRIGGER_QUEUE_NAME = "healthflow-trigger"
+DEAD_LETTER_QUEUE_NAME = "healthflow-dlq"
+STEPS_FUNCTION_NAME = "healthflow-steps"
+CONTAINER_NAME = "ml-worker"
+# Like the CDK queue: a message that cannot even start an execution ends in the DLQ.
+MAX_RECEIVE_COUNT = 3
+_TERMINAL = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
+_INVALID_NAME_CHARS = re.compile(r"[^A-Za-z0-9_-]")
+
+
+@dataclass(frozen=True)
+class ExecutionResult:
+    """How one execution ended. ``output`` is decoded JSON (ids and counts only)."""
+
+    execution_arn: str
+    name: str
+    status: str
+    output: Any = None
+    error: str | None = None
+    cause: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "SUCCEEDED"
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One message of the dead-letter queue, body decoded."""
+
+    message_id: str
+    receipt_handle: str
+    body: Any
+
+
+def execution_name_for(message_id: str) -> str:
+    """A valid, unique execution name for a message (names allow 80 of [A-Za-z0-9_-])."""
+    return f"msg-{_INVALID_NAME_CHARS.sub('-', message_id)}"[:80]
+
+
+def pipe_record(message: Mapping[str, Any], queue_arn: str, region: str) -> dict[str, Any]:
+    """An SQS message as an EventBridge Pipe hands it to its target (Lambda-style casing)."""
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": dict(message.get("Attributes", {})),
+        "messageAttributes": {
+            name: _pipe_message_attribute(value)
+            for name, value in message.get("MessageAttributes", {}).items()
+        },
+        "md5OfBody": message["MD5OfBody"],
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": region,
+    }
+
+
+def _pipe_message_attribute(value: Mapping[str, Any]) -> dict[str, Any]:
+    attribute: dict[str, Any] = {
+        "stringListValues": list(value.get("StringListValues", [])),
+        "binaryListValues": list(value.get("BinaryListValues", [])),
+        "dataType": value["DataType"],
+    }
+    if "StringValue" in value:
+        attribute["stringValue"] = value["StringValue"]
+    if "BinaryValue" in value:
+        attribute["binaryValue"] = value["BinaryValue"]
+    return attribute
+
+
+def definition_substitutions(region: str, dead_letter_queue_url: str) -> dict[str, str]:
+    """Fake but well-formed values for every ASL placeholder, as CDK would fill them."""
+    prefix = f"{region}:{ACCOUNT_ID}"
+    return {
+        "StepsFunctionArn": f"arn:aws:lambda:{prefix}:function:{STEPS_FUNCTION_NAME}",
+        "ClusterArn": f"arn:aws:ecs:{prefix}:cluster/healthflow",
+        "MlWorkerTaskDefinitionArn": f"arn:aws:ecs:{prefix}:task-definition/healthflow-ml-worker:1",
+        "MlWorkerContainerName": CONTAINER_NAME,
+        "PrivateSubnet1": "subnet-0a1b2c3d4e5f60001",
+        "PrivateSubnet2": "subnet-0a1b2c3d4e5f60002",
+        "MlWorkerSecurityGroupId": "sg-0a1b2c3d4e5f60003",
+        "DeadLetterQueueUrl": dead_letter_queue_url,
+    }
+
+
+def lambda_dispatcher_for(run_step: StepRunner | None) -> moto_ext.LambdaDispatcher:
+    """Every Lambda task goes to the one "steps" handler, as in AWS."""
+    from tasks.runners.lambda_handler import handler
+
+    def dispatch(function_arn: str, payload: dict[str, Any]) -> Any:
+        return handler(payload, None, run_step=run_step)
+
+    return dispatch
+
+
+def container_runner_for(
+    run_step: StepRunner | None, region: str, heartbeat_seconds: float
+) -> moto_ext.ContainerRunner:
+    """The ml-worker entry point, reporting to the in-process moto."""
+    from tasks.runners.ecs import WorkerConfig, run_from_environment
+
+    config = WorkerConfig(region=region, heartbeat_seconds=heartbeat_seconds)
+
+    def run(environment: Mapping[str, str]) -> None:
+        run_from_environment(environment, run_step=run_step, config=config)
+
+    return run
+
+
+class LocalCloud:
+    """moto in-process with healthflow's queues and state machine; a context manager.
+
+    ``run_step`` replaces the step registry in both runners (tests use a fake); by default the
+    Lambda tasks call ``tasks.runners.lambda_handler.handler`` and the ECS task calls
+    ``tasks.runners.ecs.run_from_environment``, which use ``tasks.steps.registry.run_step``.
+    ``lambda_dispatcher`` and ``container_runner`` replace the runners themselves.
+    ``spot_capacity`` may return an error name (e.g. ``SpotCapacityUnavailable``) to make a launch
+    fail. ``mock_config`` is a Step Functions Local MockConfigFile; start an execution of
+    ``f"{state_machine_arn}#{test_case}"`` to run a test case of it.
+    """
+
+    def __init__(
+        self,
+        *,
+        run_step: StepRunner | None = None,
+        lambda_dispatcher: moto_ext.LambdaDispatcher | None = None,
+        container_runner: moto_ext.ContainerRunner | None = None,
+        spot_capacity: moto_ext.CapacityCheck | None = None,
+        mock_config: Path | str | Mapping[str, Any] | None = None,
+        definition_path: Path = DEFAULT_DEFINITION,
+        region: str = "us-east-1",
+        heartbeat_seconds: float = 5.0,
+        poll_seconds: float = 0.02,
+        execution_timeout_seconds: float = 120.0,
+    ) -> None:
+        self.region = region
+        self._definition_path = definition_path
+        self._poll_seconds = poll_seconds
+        self._execution_timeout = execution_timeout_seconds
+        self._lambda_dispatcher = lambda_dispatcher or lambda_dispatcher_for(run_step)
+        self._container_runner = container_runner or container_runner_for(
+            run_step, region, heartbeat_seconds
+        )
+        self._spot_capacity = spot_capacity
+        self._mock_config = mock_config
+        self._stack: contextlib.ExitStack | None = None
+        self.queue_url = ""
+        self.queue_arn = ""
+        self.dead_letter_queue_url = ""
+        self.state_machine_arn = ""
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def __enter__(self) -> LocalCloud:
+        moto_ext.silence_parser_logs()
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(moto_ext.execution_enabled_mock())
+            stack.enter_context(
+                moto_ext.patched_interpreter(
+                    lambda_dispatcher=self._lambda_dispatcher,
+                    container_runner=self._container_runner,
+                    capacity_check=self._spot_capacity,
+                    mock_config=self._mock_config,
+                )
+            )
+            self._sqs = boto3.client("sqs", region_name=self.region)
+            self._sfn = boto3.client("stepfunctions", region_name=self.region)
+            self._create_queues()
+            self._create_state_machine()
+            self._stack = stack.pop_all()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._stack is not None:
+            self._stack.close()
+            self._stack = None
+
+    def _create_queues(self) -> None:
+        dlq_url = self._sqs.create_queue(QueueName=DEAD_LETTER_QUEUE_NAME)["QueueUrl"]
+        self.dead_letter_queue_url = dlq_url
+        dlq_arn = self._queue_arn(dlq_url)
+        redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVE_COUNT)}
+        self.queue_url = self._sqs.create_queue(
+            QueueName=TRIGGER_QUEUE_NAME, Attributes={"RedrivePolicy": json.dumps(redrive)}
+        )["QueueUrl"]
+        self.queue_arn = self._queue_arn(self.queue_url)
+
+    def _queue_arn(self, queue_url: str) -> str:
+        attributes = self._sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
+        return str(attributes["Attributes"]["QueueArn"])
+
+    def _create_state_machine(self) -> None:
+        substitutions = definition_substitutions(self.region, self.dead_letter_queue_url)
+        definition = moto_ext.fill_placeholders(self._definition_path.read_text(), substitutions)
+        self.state_machine_arn = self._sfn.create_state_machine(
+            name=STATE_MACHINE_NAME,
+            definition=definition,
+            roleArn=f"arn:aws:iam::{ACCOUNT_ID}:role/healthflow-state-machine",
+            type="STANDARD",
+        )["stateMachineArn"]
+
+    # ------------------------------------------------------------------ producer side
+
+    def send_message(self, body: Mapping[str, Any]) -> str:
+        """Send a trigger message like a backend does; returns the SQS message id."""
+        response = self._sqs.send_message(QueueUrl=self.queue_url, MessageBody=json.dumps(body))
+        return str(response["MessageId"])
+
+    # ------------------------------------------------------------------ the pipe
+
+    def drain(self, max_messages: int | None = None) -> list[ExecutionResult]:
+        """Start one execution per queued message, then wait for all of them to finish."""
+        started: list[str] = []
+        while max_messages is None or len(started) < max_messages:
+            batch_size = 10 if max_messages is None else min(10, max_messages - len(started))
+            messages = self._receive(self.queue_url, batch_size, visibility_timeout=30)
+            if not messages:
+                break
+            started.extend(self._start_for_message(message) for message in messages)
+        return [self.wait(execution_arn) for execution_arn in started]
+
+    def _start_for_message(self, message: Mapping[str, Any]) -> str:
+        record = pipe_record(message, self.queue_arn, self.region)
+        name = execution_name_for(str(message["MessageId"]))
+        try:
+            execution_arn = self.start_execution([record], name)
+        except self._sfn.exceptions.ExecutionAlreadyExists:
+            # Redelivered after a start whose delete was lost: the execution already runs.
+            execution_arn = self._execution_arn(name)
+        # FIRE_AND_FORGET: the pipe's work is done once the execution exists.
+        self._sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return execution_arn
+
+    def _execution_arn(self, name: str) -> str:
+        machine = self.state_machine_arn.split(":stateMachine:", 1)
+        return f"{machine[0]}:execution:{machine[1]}:{name}"
+
+    def _receive(
+        self, queue_url: str, max_messages: int, visibility_timeout: int
+    ) -> list[dict[str, Any]]:
+        response = self._sqs.receive_message(
+            QueueUrl=queue_url,
+            MaxNumberOfMessages=max_messages,
+            VisibilityTimeout=visibility_timeout,
+            MessageSystemAttributeNames=["All"],
+            MessageAttributeNames=["All"],
+            WaitTimeSeconds=0,
+        )
+        return list(response.get("Messages", []))
+
+    # ------------------------------------------------------------------ executions
+
+    def start_execution(self, execution_input: Any, name: str, test_case: str | None = None) -> str:
+        """StartExecution (manual reprocess, or the pipe); ``test_case`` selects a mock case."""
+        machine_arn = self.state_machine_arn + (f"#{test_case}" if test_case else "")
+        response = self._sfn.start_execution(
+            stateMachineArn=machine_arn, name=name, input=json.dumps(execution_input)
+        )
+        return str(response["executionArn"])
+
+    def wait(self, execution_arn: str, timeout_seconds: float | None = None) -> ExecutionResult:
+        """Poll until the execution ends (moto runs executions in daemon threads)."""
+        deadline = time.monotonic() + (timeout_seconds or self._execution_timeout)
+        while True:
+            described = self._sfn.describe_execution(executionArn=execution_arn)
+            if described["status"] in _TERMINAL:
+                return _result_of(described)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"execution {described['name']} still running")
+            time.sleep(self._poll_seconds)
+
+    def history(self, execution_arn: str) -> list[dict[str, Any]]:
+        """The execution's events, oldest first."""
+        events: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"executionArn": execution_arn, "maxResults": 1000}
+        while True:
+            page = self._sfn.get_execution_history(**kwargs)
+            events.extend(page["events"])
+            if not page.get("nextToken"):
+                return events
+            kwargs["nextToken"] = page["nextToken"]
+
+    def entered_states(self, execution_arn: str) -> list[str]:
+        """Names of the states the execution entered, in order (one billed transition each)."""
+        return [
+            event["stateEnteredEventDetails"]["name"]
+            for event in self.history(execution_arn)
+            if "stateEnteredEventDetails" in event
+        ]
+
+    # ------------------------------------------------------------------ dead letters
+
+    def dlq_messages(self) -> list[DeadLetter]:
+        """Every message in the DLQ, left in place (visible again immediately)."""
+        seen: dict[str, DeadLetter] = {}
+        while True:
+            messages = self._receive(self.dead_letter_queue_url, 10, visibility_timeout=0)
+            fresh = [m for m in messages if m["MessageId"] not in seen]
+            if not fresh:
+                return list(seen.values())
+            for message in fresh:
+                seen[message["MessageId"]] = DeadLetter(
+                    message_id=message["MessageId"],
+                    receipt_handle=message["ReceiptHandle"],
+                    body=_decoded(message["Body"]),
+                )
+
+    def delete_dead_letter(self, dead_letter: DeadLetter) -> None:
+        self._sqs.delete_message(
+            QueueUrl=self.dead_letter_queue_url, ReceiptHandle=dead_letter.receipt_handle
+        )
+
+
+def _decoded(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _result_of(described: Mapping[str, Any]) -> ExecutionResult:
+    output = described.get("output")
+    return ExecutionResult(
+        execution_arn=described["executionArn"],
+        name=described["name"],
+        status=described["status"],
+        output=_decoded(output) if output else None,
+        error=described.get("error"),
+        cause=described.get("cause"),
+    )
+
+
+__all__ = [
+    "DeadLetter",
+    "ExecutionResult",
+    "LocalCloud",
+    "definition_substitutions",
+    "execution_name_for",
+    "pipe_record",
+]

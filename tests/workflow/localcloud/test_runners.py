@@ -1,0 +1,194 @@
+"""The Lambda handler and the ECS container runner, with a fake registry and a fake client."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from tasks.errors import DatabaseUnavailable, InvalidMessage
+from tasks.runners import ecs, lambda_handler
+
+from .localcloud_fakes import load_event
+
+TOKEN = "token-1"
+
+
+class ValueLeak(Exception):
+    """Stands for a library error whose message quotes data (e.g. SQL parameters)."""
+
+
+class FakeStepFunctions:
+    """Records what the container sends to Step Functions."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+
+    def send_task_success(self, **kwargs: Any) -> None:
+        self.sent.append(("success", kwargs))
+
+    def send_task_failure(self, **kwargs: Any) -> None:
+        self.sent.append(("failure", kwargs))
+
+    def send_task_heartbeat(self, **kwargs: Any) -> None:
+        self.sent.append(("heartbeat", kwargs))
+
+    def outcomes(self) -> list[tuple[str, dict[str, Any]]]:
+        return [(kind, args) for kind, args in self.sent if kind != "heartbeat"]
+
+
+def container_env(step: str = "categorize_labs", payload: Any = None) -> dict[str, str]:
+    return {
+        ecs.STEP_VARIABLE: step,
+        ecs.INPUT_VARIABLE: json.dumps(payload if payload is not None else {"claim_id": "c"}),
+        ecs.TOKEN_VARIABLE: TOKEN,
+    }
+
+
+CONFIG = ecs.WorkerConfig(region="us-east-1", heartbeat_seconds=0.05)
+
+
+# --------------------------------------------------------------------------- lambda
+
+
+def test_handler_calls_the_step_and_returns_its_output() -> None:
+    calls: list[tuple[str, dict[str, Any]]] = []
+
+    def run_step(step: str, payload: dict[str, Any]) -> dict[str, Any]:
+        calls.append((step, payload))
+        return {"buckets": 2}
+
+    event = {"step": "aggregate", "input": {"claim_id": "c", "granularity": "daily"}}
+    assert lambda_handler.handler(event, None, run_step=run_step) == {"buckets": 2}
+    assert calls == [("aggregate", {"claim_id": "c", "granularity": "daily"})]
+
+
+def test_handler_unwraps_a_manual_message_for_validation() -> None:
+    seen: list[dict[str, Any]] = []
+    manual = load_event("manual_reprocess_labs.json")
+    pipe = load_event("pipe_sqs_batch_vitals.json")
+
+    def run_step(step: str, payload: dict[str, Any]) -> dict[str, Any]:
+        seen.append(payload)
+        return {}
+
+    lambda_handler.handler(
+        {"step": "validate_message", "input": {"records": manual}}, run_step=run_step
+    )
+    lambda_handler.handler(
+        {"step": "validate_message", "input": {"records": pipe}}, run_step=run_step
+    )
+    assert seen == [manual, {"records": pipe}]
+
+
+def test_handler_keeps_healthflow_errors_and_strips_foreign_messages() -> None:
+    def raises(error: Exception) -> Any:
+        def run_step(step: str, payload: dict[str, Any]) -> dict[str, Any]:
+            raise error
+
+        return run_step
+
+    with pytest.raises(DatabaseUnavailable, match="connection refused"):
+        lambda_handler.handler(
+            {"step": "claim"}, run_step=raises(DatabaseUnavailable("connection refused"))
+        )
+    with pytest.raises(Exception) as caught:
+        lambda_handler.handler({"step": "claim"}, run_step=raises(ValueLeak("glucose=5.4")))
+    assert type(caught.value).__name__ == "ValueLeak"
+    assert "glucose" not in str(caught.value)
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+@pytest.mark.parametrize("event", [None, [], {"input": {}}, {"step": "s", "input": []}])
+def test_handler_rejects_malformed_events(event: Any) -> None:
+    with pytest.raises(InvalidMessage):
+        lambda_handler.handler(event, run_step=lambda step, payload: {})
+
+
+# --------------------------------------------------------------------------- ecs
+
+
+def test_container_reports_success_with_the_step_output() -> None:
+    client = FakeStepFunctions()
+    code = ecs.run_from_environment(
+        container_env(payload={"claim_id": "c", "user_id": 3}),
+        run_step=lambda step, payload: {"categorized": payload["user_id"]},
+        config=CONFIG,
+        client=client,
+    )
+    assert code == ecs.EXIT_OK
+    assert client.outcomes() == [("success", {"taskToken": TOKEN, "output": '{"categorized": 3}'})]
+
+
+def test_container_reports_failure_by_class_name_without_data() -> None:
+    client = FakeStepFunctions()
+
+    def leaky(step: str, payload: dict[str, Any]) -> dict[str, Any]:
+        raise ValueLeak("hemoglobin 13.5 g/dL")
+
+    code = ecs.run_from_environment(container_env(), run_step=leaky, config=CONFIG, client=client)
+    assert code == ecs.EXIT_STEP_FAILED
+    ((kind, args),) = client.outcomes()
+    assert kind == "failure" and args["error"] == "ValueLeak"
+    assert "hemoglobin" not in args["cause"]
+
+
+def test_container_heartbeats_while_the_step_runs() -> None:
+    client = FakeStepFunctions()
+
+    def slow(step: str, payload: dict[str, Any]) -> dict[str, Any]:
+        time.sleep(0.3)
+        return {}
+
+    ecs.run_from_environment(container_env(), run_step=slow, config=CONFIG, client=client)
+    heartbeats = [args for kind, args in client.sent if kind == "heartbeat"]
+    assert len(heartbeats) >= 2
+    assert heartbeats[0] == {"taskToken": TOKEN}
+    assert client.sent[-1][0] == "success"
+
+
+def test_container_without_token_reports_nothing() -> None:
+    client = FakeStepFunctions()
+    env = container_env()
+    del env[ecs.TOKEN_VARIABLE]
+    code = ecs.run_from_environment(env, run_step=lambda s, p: {}, config=CONFIG, client=client)
+    assert code == ecs.EXIT_NO_TOKEN and client.sent == []
+
+
+@pytest.mark.parametrize("bad_input", ["not json", "[1, 2]"])
+def test_container_with_bad_input_reports_invalid_step_input(bad_input: str) -> None:
+    client = FakeStepFunctions()
+    env = {**container_env(), ecs.INPUT_VARIABLE: bad_input}
+    ecs.run_from_environment(env, run_step=lambda s, p: {}, config=CONFIG, client=client)
+    assert client.outcomes()[0][1]["error"] == ecs.INVALID_STEP_INPUT
+
+
+def test_sigterm_reports_spot_interrupted_once_and_restores_the_handler() -> None:
+    assert threading.current_thread() is threading.main_thread()
+    client = FakeStepFunctions()
+    before = signal.getsignal(signal.SIGTERM)
+
+    def interrupted(step: str, payload: dict[str, Any]) -> dict[str, Any]:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1)  # the handler raises SystemExit before this returns
+        return {"categorized": 1}
+
+    with pytest.raises(SystemExit) as exited:
+        ecs.run_from_environment(
+            container_env(), run_step=interrupted, config=CONFIG, client=client
+        )
+    assert exited.value.code == ecs.EXIT_SIGTERM
+    assert [(k, a["error"]) for k, a in client.outcomes()] == [("failure", ecs.SPOT_INTERRUPTED)]
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_worker_config_from_environment() -> None:
+    config = ecs.WorkerConfig.from_environment(
+        {"AWS_REGION": "eu-west-1", "HEALTHFLOW_HEARTBEAT_SECONDS": "7"}
+    )
+    assert config == ecs.WorkerConfig(region="eu-west-1", endpoint_url=None, heartbeat_seconds=7.0)
