@@ -1,9 +1,335 @@
-"""Workflow commands (run, send, start-execution, trace, dlq, graph, cost)."""
+"""Workflow commands: run, send, start-execution, trace, dlq, graph, cost.
+
+`--target local` acts on the local cloud (moto in this process; what must outlive the process is
+kept by `LocalStore` under the data directory); `--target aws` on the deployed stack, configured
+by HEALTHFLOW_QUEUE_URL, HEALTHFLOW_DEAD_LETTER_QUEUE_URL and HEALTHFLOW_STATE_MACHINE_ARN.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import tempfile
+import time
+import uuid
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from tasks.settings import get_settings
+from tasks.steps.models import DOMAIN_OF_JOB, DOMAINS_IN_ORDER, TriggerMessage
+from tasks.workflow import (
+    DEFAULT_PROFILES,
+    LocalStore,
+    format_trace,
+    mermaid,
+    monthly_cost,
+    original_message,
+)
+
+JOB_OF_DOMAIN = {domain: job for job, domain in DOMAIN_OF_JOB.items()}
+
+
+def _store() -> LocalStore:
+    return LocalStore(get_settings().data_dir / "localcloud")
+
+
+def _aws(service: str) -> Any:
+    import boto3
+
+    return boto3.client(service, region_name=get_settings().aws_region)
+
+
+def _target(args: argparse.Namespace) -> str:
+    return str(args.target or get_settings().target)
+
+
+# ---------------------------------------------------------------------------- run
+
+
+def _ingest_demo_data(engine: Any) -> None:
+    from tasks.ingest import ingest_file
+    from tasks.sample import write_sample_dataset
+
+    out = Path(tempfile.mkdtemp(prefix="healthflow-demo-"))
+    paths = write_sample_dataset(out, 4, date(2024, 3, 4), 14, 7, "light")
+    for domain in ("users", "labs", "vitals", "nutrition"):
+        print(f"  ingest {ingest_file(engine, domain, paths[domain]).summary()}")
+
+
+def _summary(engine: Any) -> list[str]:
+    from sqlalchemy import text
+
+    lines = []
+    with engine.connect() as conn:
+        for domain, table in (("labs", "lab_report_raw"), ("vitals", "vitals_raw_data"),
+                              ("nutrition", "nutrition_raw_data")):  # fmt: skip
+            counts = dict(
+                conn.execute(text(f"SELECT status, count(*) FROM {table} GROUP BY 1")).all()
+            )
+            described = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no rows"
+            lines.append(f"  {domain:<9} rows: {described}")
+        from tasks.aggregate import GRANULARITIES
+
+        for domain, levels in GRANULARITIES.items():
+            prefix = {"labs": "labs_agg", "vitals": "vitals_agg", "nutrition": "nutrition_agg"}
+            sizes = [
+                f"{level} {conn.execute(text(f'SELECT count(*) FROM {prefix[domain]}_{level}')).scalar_one()}"
+                for level in levels
+            ]
+            lines.append(f"  {domain:<9} buckets: {', '.join(sizes)}")
+        categorized = dict(
+            conn.execute(
+                text("SELECT status, count(*) FROM lab_report_categorized GROUP BY 1")
+            ).all()
+        )
+        lines.append(
+            f"  labs      categorized {categorized.get('categorized', 0)}, "
+            f"left for review {categorized.get('uncategorized', 0)}"
+        )
+    return lines
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from tasks.db.engine import get_engine
+    from tasks.db.migrate import ensure_current, upgrade
+    from tasks.localcloud.cloud import LocalCloud
+    from tasks.process import pending_work
+
+    engine = get_engine()
+    if args.demo:
+        print("demo: applying migrations and ingesting a synthetic dataset")
+        upgrade(engine)
+        _ingest_demo_data(engine)
+    ensure_current(engine)
+    store = _store()
+    started = time.perf_counter()
+    with LocalCloud() as cloud:
+        triggers = 0
+        for domain, user_id in pending_work(list(DOMAINS_IN_ORDER), None):
+            cloud.send_message({"job_type": JOB_OF_DOMAIN[domain], "user_id": user_id})
+            triggers += 1
+        for body in store.take_queued():
+            cloud.send_message(json.loads(body))
+            triggers += 1
+        print(f"local cloud: {triggers} messages queued; draining through the state machine")
+        results = cloud.drain()
+        for result in results:
+            events = cloud.history(result.execution_arn)
+            store.save_execution(result.name, result.status, events)
+            print("\n".join(format_trace(result.name, result.status, events)))
+        dead = cloud.dlq_messages()
+        store.add_dead_letters(d.body for d in dead)
+        for dead_letter in dead:
+            cloud.delete_dead_letter(dead_letter)
+    ok = sum(r.succeeded for r in results)
+    print(f"\nsummary: {len(results)} executions, {ok} succeeded, {len(results) - ok} failed, "
+          f"{len(dead)} to the dead-letter queue, {time.perf_counter() - started:.1f} s")  # fmt: skip
+    print("\n".join(_summary(engine)))
+    print("export with: healthflow export vitals --granularity daily")
+    return 0 if ok == len(results) else 1
+
+
+# ---------------------------------------------------------------------------- send / start
+
+
+def _message(args: argparse.Namespace) -> TriggerMessage:
+    reprocess = None
+    if getattr(args, "date_from", None) or getattr(args, "date_to", None):
+        reprocess = {"from": args.date_from or "1900-01-01", "to": args.date_to or "2999-12-31"}
+    return TriggerMessage.model_validate(
+        {
+            "job_type": JOB_OF_DOMAIN[args.domain],
+            "user_id": args.user_id,
+            "priority": args.priority,
+            "reprocess": reprocess,
+        }  # fmt: skip
+    )
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    message = _message(args)
+    if _target(args) == "aws":
+        from tasks.producer import aws_trigger_client
+
+        message_id = aws_trigger_client().send(
+            message.job_type, message.user_id, priority=message.priority
+        )
+        print(f"sent {message_id}" if message_id else "not sent: HEALTHFLOW_ENABLED is false")
+    else:
+        _store().enqueue(message.to_json_body())
+        print("queued on the local cloud; `healthflow run` delivers it")
+    return 0
+
+
+def cmd_start_execution(args: argparse.Namespace) -> int:
+    message = _message(args)
+    name = args.name or f"reprocess-{args.domain}-{args.user_id}-{uuid.uuid4().hex[:8]}"
+    execution_input = json.loads(message.to_json_body())
+    if _target(args) == "aws":
+        sfn = _aws("stepfunctions")
+        arn = sfn.start_execution(
+            stateMachineArn=get_settings().require("state_machine_arn"),
+            name=name,
+            input=json.dumps(execution_input),
+        )["executionArn"]
+        print(f"started {arn}")
+        return 0
+    from tasks.localcloud.cloud import LocalCloud
+
+    with LocalCloud() as cloud:
+        result = cloud.wait(cloud.start_execution(execution_input, name))
+        events = cloud.history(result.execution_arn)
+        _store().save_execution(result.name, result.status, events)
+        dead = cloud.dlq_messages()
+        _store().add_dead_letters(d.body for d in dead)
+    print("\n".join(format_trace(result.name, result.status, events)))
+    return 0 if result.succeeded else 1
+
+
+# ---------------------------------------------------------------------------- trace / dlq
+
+
+def cmd_trace(args: argparse.Namespace) -> int:
+    if _target(args) == "aws":
+        sfn = _aws("stepfunctions")
+        arn = args.execution
+        described = sfn.describe_execution(executionArn=arn)
+        events: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"executionArn": arn, "maxResults": 1000}
+        while True:
+            page = sfn.get_execution_history(**kwargs)
+            events += page["events"]
+            if not page.get("nextToken"):
+                break
+            kwargs["nextToken"] = page["nextToken"]
+        print("\n".join(format_trace(described["name"], described["status"], events)))
+        return 0
+    record = _store().load_execution(args.execution)
+    print("\n".join(format_trace(record["name"], record["status"], record["events"])))
+    return 0
+
+
+def _describe_dead_letter(body: Any) -> str:
+    if not isinstance(body, dict):
+        return "unreadable dead letter"
+    message = original_message(body)
+    error = body.get("error", {})
+    error_name = error.get("Error") if isinstance(error, dict) else error
+    who = (
+        f"{message.get('job_type')} user {message.get('user_id')}" if message else "invalid message"
+    )
+    execution = str(body.get("execution_arn", "")).rsplit(":", 1)[-1]
+    return f"{body.get('failed_at', '')}  {error_name}  {who}  execution {execution}"
+
+
+def cmd_dlq(args: argparse.Namespace) -> int:
+    aws = _target(args) == "aws"
+    if aws:
+        sqs = _aws("sqs")
+        dlq_url = get_settings().require("dead_letter_queue_url")
+        messages = sqs.receive_message(
+            QueueUrl=dlq_url,
+            MaxNumberOfMessages=10,
+            VisibilityTimeout=0 if args.action == "list" else 60,
+        ).get("Messages", [])
+        bodies = [json.loads(m["Body"]) for m in messages]
+    else:
+        bodies = _store().list_dead_letters()
+    if args.action == "list":
+        print(f"{len(bodies)} dead letters")
+        for body in bodies:
+            print("  " + _describe_dead_letter(body))
+        return 0
+    redriven = skipped = 0
+    for index, body in enumerate(bodies):
+        message = original_message(body) if isinstance(body, dict) else None
+        try:
+            valid = TriggerMessage.model_validate(message) if message else None
+        except ValueError:
+            valid = None
+        if valid is None:
+            skipped += 1  # an invalid message stays invalid; it is kept for a person to read
+            continue
+        if aws:
+            sqs.send_message(
+                QueueUrl=get_settings().require("queue_url"), MessageBody=valid.to_json_body()
+            )
+            sqs.delete_message(QueueUrl=dlq_url, ReceiptHandle=messages[index]["ReceiptHandle"])
+        else:
+            _store().enqueue(valid.to_json_body())
+        redriven += 1
+    if not aws:
+        kept = [b for b in bodies if not (isinstance(b, dict) and original_message(b))]
+        _store().clear_dead_letters()
+        _store().add_dead_letters(kept)
+    print(f"redriven {redriven}, kept {skipped} invalid message(s) in the dead-letter queue")
+    return 0
+
+
+# ---------------------------------------------------------------------------- graph / cost
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    definition = json.loads(get_settings().state_machine_file.read_text(encoding="utf-8"))
+    chart = mermaid(definition)
+    if args.output:
+        Path(args.output).write_text(chart + "\n", encoding="utf-8")
+    else:
+        print(chart)
+    return 0
+
+
+def cmd_cost(args: argparse.Namespace) -> int:
+    mix = {k: float(v) for k, v in (part.split("=") for part in args.mix.split(","))}
+    estimate = monthly_cost(args.messages_per_day, mix, DEFAULT_PROFILES)
+    print(f"monthly cost for {args.messages_per_day:,.0f} messages/day (mix {args.mix}):")
+    for line, dollars in estimate.lines.items():
+        print(f"  {line:<28} ${dollars:>10,.2f}")
+    print(f"  {'total':<28} ${estimate.monthly_total:>10,.2f}")
+    print("  (the database, NAT/endpoints and logs are priced separately; idle cost is zero)")
+    return 0
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Registered by the workflow package once it exists."""
+    def targeted(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        parser.add_argument("--target", choices=["local", "aws"], help="default: settings")
+        return parser
+
+    run = sub.add_parser("run", help="the main job on the local cloud")
+    run.add_argument("--demo", action="store_true", help="ingest a synthetic dataset first")
+    run.set_defaults(handler=cmd_run)
+
+    for name, handler, help_text in (
+        ("send", cmd_send, "send a trigger message"),
+        ("start-execution", cmd_start_execution, "reprocess a user and domain"),
+    ):
+        command = targeted(sub.add_parser(name, help=help_text))
+        command.add_argument("--domain", choices=list(DOMAINS_IN_ORDER), required=True)
+        command.add_argument("--user-id", type=int, required=True)
+        command.add_argument("--priority", choices=["normal", "high"], default="normal")
+        command.set_defaults(handler=handler)
+        if name == "start-execution":
+            command.add_argument("--from", dest="date_from", help="YYYY-MM-DD (local dates)")
+            command.add_argument("--to", dest="date_to", help="YYYY-MM-DD")
+            command.add_argument("--name", help="execution name (default: generated)")
+
+    trace = targeted(sub.add_parser("trace", help="state-by-state timeline of an execution"))
+    trace.add_argument("execution", help="execution name (local) or ARN (aws)")
+    trace.set_defaults(handler=cmd_trace)
+
+    dlq = targeted(sub.add_parser("dlq", help="dead-letter queue"))
+    dlq.add_argument("action", choices=["list", "redrive"])
+    dlq.set_defaults(handler=cmd_dlq)
+
+    graph = sub.add_parser("graph", help="the state machine as a Mermaid diagram")
+    graph.add_argument("--output")
+    graph.set_defaults(handler=cmd_graph)
+
+    cost = sub.add_parser("cost", help="monthly cost at list prices for a message rate")
+    cost.add_argument("--messages-per-day", type=float, default=10_000)
+    cost.add_argument("--mix", default="labs=0.1,vitals=0.5,nutrition=0.3,nothing_pending=0.1")
+    cost.set_defaults(handler=cmd_cost)
+
+
+__all__ = ["add_commands"]

@@ -1,0 +1,262 @@
+"""Operator views of the workflow: traces from execution history, the Mermaid graph of the ASL,
+the cost model, and the local cloud's persisted state (queue spool, histories, dead letters)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+# ---------------------------------------------------------------------------- traces
+
+
+@dataclass(frozen=True)
+class TraceStep:
+    state: str
+    started: float  # seconds since the execution started
+    duration: float | None
+    outcome: str  # "ok", an error name, or "running"
+
+
+def _timestamp(event: Mapping[str, Any]) -> float:
+    value = event["timestamp"]
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return float(value.timestamp())
+
+
+def trace_steps(events: list[Mapping[str, Any]]) -> list[TraceStep]:
+    """State-by-state timeline, like the console's graph view, from execution history events."""
+    if not events:
+        return []
+    origin = _timestamp(events[0])
+    open_states: dict[str, tuple[float, str | None]] = {}
+    steps: list[TraceStep] = []
+    last_error: str | None = None
+    for event in events:
+        kind = event["type"]
+        if "stateEnteredEventDetails" in event:
+            open_states[event["stateEnteredEventDetails"]["name"]] = (_timestamp(event), None)
+            last_error = None
+        elif kind.endswith("Failed") or kind.endswith("TimedOut"):
+            details = next((v for k, v in event.items() if k.endswith("EventDetails")), {})
+            last_error = details.get("error") or kind
+        elif "stateExitedEventDetails" in event:
+            name = event["stateExitedEventDetails"]["name"]
+            started, _ = open_states.pop(name, (_timestamp(event), None))
+            outcome = "ok" if last_error is None else f"caught {last_error}"
+            steps.append(TraceStep(name, started - origin, _timestamp(event) - started, outcome))
+            last_error = None
+    for name, (started, _) in open_states.items():
+        outcome = last_error or "running"
+        steps.append(TraceStep(name, started - origin, None, outcome))
+    return sorted(steps, key=lambda s: s.started)
+
+
+def format_trace(name: str, status: str, events: list[Mapping[str, Any]]) -> list[str]:
+    lines = [f"execution {name}: {status}"]
+    for step in trace_steps(events):
+        took = f"{step.duration * 1000:8.0f} ms" if step.duration is not None else "        --"
+        lines.append(f"  +{step.started:7.3f}s  {step.state:<28} {took}  {step.outcome}")
+    failure = next(
+        (
+            e.get("executionFailedEventDetails")
+            for e in events
+            if "executionFailedEventDetails" in e
+        ),
+        None,
+    )
+    if failure:
+        lines.append(f"  failed: {failure.get('error')}")
+    return lines
+
+
+def slim_history(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """What the local store keeps of a history: types, times, state and error names."""
+    kept = []
+    for event in events:
+        slim: dict[str, Any] = {"type": event["type"], "timestamp": _iso(event["timestamp"])}
+        for key, details in event.items():
+            if key.endswith("EventDetails") and isinstance(details, Mapping):
+                slim[key] = {k: details[k] for k in ("name", "error") if k in details}
+        kept.append(slim)
+    return kept
+
+
+def _iso(value: Any) -> str:
+    return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
+# ---------------------------------------------------------------------------- graph
+
+
+def mermaid(definition: Mapping[str, Any]) -> str:
+    """The state machine as a Mermaid flowchart (Next, Choice branches, Catch edges dashed)."""
+    lines = ["flowchart TD", f"  start((start)) --> {definition['StartAt']}"]
+    for name, state in definition["States"].items():
+        kind = state["Type"]
+        shape = {"Choice": "{{{}}}", "Succeed": "([{}])", "Fail": "([{}])"}.get(kind, "[{}]")
+        lines.append(f"  {name}{shape.format(name)}")
+        if "Next" in state:
+            lines.append(f"  {name} --> {state['Next']}")
+        for choice in state.get("Choices", []):
+            label = choice.get("StringEquals") or ("yes" if choice.get("BooleanEquals") else "no")
+            if "BooleanEquals" not in choice and "StringEquals" not in choice:
+                label = "match"
+            lines.append(f"  {name} -->|{label}| {choice['Next']}")
+        if "Default" in state:
+            lines.append(f"  {name} -->|otherwise| {state['Default']}")
+        for catch in state.get("Catch", []):
+            errors = ",".join(catch["ErrorEquals"])[:40]
+            lines.append(f"  {name} -.->|{errors}| {catch['Next']}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- cost
+
+# List prices, us-east-1, as published for 2026 (USD). Spot varies; this is its usual discount.
+PRICES = {
+    "sfn_standard_transition": 0.000025,
+    "lambda_request": 0.20 / 1_000_000,
+    "lambda_gb_second_arm": 0.0000133334,
+    "fargate_spot_vcpu_hour": 0.04048 * 0.30,
+    "fargate_spot_gb_hour": 0.004445 * 0.30,
+    "pipes_request": 0.40 / 1_000_000,
+    "sqs_request": 0.40 / 1_000_000,
+}
+
+
+@dataclass
+class BranchProfile:
+    """What one message of a branch costs in units (measured or given)."""
+
+    transitions: int
+    lambda_invocations: int
+    lambda_seconds: float
+    fargate_seconds: float = 0.0
+
+
+@dataclass
+class CostEstimate:
+    messages_per_day: float
+    lines: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def monthly_total(self) -> float:
+        return sum(self.lines.values())
+
+
+def monthly_cost(
+    messages_per_day: float,
+    mix: Mapping[str, float],
+    profiles: Mapping[str, BranchProfile],
+    *,
+    lambda_memory_gb: float = 0.5,
+    task_vcpu: float = 2.0,
+    task_memory_gb: float = 4.0,
+    fargate_startup_seconds: float = 60.0,
+) -> CostEstimate:
+    """Monthly cost (30 days) for a message rate split across branches by `mix` (shares)."""
+    per_month = messages_per_day * 30
+    total_share = sum(mix.values()) or 1.0
+    estimate = CostEstimate(messages_per_day)
+    transitions = lambda_requests = lambda_gbs = fargate_s = 0.0
+    for branch, share in mix.items():
+        n = per_month * share / total_share
+        profile = profiles[branch]
+        transitions += n * profile.transitions
+        lambda_requests += n * profile.lambda_invocations
+        lambda_gbs += n * profile.lambda_seconds * lambda_memory_gb
+        if profile.fargate_seconds:
+            fargate_s += n * (profile.fargate_seconds + fargate_startup_seconds)
+    estimate.lines["Step Functions transitions"] = transitions * PRICES["sfn_standard_transition"]
+    estimate.lines["Lambda"] = (
+        lambda_requests * PRICES["lambda_request"] + lambda_gbs * PRICES["lambda_gb_second_arm"]
+    )
+    estimate.lines["Fargate Spot (ml-worker)"] = (fargate_s / 3600) * (
+        task_vcpu * PRICES["fargate_spot_vcpu_hour"]
+        + task_memory_gb * PRICES["fargate_spot_gb_hour"]
+    )
+    estimate.lines["EventBridge Pipes"] = per_month * PRICES["pipes_request"]
+    # Send, receive and delete per message; long polling keeps empty receives rare.
+    estimate.lines["SQS"] = per_month * 3 * PRICES["sqs_request"]
+    return estimate
+
+
+# Measured by bench/workflow.py on the local cloud (states entered per execution; step time).
+DEFAULT_PROFILES = {
+    "labs": BranchProfile(transitions=10, lambda_invocations=7, lambda_seconds=0.6,
+                          fargate_seconds=20.0),
+    "vitals": BranchProfile(transitions=10, lambda_invocations=8, lambda_seconds=0.8),
+    "nutrition": BranchProfile(transitions=8, lambda_invocations=6, lambda_seconds=0.4),
+    "nothing_pending": BranchProfile(transitions=5, lambda_invocations=2, lambda_seconds=0.1),
+}  # fmt: skip
+
+
+# ---------------------------------------------------------------------------- local state
+
+
+class LocalStore:
+    """What the local cloud keeps between commands: moto's state lives in one process, so the
+    queue spool, execution traces and dead letters are written under the data directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.executions = root / "executions"
+        self.spool = root / "queue.jsonl"
+        self.dead_letters = root / "dead-letters.jsonl"
+
+    def _ensure(self) -> None:
+        self.executions.mkdir(parents=True, exist_ok=True)
+
+    def enqueue(self, body: str) -> None:
+        self._ensure()
+        with self.spool.open("a", encoding="utf-8") as handle:
+            handle.write(body.strip() + "\n")
+
+    def take_queued(self) -> list[str]:
+        if not self.spool.exists():
+            return []
+        bodies = [line for line in self.spool.read_text(encoding="utf-8").splitlines() if line]
+        self.spool.unlink()
+        return bodies
+
+    def save_execution(self, name: str, status: str, events: list[Mapping[str, Any]]) -> None:
+        self._ensure()
+        record = {"name": name, "status": status, "events": slim_history(events)}
+        (self.executions / f"{name}.json").write_text(json.dumps(record), encoding="utf-8")
+
+    def load_execution(self, name: str) -> dict[str, Any]:
+        path = self.executions / f"{name.rsplit(':', 1)[-1]}.json"
+        if not path.exists():
+            raise FileNotFoundError(f"no local execution named {name}")
+        return dict(json.loads(path.read_text(encoding="utf-8")))
+
+    def add_dead_letters(self, bodies: Iterable[Any]) -> None:
+        self._ensure()
+        with self.dead_letters.open("a", encoding="utf-8") as handle:
+            for body in bodies:
+                handle.write(json.dumps(body) + "\n")
+
+    def list_dead_letters(self) -> list[Any]:
+        if not self.dead_letters.exists():
+            return []
+        return [json.loads(line) for line in self.dead_letters.read_text().splitlines() if line]
+
+    def clear_dead_letters(self) -> None:
+        self.dead_letters.unlink(missing_ok=True)
+
+
+def original_message(dead_letter: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The trigger message inside a DLQ body: the pipe's one-record array or a manual input."""
+    message = dead_letter.get("message")
+    if isinstance(message, list) and message and isinstance(message[0], Mapping):
+        try:
+            body = json.loads(message[0].get("body", ""))
+        except json.JSONDecodeError:
+            return None
+        return body if isinstance(body, dict) else None
+    return dict(message) if isinstance(message, Mapping) else None
