@@ -76,6 +76,9 @@ def _touched_dates(conn: Connection, domain: str, claim_id: str, user_id: int) -
     )
 
 
+_PERIOD_LENGTH = {"week": "1 week", "month": "1 month", "quarter": "3 months", "year": "1 year"}
+
+
 def _touched_periods(conn: Connection, unit: str) -> None:
     """Coarser periods (week/month/quarter/year) that hold the touched dates."""
     conn.execute(
@@ -83,7 +86,8 @@ def _touched_periods(conn: Connection, unit: str) -> None:
             f"""
             CREATE TEMP TABLE touched_periods ON COMMIT DROP AS
             SELECT DISTINCT date_trunc('{unit}', day)::date AS period_start,
-                   (date_trunc('{unit}', day) + interval '1 {unit}')::date AS period_end
+                   (date_trunc('{unit}', day) + interval '{_PERIOD_LENGTH[unit]}')::date
+                       AS period_end
             FROM touched_dates
             """
         )

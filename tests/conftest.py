@@ -68,6 +68,31 @@ def engine(migrated_engine: Engine) -> Iterator[Engine]:
 
 
 @pytest.fixture(autouse=True, scope="session")
+def _private_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Settings read HEALTHFLOW_* once; point the data dir (embedding cache, local cloud
+    state) at a temporary directory so tests never write to the user's home."""
+    from tasks.settings import get_settings
+
+    patch = pytest.MonkeyPatch()
+    patch.setenv("HEALTHFLOW_DATA_DIR", str(tmp_path_factory.mktemp("healthflow-data")))
+    get_settings.cache_clear()
+    yield
+    patch.undo()
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def lab_matcher(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """The production matcher, loaded once per session and installed for the steps."""
+    from tasks.labs import get_default_matcher
+    from tasks.steps.labs import set_matcher
+
+    matcher = get_default_matcher(cache_dir=tmp_path_factory.mktemp("lab-embeddings"))
+    set_matcher(matcher)
+    return matcher
+
+
+@pytest.fixture(autouse=True, scope="session")
 def _quiet_libraries() -> None:
     for name in ("botocore", "boto3", "urllib3", "moto", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -56,7 +56,8 @@ def _dedup_key(row: Any, normalized_name: str) -> str:
 def categorize_claim(
     conn: Connection, *, claim_id: str, user_id: int, matcher: Any
 ) -> CategorizeOutput:
-    from tasks.labs import LabQuery, convert, normalize_name
+    from tasks.labs import LabQuery, convert, normalize_text
+    from tasks.labs.normalize import FLAG_OK
 
     params = {"claim_id": claim_id, "user_id": user_id}
     rejected = conn.execute(
@@ -102,13 +103,15 @@ def categorize_claim(
             categorized += 1
             if row.value is not None and math.isfinite(row.value):
                 value, unit, flag = convert(match.loinc_code, row.value, row.unit)
+                # Only problems are flagged; a flagged value is kept but never aggregated.
+                flag = None if flag == FLAG_OK else flag
         else:
             uncategorized += 1
         records.append(
             (
                 row.id,
                 user_id,
-                _dedup_key(row, normalize_name(row.test_name)),
+                _dedup_key(row, normalize_text(row.test_name)),
                 "categorized" if match.loinc_code else "uncategorized",
                 match.loinc_code,
                 match.loinc_name,

@@ -1,0 +1,420 @@
+"""Text and unit normalization for lab test names, and value conversion to canonical units.
+
+Uploaded reports name one test many ways ("S. Creatinine", "Creatinine (Jaffe)", "CREATININE,
+SERUM"); everything here maps those spellings onto one comparable form, so that the matchers can
+stay simple. The same functions normalize the catalog's own names and aliases, which keeps both
+sides consistent by construction.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tasks.labs.catalog import LabTest
+
+FLAG_OK = "ok"
+FLAG_UNKNOWN_UNIT = "unknown_unit"
+FLAG_INVALID_VALUE = "invalid_value"
+
+# British spellings -> US, applied on lowercased text (substring rules cover the inflections).
+_BRITISH_TO_US: tuple[tuple[str, str], ...] = (
+    ("haem", "hem"),
+    ("aemia", "emia"),
+    ("leuco", "leuko"),
+    ("oestr", "estr"),
+    ("colour", "color"),
+    ("sulph", "sulf"),
+    ("foet", "fet"),
+    ("caerul", "cerul"),
+    ("faec", "fec"),
+    ("ionised", "ionized"),
+    ("luteinising", "luteinizing"),
+    ("glycosylated", "glycated"),
+    ("glycosilated", "glycated"),
+    ("oesophag", "esophag"),
+    ("litre", "liter"),
+    ("analyser", "analyzer"),
+    ("paed", "ped"),
+)
+
+# Method and filler words never tell two catalog tests apart; "direct", "calculated", "total",
+# "free" and "absolute" do, so they are deliberately not here.
+_NOISE_WORDS = frozenset(
+    [
+        "method",
+        "methods",
+        "jaffe",
+        "jaffes",
+        "kinetic",
+        "enzymatic",
+        "colorimetric",
+        "colorimetry",
+        "photometric",
+        "photometry",
+        "spectrophotometry",
+        "spectrophotometric",
+        "clia",
+        "cmia",
+        "eclia",
+        "ecl",
+        "elisa",
+        "eia",
+        "hplc",
+        "ise",
+        "immunoassay",
+        "immunoturbidimetric",
+        "immunoturbidimetry",
+        "turbidimetric",
+        "turbidimetry",
+        "nephelometry",
+        "nephelometric",
+        "uricase",
+        "oxidase",
+        "hexokinase",
+        "biuret",
+        "bcg",
+        "bromocresol",
+        "diazo",
+        "dpd",
+        "szasz",
+        "gpo",
+        "pap",
+        "chod",
+        "god",
+        "pod",
+        "gopod",
+        "impedance",
+        "cytometry",
+        "automated",
+        "analyzer",
+        "cyanmethemoglobin",
+        "sls",
+        "test",
+        "tests",
+        "level",
+        "levels",
+        "estimation",
+        "value",
+        "values",
+        "result",
+        "results",
+        "assay",
+        "by",
+        "of",
+        "the",
+        "for",
+        "in",
+        "on",
+        "measurement",
+        "measured",
+        "quantitative",
+    ]
+)
+
+_SPECIMEN_WORDS: dict[str, str] = {
+    "serum": "serum",
+    "plasma": "serum",
+    "sr": "serum",
+    "blood": "blood",
+    "whole": "whole_blood",
+    "urine": "urine",
+    "urinary": "urine",
+    "spot": "urine",
+    "venous": "blood",
+    "capillary": "blood",
+}
+# Words that stay part of the name when nothing else remains ("Blood" on a urinalysis report).
+_NAME_LIKE_SPECIMEN_WORDS = frozenset({"blood"})
+
+_PREFIX_ABBREVIATIONS = re.compile(r"^\s*(s|sr|ser)\s*\.\s*|^\s*(u)\s*\.\s*")
+_DOTTED_ABBREVIATION = re.compile(r"\b(?:[a-z0-9]\.){1,}[a-z0-9]\b\.?")
+_BRACKETED = re.compile(r"[\(\[\{]([^\)\]\}]*)[\)\]\}]")
+_NON_WORD = re.compile(r"[^a-z0-9%#]+")
+
+
+@dataclass(frozen=True)
+class NameForms:
+    """The comparable forms of one test name."""
+
+    full: str  # brackets dissolved, noise removed
+    outside: str  # bracket contents dropped
+    bracketed: tuple[str, ...]  # each bracket's content, normalized
+    core: str  # full without specimen words
+    specimen_hint: str | None  # "urine" | "serum" | "blood" | "whole_blood" | None
+
+    @property
+    def compact(self) -> str:
+        """Core without spaces: "CK-MB", "CKMB" and "CK MB" meet here."""
+        return self.core.replace(" ", "")
+
+
+def _ascii_lower(text: str) -> str:
+    text = text.replace("µ", "u").replace("μ", "u")
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).lower()
+
+
+def _americanize(text: str) -> str:
+    for british, american in _BRITISH_TO_US:
+        text = text.replace(british, american)
+    return text
+
+
+def _expand_prefixes(text: str) -> str:
+    # "S. Creatinine" / "Sr. Iron" mean serum; "U. Albumin" means urine.
+    def replace(match: re.Match[str]) -> str:
+        return "urine " if match.group(2) else "serum "
+
+    return _PREFIX_ABBREVIATIONS.sub(replace, text, count=1)
+
+
+def _collapse_dotted(text: str) -> str:
+    # "T.S.H." -> "tsh", "T.L.C" -> "tlc"; a decimal such as "1.73" survives.
+    def replace(match: re.Match[str]) -> str:
+        token = match.group(0)
+        return token if re.fullmatch(r"[0-9.]+", token) else token.replace(".", "")
+
+    return _DOTTED_ABBREVIATION.sub(replace, text)
+
+
+def _words(text: str) -> list[str]:
+    text = text.replace("%", " percent ").replace("#", " absolute ").replace("&", " and ")
+    return [word for word in _NON_WORD.split(text) if word and word not in _NOISE_WORDS]
+
+
+def _pre_clean(raw: str) -> str:
+    # Apostrophes join ("Jaffe's" -> "jaffes", "Doctor's"), they do not split words.
+    text = _americanize(_ascii_lower(raw)).replace("'", "").replace("’", "")
+    # Dotted abbreviations first: the "S." of "S.G.P.T." is not the serum prefix of "S. Iron".
+    return _expand_prefixes(_collapse_dotted(text))
+
+
+def normalize_text(raw: str) -> str:
+    """Lowercase, US-spelled, punctuation-free, noise-free form of a name (brackets dissolved)."""
+    return " ".join(_words(_pre_clean(raw)))
+
+
+def _specimen_hint(words: list[str]) -> str | None:
+    hints = {_SPECIMEN_WORDS[word] for word in words if word in _SPECIMEN_WORDS}
+    for hint in ("urine", "whole_blood", "serum", "blood"):
+        if hint in hints:
+            return hint
+    return None
+
+
+def _core_words(words: list[str]) -> list[str]:
+    core = [word for word in words if word not in _SPECIMEN_WORDS]
+    if core:
+        return core
+    return [word for word in words if word in _NAME_LIKE_SPECIMEN_WORDS] or words
+
+
+def analyze_name(raw: str) -> NameForms:
+    """Split a raw test name into the forms the matchers look up."""
+    text = _pre_clean(raw)
+    bracketed = tuple(
+        normalized for inner in _BRACKETED.findall(text) if (normalized := " ".join(_words(inner)))
+    )
+    outside = " ".join(_words(_BRACKETED.sub(" ", text)))
+    words = _words(text)
+    return NameForms(
+        full=" ".join(words),
+        outside=outside,
+        bracketed=bracketed,
+        core=" ".join(_core_words(words)),
+        specimen_hint=_specimen_hint(words),
+    )
+
+
+# ---------------------------------------------------------------------------------------- units
+
+# Cleaned spelling -> canonical UCUM spelling used as keys in the catalog's "units" maps.
+_UNIT_SPELLINGS: dict[str, str] = {}
+
+
+def _register(canonical: str, *spellings: str) -> None:
+    for spelling in (canonical, *spellings):
+        _UNIT_SPELLINGS[_clean_unit(spelling)] = canonical
+
+
+def _clean_unit(raw: str) -> str:
+    text = _ascii_lower(raw).strip().rstrip(".")
+    text = re.sub(r"\bper\s+", "/", text)  # "per hpf"; "percent" must survive
+    text = text.replace(" ", "").replace("^", "").replace("*", "").replace("×", "x")
+    text = text.replace("mcg", "ug").replace("micro", "u")
+    text = text.replace("litre", "l").replace("liter", "l").replace("lt", "l")
+    for cubic_mm in ("cu.mm", "cumm", "c.mm", "cmm", "mm3"):
+        text = text.replace(cubic_mm, "ul")
+    text = re.sub(r"^gms?/", "g/", text).replace("gm%", "g%").replace("gms%", "g%")
+    return text
+
+
+_register("mg/dL", "mg/dl", "mg%", "mg/100ml", "mgs/dl", "mg / dl", "mg/dL.")
+_register("g/dL", "g/dl", "gm/dl", "gms/dl", "g%", "gm%", "g/100ml", "gram/dl")
+_register("g/L", "g/l", "gm/l")
+_register("mg/L", "mg/l")
+_register("ug/mL", "ug/ml", "mcg/ml", "µg/ml")
+_register("ug/dL", "ug/dl", "mcg/dl", "µg/dl", "ug%")
+_register("ug/L", "ug/l", "mcg/l")
+_register("ng/mL", "ng/ml")
+_register("ng/dL", "ng/dl")
+_register("ng/L", "ng/l")
+_register("pg/mL", "pg/ml")
+_register("mmol/L", "mmol/l", "mmol/lt", "mmol")
+_register("umol/L", "umol/l", "µmol/l", "micromol/l")
+_register("nmol/L", "nmol/l")
+_register("pmol/L", "pmol/l")
+_register("meq/L", "meq/l", "mEq/L", "mequiv/l")
+_register("U/L", "u/l", "iu/l", "units/l", "unit/l", "IU/L", "U/I")
+_register("U/mL", "u/ml", "units/ml")
+_register("[IU]/mL", "iu/ml")
+_register("m[IU]/mL", "miu/ml", "mu/ml", "mIU/mL")
+_register("m[IU]/L", "miu/l", "mu/l")
+_register("u[IU]/mL", "uiu/ml", "uu/ml", "µiu/ml", "µu/ml", "microiu/ml", "uIU/mL")
+_register(
+    "10*3/uL",
+    "10^3/ul",
+    "x10^3/ul",
+    "x 10^3/ul",
+    "10e3/ul",
+    "thou/ul",
+    "k/ul",
+    "10^9/l",
+    "x10^9/l",
+    "10e9/l",
+    "thousand/ul",
+    "x10³/ul",
+    "10³/ul",
+    "thousands/ul",
+    "10^3/cumm",
+    "x1000/ul",
+)
+_register(
+    "10*6/uL",
+    "10^6/ul",
+    "x10^6/ul",
+    "10e6/ul",
+    "m/ul",
+    "mill/ul",
+    "million/ul",
+    "millions/ul",
+    "mil/ul",
+    "10^12/l",
+    "x10^12/l",
+    "10e12/l",
+    "million/cumm",
+    "millions/cumm",
+    "mill/cumm",
+    "x10⁶/ul",
+    "10⁶/ul",
+)
+_register(
+    "10*5/uL",
+    "lakh/ul",
+    "lakhs/ul",
+    "lac/ul",
+    "lacs/ul",
+    "lakh/cumm",
+    "lakhs/cumm",
+    "10^5/ul",
+    "x10^5/ul",
+)
+_register(
+    "/uL",
+    "/ul",
+    "ul",
+    "cumm",
+    "cells/ul",
+    "cell/ul",
+    "#/ul",
+    "/cumm",
+    "cells/cumm",
+    "cells/mm3",
+    "/mm3",
+    "no/cumm",
+)
+_register("%", "percent", "pct", "%.")
+_register("fL", "fl", "femtoliter", "femtolitre", "um3", "cu micron", "cubic micron")
+_register("pg", "picogram", "pg/cell")
+_register("s", "sec", "secs", "second", "seconds")
+_register(
+    "mm/h",
+    "mm/hr",
+    "mm/1sthr",
+    "mm/1st hr",
+    "mm/1st hour",
+    "mm in 1st hr",
+    "mm/hour",
+    "mm/1hr",
+    "mm/1 hr",
+    "mm at 1 hr",
+    "mm/60min",
+)
+_register("/[HPF]", "/hpf", "cells/hpf", "#/hpf", "per hpf", "/h.p.f", "hpf", "/hpf.")
+_register("/[LPF]", "/lpf", "#/lpf", "per lpf", "lpf")
+_register("mg/g", "mg/g creatinine", "mg/gcreat", "mg/gm", "ug/mg", "mg/g creat")
+_register("mg/mmol", "mg/mmol creatinine")
+_register("mg/mg")
+_register("mmol/mol", "mmol/mol hb")
+_register(
+    "mL/min/{1.73_m2}",
+    "ml/min/1.73m2",
+    "ml/min/1.73 m2",
+    "ml/min/1.73m^2",
+    "ml/min/1.73sqm",
+    "ml/min/1.73 sq m",
+    "ml/min/1.73m²",
+    "ml/min/1.73",
+)
+_register("mL/min", "ml/min")
+_register("mosm/kg", "mosmol/kg")
+_register("{ratio}", "ratio", "{ratio}")
+_register("[pH]", "ph")
+_register("{INR}", "inr")
+_register("mm[Hg]", "mmhg")
+_register("mg/(24.h)", "mg/24hr", "mg/24h", "mg/day", "mg/24 hrs")
+_register("{EU}/dL", "eu/dl", "ehrlich units/dl", "ehrlich unit/dl")
+_register("L/L", "l/l")
+_register("", "-", "n/a", "na", "none", "nil unit")
+
+
+@dataclass(frozen=True)
+class NormalizedUnit:
+    canonical: str  # canonical spelling when known, else the stripped input
+    known: bool
+
+
+def normalize_unit(raw: str | None) -> NormalizedUnit:
+    """Map a unit spelling ("mg %", "x10^3/µL", "cells/cumm") to its canonical UCUM spelling."""
+    if raw is None:
+        return NormalizedUnit("", True)
+    canonical = _UNIT_SPELLINGS.get(_clean_unit(raw))
+    if canonical is None:
+        return NormalizedUnit(raw.strip(), False)
+    return NormalizedUnit(canonical, True)
+
+
+def convert(test: LabTest | str, value: float, unit: str | None) -> tuple[float, str, str]:
+    """Convert ``value`` in ``unit`` to the test's canonical unit.
+
+    Returns ``(value_canonical, canonical_unit, flag)``. An unknown or inconvertible unit is never
+    guessed: the value and unit come back as given with flag ``unknown_unit``.
+    """
+    if isinstance(test, str):
+        from tasks.labs.catalog import load_catalog
+
+        test = load_catalog().by_code[test]
+    given_unit = (unit or "").strip()
+    if not math.isfinite(value):
+        return value, given_unit, FLAG_INVALID_VALUE
+    normalized = normalize_unit(unit)
+    factor_offset = test.units.get(normalized.canonical) if normalized.known else None
+    if factor_offset is None:
+        return value, given_unit, FLAG_UNKNOWN_UNIT
+    factor, offset = factor_offset
+    return value * factor + offset, test.canonical_unit, FLAG_OK

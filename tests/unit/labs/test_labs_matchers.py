@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tasks.labs import get_default_matcher
+from tasks.labs.errors import CategorizationFailed
+from tasks.labs.matcher import (
+    AliasMatcher,
+    CombinedMatcher,
+    EmbeddingMatcher,
+    FuzzyMatcher,
+    LabQuery,
+    MatchResult,
+)
+
+
+def codes(matcher: AliasMatcher | FuzzyMatcher, *queries: tuple[str, str]) -> list[str | None]:
+    return [r.loinc_code for r in matcher.match_many([LabQuery(n, u) for n, u in queries])]
+
+
+def test_alias_matcher_reads_report_style_names() -> None:
+    matcher = AliasMatcher()
+    assert codes(
+        matcher,
+        ("S. Creatinine", "mg/dl"),
+        ("SGPT (ALT)", "U/L"),
+        ("Glycosylated Haemoglobin (HbA1c)", "%"),
+        ("T.S.H. (Ultrasensitive)", "µIU/mL"),
+        ("Fasting Blood Sugar", "mg/dL"),
+        ("Total Leucocyte Count", "cells/cumm"),
+    ) == ["2160-0", "1742-6", "4548-4", "3016-3", "1558-6", "6690-2"]
+
+
+def test_alias_matcher_labels_exact_and_alias_methods() -> None:
+    matcher = AliasMatcher()
+    exact = matcher.match_one(LabQuery("Creatinine", "mg/dL"))
+    alias = matcher.match_one(LabQuery("SGOT", "U/L"))
+    assert (exact.method, exact.confidence) == ("exact", 1.0)
+    assert (alias.method, alias.loinc_code) == ("alias", "1920-8")
+
+
+def test_unit_is_evidence() -> None:
+    matcher = AliasMatcher()
+    assert codes(matcher, ("HbA1c", "%"), ("HbA1c", "mmol/mol")) == ["4548-4", "59261-8"]
+    assert codes(matcher, ("CK-MB", "ng/mL"), ("CK-MB", "U/L")) == ["13969-1", "32673-6"]
+    assert codes(matcher, ("Troponin I", "ng/mL"), ("Troponin I", "ng/L")) == [
+        "10839-9",
+        "89579-7",
+    ]
+    # Dipstick (no unit) vs quantitative urine glucose.
+    assert codes(matcher, ("Urine Glucose", ""), ("Urine Glucose", "mg/dL")) == [
+        "25428-4",
+        "5792-7",
+    ]
+
+
+def test_specimen_words_are_evidence() -> None:
+    matcher = AliasMatcher()
+    assert codes(matcher, ("Creatinine (Urine)", "mg/dL"), ("Serum Creatinine", "mg/dL")) == [
+        "2161-8",
+        "2160-0",
+    ]
+    # No urine calcium in the catalog: the serum code must not be taken instead.
+    assert codes(matcher, ("Calcium (Urine)", "mg/dL")) == [None]
+
+
+def test_alias_matcher_leaves_unknown_names_alone() -> None:
+    result = AliasMatcher().match_one(LabQuery("Patient name", ""))
+    assert result == MatchResult(None, None, 0.0, "none", ())
+
+
+def test_fuzzy_matcher_tolerates_misspellings() -> None:
+    matcher = FuzzyMatcher()
+    assert codes(matcher, ("Serum Phosphorous", "mg/dL"), ("Trigliceride", "mg/dL")) == [
+        "2777-1",
+        "2571-8",
+    ]
+
+
+def test_fuzzy_matcher_does_not_confuse_numbered_analytes() -> None:
+    result = FuzzyMatcher().match_many([LabQuery("Vitamin B6", "ng/mL")])[0]
+    assert result.loinc_code is None
+    assert result.method == "none"
+    assert len(result.candidates) == 5
+
+
+def test_results_carry_top_five_candidates_sorted() -> None:
+    result = FuzzyMatcher().match_many([LabQuery("Haemoglobin", "g/dL")])[0]
+    scores = [score for _, score in result.candidates]
+    assert len(result.candidates) == 5
+    assert scores == sorted(scores, reverse=True)
+    assert all(0.0 <= score <= 1.0 for score in scores)
+
+
+def test_unloadable_model_raises_categorization_failed(tmp_path: Path) -> None:
+    matcher = EmbeddingMatcher(model_path=str(tmp_path / "no-such-model"))
+    with pytest.raises(CategorizationFailed):
+        matcher.match_many([LabQuery("Procalcitonin", "ng/mL")])
+
+
+def test_combined_matcher_never_needs_the_model_for_alias_hits(tmp_path: Path) -> None:
+    matcher = CombinedMatcher(model_path=str(tmp_path / "no-such-model"))
+    results = matcher.match_many([LabQuery("S. Creatinine", "mg/dL"), LabQuery("FBS", "mg/dL")])
+    assert [r.loinc_code for r in results] == ["2160-0", "1558-6"]
+
+
+@pytest.mark.slow
+def test_embedding_matcher_finds_paraphrases(embedding_matcher: EmbeddingMatcher) -> None:
+    results = embedding_matcher.match_many(
+        [LabQuery("Thrombocytes", "/cumm"), LabQuery("Tissue Transglutaminase IgA", "U/mL")]
+    )
+    assert results[0].candidates[0][0] == "777-3"  # ranked first even where not accepted
+    assert (results[1].loinc_code, results[1].method) == ("31017-7", "embedding")
+
+
+@pytest.mark.slow
+def test_embeddings_are_normalized_and_cached(
+    embedding_matcher: EmbeddingMatcher, embedding_cache_dir: Path
+) -> None:
+    vectors = embedding_matcher.catalog_vectors()
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    cached = list(embedding_cache_dir.glob("lab-catalog-embeddings-*.npy"))
+    assert len(cached) == 1
+    assert np.array_equal(np.load(cached[0]), vectors)
+
+
+@pytest.mark.slow
+def test_combined_matcher_uncategorizes_below_threshold(
+    combined_matcher: CombinedMatcher, embedding_cache_dir: Path
+) -> None:
+    results = combined_matcher.match_many(
+        [LabQuery("Doctor's signature", ""), LabQuery("Lipoprotein (a)", "mg/dL")]
+    )
+    for result in results:
+        assert (result.loinc_code, result.loinc_name, result.method) == (None, None, "none")
+        assert result.candidates  # kept for review
+    strict = get_default_matcher(cache_dir=embedding_cache_dir, threshold=0.999)
+    assert strict.match_many([LabQuery("Thrombocytes", "/cumm")])[0].loinc_code is None
