@@ -73,10 +73,10 @@ def _summary(engine: Any) -> list[str]:
 
         for domain, levels in GRANULARITIES.items():
             prefix = {"labs": "labs_agg", "vitals": "vitals_agg", "nutrition": "nutrition_agg"}
-            sizes = [
-                f"{level} {conn.execute(text(f'SELECT count(*) FROM {prefix[domain]}_{level}')).scalar_one()}"
-                for level in levels
-            ]
+            sizes = []
+            for level in levels:
+                count = conn.execute(text(f"SELECT count(*) FROM {prefix[domain]}_{level}"))
+                sizes.append(f"{level} {count.scalar_one()}")
             lines.append(f"  {domain:<9} buckets: {', '.join(sizes)}")
         categorized = dict(
             conn.execute(
@@ -123,8 +123,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         for dead_letter in dead:
             cloud.delete_dead_letter(dead_letter)
     ok = sum(r.succeeded for r in results)
-    print(f"\nsummary: {len(results)} executions, {ok} succeeded, {len(results) - ok} failed, "
-          f"{len(dead)} to the dead-letter queue, {time.perf_counter() - started:.1f} s")  # fmt: skip
+    elapsed = time.perf_counter() - started
+    print(
+        f"\nsummary: {len(results)} executions, {ok} succeeded, {len(results) - ok} failed, "
+        f"{len(dead)} to the dead-letter queue, {elapsed:.1f} s"
+    )
     print("\n".join(_summary(engine)))
     print("export with: healthflow export vitals --granularity daily")
     return 0 if ok == len(results) else 1
@@ -143,7 +146,7 @@ def _message(args: argparse.Namespace) -> TriggerMessage:
             "user_id": args.user_id,
             "priority": args.priority,
             "reprocess": reprocess,
-        }  # fmt: skip
+        }
     )
 
 

@@ -260,7 +260,7 @@ def test_invalid_message_goes_to_the_dlq_without_a_claim(
     assert not fake_steps.inputs_of("claim")
     (dead,) = cloud.dlq_messages()
     assert set(dead.body) == DLQ_KEYS
-    assert dead.body["error"] == "InvalidMessage"
+    assert dead.body["error"]["Error"] == "InvalidMessage"
     assert dead.body["execution_arn"] == result.execution_arn
 
 
@@ -283,7 +283,7 @@ def test_domain_error_after_claim_marks_the_claim_failed(
         {"claim_id": result.name, "domain": "nutrition", "error": "AggregationFailed"}
     ]
     (dead,) = cloud.dlq_messages()
-    assert dead.body["error"] == "AggregationFailed"
+    assert dead.body["error"]["Error"] == "AggregationFailed"
     assert set(dead.body) == DLQ_KEYS
 
 

@@ -103,7 +103,7 @@ def test_mock_case(mocked_cloud: LocalCloud, test_case: str) -> None:
     assert result.status == status
     assert mocked_cloud.entered_states(arn) == expected_states
     dead = [d for d in mocked_cloud.dlq_messages() if d.body["execution_arn"] == arn]
-    assert [d.body["error"] for d in dead] == ([dlq_error] if dlq_error else [])
+    assert [d.body["error"]["Error"] for d in dead] == ([dlq_error] if dlq_error else [])
 
 
 def test_retried_case_shows_the_throttle_in_history(mocked_cloud: LocalCloud) -> None:
