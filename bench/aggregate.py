@@ -54,7 +54,8 @@ def bare_hourly(engine: Engine) -> None:
                 """
                 INSERT INTO vitals_agg_hourly (user_id, loinc_code, bucket_start, count, sum, min,
                     max, last_value, last_time, unit)
-                SELECT r.user_id, r.metric, date_trunc('hour', r.start_time, COALESCE(u.timezone, 'UTC')),
+                SELECT r.user_id, r.metric,
+                       date_trunc('hour', r.start_time, COALESCE(u.timezone, 'UTC')),
                        count(*), sum(r.value), min(r.value), max(r.value), max(r.value),
                        max(r.start_time), min(r.unit)
                 FROM vitals_raw_data r LEFT JOIN user_settings u USING (user_id)
@@ -106,10 +107,14 @@ def pandas_peer(engine: Engine) -> None:
                 ["user_id", "loinc_code", "bucket_start"]
             )
             agg = grouped.agg(
-                count=("value", "size"), sum=("value", "sum"), min=("value", "min"),
-                max=("value", "max"), last_value=("value", "last"), last_time=("start_time", "last"),
+                count=("value", "size"),
+                sum=("value", "sum"),
+                min=("value", "min"),
+                max=("value", "max"),
+                last_value=("value", "last"),
+                last_time=("start_time", "last"),
                 unit=("canonical_unit", "first"),
-            ).reset_index()  # fmt: skip
+            ).reset_index()
             frames[table].append(agg)
     raw = engine.raw_connection()
     try:
@@ -205,12 +210,10 @@ def main() -> None:
         for label, seconds in times.items():
             print(f"  {label:<50} {seconds:7.2f} s  {args.rows / seconds:>11,.0f} rows/s")
         engine_s = times["healthflow (copy + 4 granularities + mark)"]
-        print(
-            f"  (1) healthflow / bare hourly limit: "
-            f"{engine_s / times['bare INSERT ... SELECT ... GROUP BY (hourly only)']:.2f}x (aim <= 3x)"
-        )
-        print(f"  (2) pandas peer / healthflow: "
-              f"{times['pandas peer (convert, 4 granularities, COPY)'] / engine_s:.2f}x faster (aim >= 5x)")  # fmt: skip
+        bare_s = times["bare INSERT ... SELECT ... GROUP BY (hourly only)"]
+        peer_s = times["pandas peer (convert, 4 granularities, COPY)"]
+        print(f"  (1) healthflow / bare hourly limit: {engine_s / bare_s:.2f}x (aim <= 3x)")
+        print(f"  (2) pandas peer / healthflow: {peer_s / engine_s:.2f}x faster (aim >= 5x)")
         small = history_case(engine, args.history_small)
         large = history_case(engine, args.history_large)
         print(

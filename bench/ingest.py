@@ -38,8 +38,20 @@ def main() -> None:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     for r in rows:
-        writer.writerow((r["user_id"], r["metric"], r["value"], None, r.get("unit"),
-                         r["start_time"], r.get("end_time"), r.get("source"), "pending"))  # fmt: skip
+        unit, end, source = r.get("unit"), r.get("end_time"), r.get("source")
+        writer.writerow(
+            (
+                r["user_id"],
+                r["metric"],
+                r["value"],
+                None,
+                unit,
+                r["start_time"],
+                end,
+                source,
+                "pending",
+            )
+        )
     payload = buffer.getvalue()
 
     times: dict[str, float] = {}

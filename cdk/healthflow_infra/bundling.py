@@ -1,0 +1,125 @@
+"""Lambda code bundling without Docker.
+
+CDK's usual Python bundling runs `pip` inside a Docker image; these machines (and many CI runners)
+have no Docker engine. `LocalPipBundling` does the same job on the host: `pip install --target`
+with `--platform manylinux2014_<arch> --only-binary=:all:` downloads wheels built for the Lambda
+runtime (not for the host), then the `tasks` package sources are copied next to them.
+
+Only the light steps run in Lambda, so only their runtime dependencies are installed (see
+LAMBDA_RUNTIME_PACKAGES): torch, transformers and the model live in the ml-worker image, where
+the 250 MB Lambda package limit does not apply. Versions are pinned by requirements.lock, passed
+as a pip constraints file.
+
+`install_dependencies=False` (context `healthflow:skipBundling=true`) copies the sources only:
+synth is then fast and needs no network, which is what the tests and offline synth use. The
+resulting asset is not deployable (no dependencies), so deploys must not set that flag.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jsii
+from aws_cdk import BundlingOptions, DockerImage, ILocalBundling
+from aws_cdk import aws_lambda as lambda_
+
+from healthflow_infra.paths import REQUIREMENTS_LOCK, TASKS_PACKAGE_DIR
+
+# The runtime dependencies of the light steps (validate, claim, copy, aggregate, mark, migrate).
+# The `tasks` package imports the matching stack (rapidfuzz, numpy, torch, transformers) lazily,
+# in the categorization step only, which runs in the ml-worker image. Keeping them out matters
+# twice: the 250 MB package limit, and the python3.11 runtime's Amazon Linux 2 (glibc 2.26),
+# for which the pinned numpy/rapidfuzz have no wheel (manylinux_2_28 only).
+LAMBDA_RUNTIME_PACKAGES: tuple[str, ...] = (
+    "sqlalchemy",
+    "alembic",
+    "psycopg2-binary",
+    "pydantic",
+    "pydantic-settings",
+    "platformdirs",
+)
+
+_PIP_PLATFORM_BY_ARCHITECTURE = {
+    "arm64": "manylinux2014_aarch64",
+    "x86_64": "manylinux2014_x86_64",
+}
+
+_IGNORED_SOURCE_PATTERNS = ("__pycache__", "*.pyc", "*.pyo", ".mypy_cache", ".pytest_cache")
+
+
+@jsii.implements(ILocalBundling)
+class LocalPipBundling:
+    """Bundle the steps Lambda on the host: pip wheels for Lambda's platform + package sources."""
+
+    def __init__(
+        self,
+        *,
+        architecture: lambda_.Architecture,
+        python_version: str = "3.11",
+        install_dependencies: bool = True,
+        package_dir: Path = TASKS_PACKAGE_DIR,
+        constraints_file: Path = REQUIREMENTS_LOCK,
+        packages: tuple[str, ...] = LAMBDA_RUNTIME_PACKAGES,
+    ) -> None:
+        self._pip_platform = _PIP_PLATFORM_BY_ARCHITECTURE[architecture.name]
+        self._python_version = python_version
+        self._install_dependencies = install_dependencies
+        self._package_dir = package_dir
+        self._constraints_file = constraints_file
+        self._packages = packages
+
+    def try_bundle(self, output_dir: str, *, image: DockerImage, **_options: object) -> bool:
+        # Returning True tells CDK the bundle is done: Docker is never consulted.
+        output = Path(output_dir)
+        if self._install_dependencies:
+            self._pip_install(output)
+        shutil.copytree(
+            self._package_dir,
+            output / self._package_dir.name,
+            ignore=shutil.ignore_patterns(*_IGNORED_SOURCE_PATTERNS),
+            dirs_exist_ok=True,
+        )
+        return True
+
+    def _pip_install(self, output: Path) -> None:
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-compile",  # Lambda's filesystem is read-only; .pyc written at build are stale
+            "--target",
+            str(output),
+            "--platform",
+            self._pip_platform,
+            "--implementation",
+            "cp",
+            "--python-version",
+            self._python_version,
+            "--only-binary=:all:",
+            *self._packages,
+        ]
+        if self._constraints_file.exists():
+            command[4:4] = ["--constraint", str(self._constraints_file)]
+        subprocess.run(command, check=True)
+
+
+def steps_function_code(
+    *, architecture: lambda_.Architecture, install_dependencies: bool
+) -> lambda_.Code:
+    """The asset for the steps Lambda; the handler path is `tasks.runners.lambda_handler`."""
+    return lambda_.Code.from_asset(
+        str(TASKS_PACKAGE_DIR),
+        bundling=BundlingOptions(
+            # Required by the API but never pulled: LocalPipBundling always succeeds.
+            image=DockerImage.from_registry("public.ecr.aws/sam/build-python3.11"),
+            local=LocalPipBundling(
+                architecture=architecture, install_dependencies=install_dependencies
+            ),
+        ),
+    )

@@ -1,0 +1,102 @@
+"""EventBridge Pipe: one Step Functions execution per trigger message."""
+
+from __future__ import annotations
+
+from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_pipes as pipes
+from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+
+class TriggerPipe(Construct):
+    """SQS -> state machine, batch size 1, FIRE_AND_FORGET, with its own least-privilege role.
+
+    The stable L1 `CfnPipe` is used: the L2 pipes modules are still alpha pre-releases.
+    FIRE_AND_FORGET starts a Standard execution and deletes the message as soon as
+    StartExecution succeeds; failures after that are the workflow's job (Catch + DLQ), while a
+    message the pipe cannot deliver is retried and, after the queue's maxReceiveCount, lands in
+    the DLQ by the queue's redrive policy.
+
+    Attributes: `pipe`, `role`, `log_group`.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        env_name: str,
+        queue: sqs.IQueue,
+        queue_key: kms.IKey,
+        state_machine: sfn.IStateMachine,
+        enabled: bool,
+        log_retention: logs.RetentionDays,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.log_group = logs.LogGroup(
+            self,
+            "LogGroup",
+            log_group_name=f"/aws/vendedlogs/pipes/healthflow-{env_name}",
+            retention=log_retention,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal(
+                "pipes.amazonaws.com",
+                conditions={"StringEquals": {"aws:SourceAccount": Stack.of(self).account}},
+            ),
+            description="healthflow trigger pipe: read the trigger queue, start executions",
+        )
+        # Each grant names its one resource and the exact actions: no wildcard anywhere.
+        statements = [
+            iam.PolicyStatement(
+                actions=["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"],
+                resources=[queue.queue_arn],
+            ),
+            iam.PolicyStatement(actions=["kms:Decrypt"], resources=[queue_key.key_arn]),
+            iam.PolicyStatement(
+                actions=["states:StartExecution"], resources=[state_machine.state_machine_arn]
+            ),
+            iam.PolicyStatement(
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[self.log_group.log_group_arn],
+            ),
+        ]
+        for statement in statements:
+            self.role.add_to_principal_policy(statement)
+
+        self.pipe = pipes.CfnPipe(
+            self,
+            "Pipe",
+            description=f"healthflow {env_name}: trigger queue -> state machine",
+            role_arn=self.role.role_arn,
+            source=queue.queue_arn,
+            source_parameters=pipes.CfnPipe.PipeSourceParametersProperty(
+                sqs_queue_parameters=pipes.CfnPipe.PipeSourceSqsQueueParametersProperty(
+                    batch_size=1
+                )
+            ),
+            target=state_machine.state_machine_arn,
+            target_parameters=pipes.CfnPipe.PipeTargetParametersProperty(
+                step_function_state_machine_parameters=pipes.CfnPipe.PipeTargetStateMachineParametersProperty(
+                    invocation_type="FIRE_AND_FORGET"
+                )
+            ),
+            desired_state="RUNNING" if enabled else "STOPPED",
+            # ERROR level without execution data: the payload is a trigger, but logs are not
+            # where message bodies belong.
+            log_configuration=pipes.CfnPipe.PipeLogConfigurationProperty(
+                level="ERROR",
+                cloudwatch_logs_log_destination=pipes.CfnPipe.CloudwatchLogsLogDestinationProperty(
+                    log_group_arn=self.log_group.log_group_arn
+                ),
+            ),
+        )
+        # The role's policy must exist before the pipe validates its source and target.
+        self.pipe.node.add_dependency(self.role)

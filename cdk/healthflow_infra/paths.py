@@ -1,0 +1,9 @@
+"""Filesystem locations the app reads at synth time (all relative to the repository root)."""
+
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_ASL_PATH = REPO_ROOT / "statemachines" / "healthflow.asl.json"
+TASKS_PACKAGE_DIR = REPO_ROOT / "tasks"
+REQUIREMENTS_LOCK = REPO_ROOT / "requirements.lock"
+ML_WORKER_DOCKERFILE = "containers/ml-worker/Dockerfile"  # relative to REPO_ROOT (the context)

@@ -1,0 +1,175 @@
+"""`HealthflowStack`: wires the per-concern constructs together; no resources of its own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, Duration, Stack
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from healthflow_infra.config import HealthflowConfig
+from healthflow_infra.constructs.database import Database, DatabaseMigrations
+from healthflow_infra.constructs.functions import StepFunctions
+from healthflow_infra.constructs.ml_worker import MlWorker
+from healthflow_infra.constructs.monitoring import Monitoring
+from healthflow_infra.constructs.network import Network
+from healthflow_infra.constructs.parameters import RuntimeParameters
+from healthflow_infra.constructs.pipe import TriggerPipe
+from healthflow_infra.constructs.queue import TriggerQueue
+from healthflow_infra.constructs.workflow import Workflow
+
+_RETENTION_BY_DAYS: dict[int, logs.RetentionDays] = {
+    1: logs.RetentionDays.ONE_DAY,
+    3: logs.RetentionDays.THREE_DAYS,
+    5: logs.RetentionDays.FIVE_DAYS,
+    7: logs.RetentionDays.ONE_WEEK,
+    14: logs.RetentionDays.TWO_WEEKS,
+    30: logs.RetentionDays.ONE_MONTH,
+    60: logs.RetentionDays.TWO_MONTHS,
+    90: logs.RetentionDays.THREE_MONTHS,
+    180: logs.RetentionDays.SIX_MONTHS,
+    365: logs.RetentionDays.ONE_YEAR,
+}
+
+
+def _retention(days: int) -> logs.RetentionDays:
+    try:
+        return _RETENTION_BY_DAYS[days]
+    except KeyError as error:
+        allowed = ", ".join(str(d) for d in _RETENTION_BY_DAYS)
+        raise ValueError(f"healthflow:logRetentionDays must be one of {allowed}") from error
+
+
+class HealthflowStack(Stack):
+    """The whole deployment: queue -> pipe -> state machine -> Lambda / ECS -> PostgreSQL."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: HealthflowConfig,
+        **stack_kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **stack_kwargs)
+        self.config = config
+        retention = _retention(config.log_retention_days)
+
+        self.trigger_queue = TriggerQueue(self, "TriggerQueue", env_name=config.env_name)
+        self.network = Network(self, "Network")
+        self.database = Database(
+            self,
+            "Database",
+            env_name=config.env_name,
+            vpc=self.network.vpc,
+            subnet_selection=self.network.subnet_selection,
+            min_capacity_acu=config.db_min_capacity_acu,
+            max_capacity_acu=config.db_max_capacity_acu,
+            auto_pause=Duration.minutes(config.db_auto_pause_minutes),
+            deletion_protection=config.db_deletion_protection,
+            log_retention=retention,
+            secrets_manager_endpoint=self.network.endpoints["SecretsManager"],
+            existing_secret_arn=config.existing_db_secret_arn,
+            existing_security_group_id=config.existing_db_security_group_id,
+        )
+        self.steps = StepFunctions(
+            self,
+            "Steps",
+            env_name=config.env_name,
+            vpc=self.network.vpc,
+            subnet_selection=self.network.subnet_selection,
+            database_secret=self.database.secret,
+            memory_size_mb=config.steps_function_memory_mb,
+            timeout=Duration.seconds(config.steps_function_timeout_seconds),
+            reserved_concurrency=config.steps_function_reserved_concurrency,
+            log_retention=retention,
+            install_dependencies=not config.skip_bundling,
+        )
+        self.ml_worker = MlWorker(
+            self,
+            "MlWorker",
+            env_name=config.env_name,
+            vpc=self.network.vpc,
+            database_secret=self.database.secret,
+            cpu=config.ml_worker_cpu,
+            memory_limit_mib=config.ml_worker_memory_mib,
+            log_retention=retention,
+        )
+        self.database.allow_from(self.steps.security_group, description="steps Lambda")
+        self.database.allow_from(self.ml_worker.security_group, description="ml-worker tasks")
+        self.network.allow_endpoint_access_from(
+            self.steps.security_group, description="steps Lambda"
+        )
+        self.network.allow_endpoint_access_from(
+            self.ml_worker.security_group, description="ml-worker tasks"
+        )
+        if self.database.rotation_security_group is not None:
+            self.network.allow_endpoint_access_from(
+                self.database.rotation_security_group, description="secret rotation"
+            )
+
+        self.workflow = Workflow(
+            self,
+            "Workflow",
+            env_name=config.env_name,
+            asl_path=config.asl_path,
+            steps_function=self.steps.function,
+            cluster=self.ml_worker.cluster,
+            task_definition=self.ml_worker.task_definition,
+            container_name=self.ml_worker.container_name,
+            task_subnets=self.network.private_subnets,
+            task_security_group=self.ml_worker.security_group,
+            dead_letter_queue=self.trigger_queue.dead_letter_queue,
+            queue_key=self.trigger_queue.key,
+            log_retention=retention,
+        )
+        self.pipe = TriggerPipe(
+            self,
+            "TriggerPipe",
+            env_name=config.env_name,
+            queue=self.trigger_queue.queue,
+            queue_key=self.trigger_queue.key,
+            state_machine=self.workflow.state_machine,
+            enabled=config.enabled,
+            log_retention=retention,
+        )
+        self.parameters = RuntimeParameters(
+            self,
+            "Parameters",
+            parameter_prefix=config.parameter_prefix,
+            queue_url=self.trigger_queue.queue.queue_url,
+            enabled=config.enabled,
+        )
+        self.migrations: DatabaseMigrations | None = None
+        if config.run_migrations_on_deploy:
+            self.migrations = DatabaseMigrations(
+                self,
+                "Migrations",
+                steps_function=self.steps.function,
+                database=self.database,
+                log_retention=retention,
+            )
+        self.monitoring = Monitoring(
+            self,
+            "Monitoring",
+            env_name=config.env_name,
+            queue=self.trigger_queue.queue,
+            dead_letter_queue=self.trigger_queue.dead_letter_queue,
+            state_machine=self.workflow.state_machine,
+            state_machine_log_group=self.workflow.log_group,
+            steps_function=self.steps.function,
+            oldest_message_age_threshold=Duration.seconds(config.oldest_message_age_alarm_seconds),
+            create_topic=config.create_alarm_topic,
+            alarm_email=config.alarm_email,
+        )
+        # What an operator or `healthflow ... --target aws` needs (see cdk/README.md).
+        outputs = {
+            "TriggerQueueUrl": self.trigger_queue.queue.queue_url,
+            "DeadLetterQueueUrl": self.trigger_queue.dead_letter_queue.queue_url,
+            "StateMachineArn": self.workflow.state_machine.state_machine_arn,
+            "DatabaseSecretArn": self.database.secret.secret_arn,
+            "DashboardName": f"healthflow-{config.env_name}",
+        }
+        for name, value in outputs.items():
+            CfnOutput(self, name, value=value)
