@@ -24,7 +24,7 @@ def _entries(seed: int = 4) -> list[dict]:
     start = date(2023, 12, 25)
     entries = []
     for user in (7, 8):
-        for i in range(500):
+        for _ in range(500):
             day = start + timedelta(days=rng.randrange(0, 130))  # crosses a leap day
             entry = {"user_id": user, "meal_date": day.isoformat(), "meal_type": rng.choice(MEALS),
                      "food_name": rng.choice(["Dal", "Rice", "Oats"])}  # fmt: skip
