@@ -20,8 +20,10 @@ class MissingSetting(RuntimeError):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HEALTHFLOW_", extra="ignore", frozen=True)
 
-    # A PostgreSQL URL wins over the embedded server.
+    # A PostgreSQL URL wins over the embedded server. In AWS the credentials come from a
+    # Secrets Manager secret instead (the password never sits in the environment).
     database_url: str | None = None
+    db_secret_arn: str | None = None
     data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir("healthflow")))
 
     # Where `send`, `start-execution`, `trace` and `dlq` act.

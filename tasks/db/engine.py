@@ -66,9 +66,26 @@ def make_engine(url: str, *, schema: str | None = None, pool_size: int = 5) -> E
     return engine
 
 
+def url_from_secret(secret_arn: str, region: str) -> str:
+    """A URL built from an RDS-style secret (host, port, username, password, dbname); TLS on."""
+    import json
+    from urllib.parse import quote
+
+    import boto3
+
+    client = boto3.client("secretsmanager", region_name=region)
+    secret = json.loads(client.get_secret_value(SecretId=secret_arn)["SecretString"])
+    user, password = quote(secret["username"], safe=""), quote(secret["password"], safe="")
+    host, port = secret["host"], secret.get("port", 5432)
+    name = secret.get("dbname", "postgres")
+    return f"postgresql+psycopg2://{user}:{password}@{host}:{port}/{name}?sslmode=require"
+
+
 def database_url(settings: Settings) -> str:
     if settings.database_url:
         return settings.database_url
+    if settings.db_secret_arn:
+        return url_from_secret(settings.db_secret_arn, settings.aws_region)
     return embedded_url(settings.embedded_pgdata)
 
 

@@ -40,8 +40,26 @@ def _manual_message_unwrapped(step: str, payload: dict[str, Any]) -> dict[str, A
     return payload
 
 
+MIGRATIONS_RESOURCE_ID = "healthflow-database-migrations"
+
+
+def _custom_resource(event: dict[str, Any], runner: StepRunner) -> dict[str, Any]:
+    """The deploy's CloudFormation custom resource (CDK provider framework): run the step its
+    properties name on Create and Update; Delete leaves the schema alone."""
+    if event["RequestType"] == "Delete":
+        return {"PhysicalResourceId": event.get("PhysicalResourceId", MIGRATIONS_RESOURCE_ID)}
+    properties = event.get("ResourceProperties", {})
+    step = properties.get("step")
+    if step != "migrate":
+        raise InvalidMessage("the custom resource names no known step")
+    output = runner(step, dict(properties.get("input") or {}))
+    return {"PhysicalResourceId": MIGRATIONS_RESOURCE_ID, "Data": output}
+
+
 def handler(event: Any, context: Any = None, *, run_step: StepRunner | None = None) -> Any:
     """Lambda entry point (``tasks.runners.lambda_handler.handler``)."""
+    if isinstance(event, dict) and "RequestType" in event:
+        return _custom_resource(event, run_step or registry_run_step())
     step, payload = parse_event(event)
     runner = run_step or registry_run_step()
     try:

@@ -28,6 +28,8 @@ from tasks.steps.models import (
     MarkFailedOutput,
     MarkInput,
     MarkOutput,
+    MigrateInput,
+    MigrateOutput,
     TriggerMessage,
     ValidatedMessage,
     ValidateInput,
@@ -154,6 +156,16 @@ def mark_claim_failed(payload: MarkFailedInput) -> MarkFailedOutput:
             conn, domain=payload.domain, claim_id=payload.claim_id, error=payload.error
         )
     return MarkFailedOutput(failed=failed)
+
+
+@step("migrate", MigrateInput)
+def migrate(payload: MigrateInput) -> MigrateOutput:
+    """Apply the migrations (run by the deploy's custom resource before any execution)."""
+    from tasks.db.migrate import current_revision, upgrade
+
+    engine = get_engine()
+    upgrade(engine)
+    return MigrateOutput(revision=current_revision(engine) or "")
 
 
 # The lab categorization step lives with the matcher it loads.

@@ -126,4 +126,12 @@ class MarkFailedOutput(StepModel):
     failed: int
 
 
+class MigrateInput(StepModel):
+    pass
+
+
+class MigrateOutput(StepModel):
+    revision: str
+
+
 DOMAINS_IN_ORDER: tuple[Domain, ...] = ("labs", "vitals", "nutrition")

@@ -192,3 +192,18 @@ def test_worker_config_from_environment() -> None:
         {"AWS_REGION": "eu-west-1", "HEALTHFLOW_HEARTBEAT_SECONDS": "7"}
     )
     assert config == ecs.WorkerConfig(region="eu-west-1", endpoint_url=None, heartbeat_seconds=7.0)
+
+
+def test_the_deploy_custom_resource_runs_the_migrate_step() -> None:
+    from tasks.runners.lambda_handler import handler
+
+    calls: list[tuple[str, dict]] = []
+
+    def runner(name: str, payload: dict) -> dict:
+        calls.append((name, payload))
+        return {"revision": "0001"}
+
+    event = {"RequestType": "Create", "ResourceProperties": {"step": "migrate", "input": {}}}
+    assert handler(event, None, run_step=runner)["Data"] == {"revision": "0001"}
+    deleted = handler({"RequestType": "Delete", "PhysicalResourceId": "x"}, None, run_step=runner)
+    assert deleted == {"PhysicalResourceId": "x"} and calls == [("migrate", {})]
