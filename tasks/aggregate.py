@@ -311,26 +311,52 @@ class CopyResult:
     duplicates: int
 
 
-def _sql_literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
+def _load_conversions(conn: Connection) -> None:
+    """The vital catalog as a keyed temp table: (metric name, normalized unit) -> conversion.
 
-
-def _conversions_sql() -> str:
-    """The vital catalog as a VALUES list: (metric name, key, loinc, unit, factor, offset,
-    canonical unit, low, high). Names are catalog keys and LOINC codes; units normalized."""
-    rows = []
-    for name, vital in sorted(vital_types().items()):
-        for unit, (factor, offset) in sorted(vital.units.items()):
-            rows.append(
-                f"({_sql_literal(name)}, {_sql_literal(vital.key)}, "
-                f"{_sql_literal(vital.loinc_code)}, {_sql_literal(unit)}, "
-                f"{factor!r}::float8, {offset!r}::float8, {_sql_literal(vital.canonical_unit)}, "
-                f"{vital.low!r}::float8, {vital.high!r}::float8)"
-            )
-    return (
-        "(VALUES " + ", ".join(rows) + ") AS conv(name, key, loinc_code, unit, factor, "
-        "shift, canonical_unit, low, high)"
+    Names are catalog keys and LOINC codes. A keyed table keeps the join an index lookup
+    whatever the planner believes about a fresh claim (a VALUES list, unanalyzed, was once
+    joined by a nested loop: 17 s instead of 1 s for 137k readings).
+    """
+    conn.execute(
+        text(
+            """
+            CREATE TEMP TABLE vital_conversions (
+                name text, unit text, key text, loinc_code text, factor float8, shift float8,
+                canonical_unit text, low float8, high float8, PRIMARY KEY (name, unit)
+            ) ON COMMIT DROP
+            """
+        )
     )
+    conn.execute(
+        text(
+            "INSERT INTO vital_conversions VALUES (:name, :unit, :key, :loinc, :factor, "
+            ":shift, :canonical, :low, :high)"
+        ),
+        [
+            {
+                "name": name,
+                "unit": unit,
+                "key": vital.key,
+                "loinc": vital.loinc_code,
+                "factor": factor,
+                "shift": shift,
+                "canonical": vital.canonical_unit,
+                "low": vital.low,
+                "high": vital.high,
+            }
+            for name, vital in sorted(vital_types().items())
+            for unit, (factor, shift) in sorted(vital.units.items())
+        ],
+    )
+    conn.execute(
+        text(
+            "CREATE TEMP TABLE vital_metrics ON COMMIT DROP AS "
+            "SELECT DISTINCT name, key, low, high FROM vital_conversions"
+        )
+    )
+    conn.execute(text("ALTER TABLE vital_metrics ADD PRIMARY KEY (name)"))
+    conn.execute(text("ANALYZE vital_conversions, vital_metrics"))
 
 
 def copy_vitals_to_categorized(conn: Connection, *, claim_id: str, user_id: int) -> CopyResult:
@@ -338,68 +364,75 @@ def copy_vitals_to_categorized(conn: Connection, *, claim_id: str, user_id: int)
 
     Readings that cannot be accepted become `rejected` with the same reasons ingest uses; an
     identical re-synced reading is kept in raw but counts once in the categorized table.
+
+    The claim's rows go through an analyzed temp table first: a fresh claim has no statistics,
+    and a planner that expects one row picks nested loops that cost 3 s instead of 0.3 s.
     """
-    conversions = _conversions_sql()
+    _load_conversions(conn)
     params = {"claim_id": claim_id, "user_id": user_id}
-    rejected = conn.execute(
+    conn.execute(
         text(
-            f"""
-            WITH metrics AS (SELECT DISTINCT name, key, low, high FROM {conversions}),
-            verdicts AS (
-                SELECT r.id, CASE
-                    WHEN m.key IS NULL THEN 'unknown_metric'
-                    WHEN r.value IS NULL THEN 'unparseable_value'
-                    WHEN r.end_time < r.start_time THEN 'end_before_start'
-                    WHEN r.value IN ('NaN', 'Infinity', '-Infinity') THEN 'non_finite_value'
-                    WHEN c.factor IS NULL THEN 'unconvertible_unit'
-                    WHEN r.value * c.factor + c.shift NOT BETWEEN m.low AND m.high
-                        THEN 'out_of_range'
-                END AS reason
-                FROM vitals_raw_data r
-                LEFT JOIN metrics m ON m.name = lower(r.metric)
-                LEFT JOIN {conversions.replace("AS conv", "AS c")}
-                     ON c.key = m.key AND c.unit = lower(trim(r.unit))
-                WHERE r.claim_id = :claim_id AND r.user_id = :user_id
-                  AND r.status = 'processing'
-            )
-            UPDATE vitals_raw_data r
-            SET status = 'rejected', error = v.reason, processed_at = now(), updated_at = now()
-            FROM verdicts v WHERE r.id = v.id AND v.reason IS NOT NULL
+            """
+            CREATE TEMP TABLE claim_readings ON COMMIT DROP AS
+            SELECT id, user_id, lower(metric) AS metric_name, lower(trim(unit)) AS unit_name,
+                   value, unit, start_time, end_time, source
+            FROM vitals_raw_data
+            WHERE claim_id = :claim_id AND user_id = :user_id AND status = 'processing'
             """
         ),
         params,
+    )
+    conn.execute(text("ANALYZE claim_readings"))
+    conn.execute(
+        text(
+            """
+            CREATE TEMP TABLE claim_verdicts ON COMMIT DROP AS
+            SELECT r.*, c.key, c.loinc_code, c.canonical_unit,
+                   r.value * c.factor + c.shift AS canonical_value,
+                   CASE
+                       WHEN m.key IS NULL THEN 'unknown_metric'
+                       WHEN r.value IS NULL THEN 'unparseable_value'
+                       WHEN r.end_time < r.start_time THEN 'end_before_start'
+                       WHEN r.value IN ('NaN', 'Infinity', '-Infinity') THEN 'non_finite_value'
+                       WHEN c.factor IS NULL THEN 'unconvertible_unit'
+                       WHEN r.value * c.factor + c.shift NOT BETWEEN m.low AND m.high
+                           THEN 'out_of_range'
+                   END AS reason
+            FROM claim_readings r
+            LEFT JOIN vital_metrics m ON m.name = r.metric_name
+            LEFT JOIN vital_conversions c ON c.name = r.metric_name AND c.unit = r.unit_name
+            """
+        )
+    )
+    conn.execute(text("ANALYZE claim_verdicts"))
+    rejected = conn.execute(
+        text(
+            """
+            UPDATE vitals_raw_data r
+            SET status = 'rejected', error = v.reason, processed_at = now(), updated_at = now()
+            FROM claim_verdicts v WHERE r.id = v.id AND v.reason IS NOT NULL
+            """
+        )
     ).rowcount
     # A rerun replaces what an earlier try of this claim wrote; a late duplicate delivery
     # after the claim was marked finds no `processing` rows and changes nothing.
     conn.execute(
-        text(
-            "DELETE FROM vitals_categorized c USING vitals_raw_data r "
-            "WHERE c.raw_id = r.id AND r.claim_id = :claim_id AND r.user_id = :user_id "
-            "AND r.status = 'processing'"
-        ),
-        params,
+        text("DELETE FROM vitals_categorized c USING claim_readings r WHERE c.raw_id = r.id")
     )
     candidates = conn.execute(
-        text(
-            "SELECT count(*) FROM vitals_raw_data "
-            "WHERE claim_id = :claim_id AND user_id = :user_id AND status = 'processing'"
-        ),
-        params,
+        text("SELECT count(*) FROM claim_verdicts WHERE reason IS NULL")
     ).scalar_one()
     copied = conn.execute(
         text(
-            f"""
+            """
             INSERT INTO vitals_categorized (raw_id, user_id, metric, loinc_code, start_time,
                 end_time, value, unit, source, original_value, original_unit)
-            SELECT r.id, r.user_id, c.key, c.loinc_code, r.start_time, r.end_time,
-                   r.value * c.factor + c.shift, c.canonical_unit, r.source, r.value, r.unit
-            FROM vitals_raw_data r
-            JOIN {conversions.replace("AS conv", "AS c")}
-                 ON c.name = lower(r.metric) AND c.unit = lower(trim(r.unit))
-            WHERE r.claim_id = :claim_id AND r.user_id = :user_id AND r.status = 'processing'
+            SELECT id, user_id, key, loinc_code, start_time, end_time, canonical_value,
+                   canonical_unit, source, value, unit
+            FROM claim_verdicts
+            WHERE reason IS NULL
             ON CONFLICT ON CONSTRAINT uq_vitals_categorized_reading DO NOTHING
             """
-        ),
-        params,
+        )
     ).rowcount
     return CopyResult(copied=copied, rejected=rejected, duplicates=candidates - copied)

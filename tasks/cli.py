@@ -58,7 +58,7 @@ def _print_run(run) -> None:  # type: ignore[no-untyped-def]
 
 
 def cmd_process(args: argparse.Namespace) -> int:
-    from tasks.process import pending_work, process_claim
+    from tasks.process import pending_work, process_pending
     from tasks.steps.models import DOMAINS_IN_ORDER
 
     _engine()
@@ -69,14 +69,14 @@ def cmd_process(args: argparse.Namespace) -> int:
         from tqdm import tqdm
 
         progress = tqdm(total=len(work), unit="claim", file=sys.stderr)
-    runs = []
-    for domain, user_id in work:
-        run = process_claim(domain, user_id)
-        runs.append(run)
+
+    def done(run) -> None:  # type: ignore[no-untyped-def]
         if progress:
             progress.update(1)
         elif args.verbose:
             _print_run(run)
+
+    runs = process_pending(domains, args.user_id, done, workers=args.workers)
     if progress:
         progress.close()
     failed = [r for r in runs if r.error]
@@ -138,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     process.add_argument("--domain", choices=["labs", "vitals", "nutrition"])
     process.add_argument("--user-id", type=int)
     process.add_argument("-v", "--verbose", action="store_true", help="a line per claim")
+    process.add_argument("--workers", type=int, default=2, help="claims processed at once")
     process.set_defaults(handler=cmd_process)
 
     export = sub.add_parser("export", help="aggregates as CSV on stdout")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
@@ -81,11 +82,20 @@ def process_pending(
     domains: list[str] | None = None,
     user_id: int | None = None,
     on_done: Callable[[ClaimRun], None] | None = None,
+    *,
+    workers: int = 1,
 ) -> list[ClaimRun]:
-    runs = []
-    for domain, uid in pending_work(list(domains or DOMAINS_IN_ORDER), user_id):
-        run = process_claim(domain, uid)
-        runs.append(run)
+    """Process every pending (domain, user); `workers` claims run at once, as concurrent
+    executions do in the workflow (claims and the per-user lock keep them apart)."""
+    work = pending_work(list(domains or DOMAINS_IN_ORDER), user_id)
+
+    def one(item: tuple[str, int]) -> ClaimRun:
+        run = process_claim(*item)
         if on_done:
             on_done(run)
-    return runs
+        return run
+
+    if workers <= 1:
+        return [one(item) for item in work]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(one, work))
