@@ -31,7 +31,7 @@ def get_matcher() -> Any:
 
             settings = get_settings()
             _matcher = get_default_matcher(
-                model_path=settings.model_path,
+                model_path=str(settings.model_path) if settings.model_path else None,
                 cache_dir=settings.embedding_cache_dir or settings.data_dir / "embeddings",
                 threshold=settings.match_threshold,
             )
