@@ -99,9 +99,11 @@ def pandas_peer(engine: Engine) -> None:
     for tz, part in df.groupby("tz"):
         local = part["start_time"].dt.tz_convert(tz)
         part = part.assign(
-            hour=local.dt.floor("h", ambiguous="infer", nonexistent="shift_forward").dt.tz_convert(
-                "UTC"
-            ),
+            # The local hour's start as an instant: step back by the local minutes and seconds
+            # (floor() in local time cannot tell the two 01:00 hours of a fall-back day apart).
+            hour=part["start_time"]
+            - pd.to_timedelta(local.dt.minute * 60 + local.dt.second, unit="s")
+            - pd.to_timedelta(local.dt.microsecond, unit="us"),
             day=local.dt.date,
         )
         part = part.sort_values("start_time")

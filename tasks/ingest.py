@@ -11,6 +11,8 @@ from __future__ import annotations
 import csv
 import io
 import math
+import queue
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -257,26 +259,55 @@ def describe_validation_error(error: ValidationError) -> str:
     return "malformed: " + "; ".join(parts)
 
 
-def copy_rows(engine: Engine, table: str, columns: Iterable[str], rows: Iterable[Row]) -> int:
-    """Bulk insert with COPY ... FROM STDIN (CSV); returns the number of rows written."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    count = 0
-    for row in rows:
-        writer.writerow(row)
-        count += 1
-    if not count:
-        return 0
-    buffer.seek(0)
-    column_list = ", ".join(columns)
-    raw = engine.raw_connection()
-    try:
-        with raw.cursor() as cursor:
-            cursor.copy_expert(f"COPY {table} ({column_list}) FROM STDIN WITH (FORMAT csv)", buffer)
-        raw.commit()
-    finally:
-        raw.close()
-    return count
+class CopyWriter:
+    """COPY batches into one table on one connection, in a background thread, in one
+    transaction: parsing the next batch (Python) overlaps the server storing the last one, and
+    a file lands whole or not at all (a rerun after a crash cannot leave half a file twice)."""
+
+    def __init__(self, engine: Engine, table: str, columns: Iterable[str]) -> None:
+        self._sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv)"
+        self._raw = engine.raw_connection()
+        self._batches: queue.Queue[io.StringIO | None] = queue.Queue(maxsize=2)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="copy-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        with self._raw.cursor() as cursor:
+            while (buffer := self._batches.get()) is not None:
+                if self._error is None:
+                    try:
+                        cursor.copy_expert(self._sql, buffer)
+                    except BaseException as error:  # reported by close(); keep draining
+                        self._error = error
+
+    def write(self, rows: Iterable[Row]) -> None:
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerows(rows)
+        buffer.seek(0)
+        self._batches.put(buffer)
+
+    def close(self, *, commit: bool = True) -> None:
+        """Wait for every batch, then commit; roll back (and raise) if any batch failed, or
+        when the caller failed and asks not to commit."""
+        self._batches.put(None)
+        self._thread.join()
+        try:
+            if self._error is not None or not commit:
+                self._raw.rollback()
+                if self._error is not None:
+                    raise self._error
+            else:
+                self._raw.commit()
+        finally:
+            self._raw.close()
+
+
+def copy_rows(engine: Engine, table: str, columns: Iterable[str], rows: Iterable[Row]) -> None:
+    """Bulk insert with COPY ... FROM STDIN in one transaction."""
+    writer = CopyWriter(engine, table, columns)
+    writer.write(rows)
+    writer.close()
 
 
 def _parse_lines(
@@ -305,23 +336,25 @@ def ingest_lines(
         return ingest_users(engine, lines)
     spec = DOMAIN_SPECS[domain]
     report = IngestReport(domain)
-    columns = (*spec.columns, "status", "error")
+    writer = CopyWriter(engine, spec.table, (*spec.columns, "status", "error"))
     batch: list[Row] = []
-
-    def flush() -> None:
-        copy_rows(engine, spec.table, columns, batch)
-        batch.clear()
-
-    for row, reason in _parse_lines(spec, lines, report):
-        if reason is None:
-            batch.append((*row, "pending", None))
-            report.inserted += 1
-        else:
-            batch.append((*row, "rejected", reason))
-            report.rejected += 1
-        if len(batch) >= batch_rows:
-            flush()
-    flush()
+    try:
+        for row, reason in _parse_lines(spec, lines, report):
+            if reason is None:
+                batch.append((*row, "pending", None))
+                report.inserted += 1
+            else:
+                batch.append((*row, "rejected", reason))
+                report.rejected += 1
+            if len(batch) >= batch_rows:
+                writer.write(batch)
+                batch = []
+        if batch:
+            writer.write(batch)
+    except BaseException:
+        writer.close(commit=False)
+        raise
+    writer.close()
     return report
 
 

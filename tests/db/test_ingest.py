@@ -114,3 +114,22 @@ def test_users_upsert_and_reject_unknown_zones(engine) -> None:
         assert (
             conn.execute(text("SELECT timezone FROM user_settings")).scalar_one() == "Asia/Kolkata"
         )
+
+
+def test_a_file_lands_whole_or_not_at_all(engine) -> None:
+    good = (
+        '{"user_id": 1, "metric": "heart_rate", "value": 70, "unit": "bpm", '
+        '"start_time": "2024-03-10T08:00:00+00:00"}'
+    )
+
+    def lines():
+        for _ in range(5):
+            yield good
+        raise OSError("the upload stream broke")
+
+    try:
+        ingest_lines(engine, "vitals", lines(), batch_rows=2)
+    except OSError:
+        pass
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM vitals_raw_data")).scalar_one() == 0
