@@ -38,7 +38,8 @@ Row = tuple[Any, ...]
 
 class Line(BaseModel):
     # Backends may send more fields than we use; unknown ones are ignored, not errors.
-    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+    # (No str_strip_whitespace: it doubles the validation time; text is stripped where used.)
+    model_config = ConfigDict(extra="ignore")
 
 
 class VitalLine(Line):
@@ -77,7 +78,7 @@ class LabLine(Line):
 
 
 class NutritionLine(Line):
-    model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="allow")
     user_id: PositiveInt
     meal_date: date
     meal_type: str
@@ -110,6 +111,7 @@ class IngestReport:
 
 
 def _none_if_blank(value: str | None) -> str | None:
+    value = value.strip() if value else value
     return value if value else None
 
 
@@ -129,7 +131,8 @@ def _vital_row(line: VitalLine) -> tuple[Row, str | None]:
     number = _number(line.value)
     raw_value = None if number is not None else str(line.value)
     reason: str | None = None
-    vital = vital_types().get(line.metric) or vital_types().get(line.metric.lower())
+    metric = line.metric.strip()
+    vital = vital_types().get(metric) or vital_types().get(metric.lower())
     if vital is None:
         reason = "unknown_metric"
     elif number is None:
@@ -140,7 +143,7 @@ def _vital_row(line: VitalLine) -> tuple[Row, str | None]:
         reason = vital.rejection(number, line.unit)
     row = (
         line.user_id,
-        line.metric,
+        metric,
         number,
         raw_value,
         _none_if_blank(line.unit),
@@ -153,9 +156,10 @@ def _vital_row(line: VitalLine) -> tuple[Row, str | None]:
 
 def _lab_row(line: LabLine) -> tuple[Row, str | None]:
     number = _number(line.value)
-    value_text = None if line.value is None else str(line.value)
+    value_text = None if line.value is None else str(line.value).strip()
     reason = None
-    if not line.test_name:
+    test_name = line.test_name.strip()
+    if not test_name:
         reason = "missing_test_name"
     elif value_text is None or value_text == "":
         reason = "missing_value"
@@ -171,7 +175,7 @@ def _lab_row(line: LabLine) -> tuple[Row, str | None]:
     row = (
         line.user_id,
         None if line.report_id is None else str(line.report_id),
-        line.test_name,
+        test_name,
         value_text,
         number if number is not None and math.isfinite(number) else None,
         _none_if_blank(line.unit),
@@ -184,8 +188,9 @@ def _lab_row(line: LabLine) -> tuple[Row, str | None]:
 
 def _nutrition_row(line: NutritionLine) -> tuple[Row, str | None]:
     extra = line.model_extra or {}
-    reason = None if line.meal_type.lower() in meal_types() else "unknown_meal_type"
-    if not line.food_name:
+    meal_type, food_name = line.meal_type.strip().lower(), line.food_name.strip()
+    reason = None if meal_type in meal_types() else "unknown_meal_type"
+    if not food_name:
         reason = reason or "missing_food_name"
     amounts: list[float | None] = []
     for nutrient in nutrients():
@@ -203,8 +208,8 @@ def _nutrition_row(line: NutritionLine) -> tuple[Row, str | None]:
     row = (
         line.user_id,
         line.meal_date.isoformat(),
-        line.meal_type.lower(),
-        line.food_name,
+        meal_type,
+        food_name,
         *amounts,
     )
     return row, reason
@@ -367,8 +372,9 @@ def ingest_users(engine: Engine, lines: Iterable[str]) -> IngestReport:
             continue
         try:
             record = UserLine.model_validate_json(line)
-            if record.timezone not in zones:
-                ZoneInfo(record.timezone)  # raises for names the system does not know either
+            zone = record.timezone.strip()
+            if zone not in zones:
+                ZoneInfo(zone)  # raises for names the system does not know either
         except ValidationError as error:
             report.malformed += 1
             report.problems.append((number, describe_validation_error(error)))
@@ -377,7 +383,7 @@ def ingest_users(engine: Engine, lines: Iterable[str]) -> IngestReport:
             report.malformed += 1
             report.problems.append((number, "malformed: timezone: not an IANA time zone"))
             continue
-        users[record.user_id] = record.timezone
+        users[record.user_id] = zone
     with engine.begin() as conn:
         if users:
             conn.execute(
