@@ -36,6 +36,14 @@ _MEASURE_COLUMNS = (
     "user_id, loinc_code, bucket_start, count, sum, min, max, last_value, last_time, unit"
 )
 
+def _reading_stats(value: str, at: str) -> str:
+    """The mergeable statistics of readings `value` taken at `at` (see _MERGE_MEASURES)."""
+    return (
+        f"count(*), sum({value}), min({value}), max({value}), "
+        f"(array_agg({value} ORDER BY {at} DESC, {value} DESC))[1], max({at})"
+    )
+
+
 # Merge finer measure buckets into coarser ones. `last` is the value of the latest reading;
 # ties on time break on the larger value so that every recompute picks the same one.
 _MERGE_MEASURES = """
@@ -150,10 +158,8 @@ def _vitals_hourly(conn: Connection, params: dict) -> int:
         "a.bucket_start = t.hour_start",
         f"""
         INSERT INTO vitals_agg_hourly ({_MEASURE_COLUMNS})
-        SELECT :user_id, c.loinc_code, t.hour_start, count(*), sum(c.value), min(c.value),
-               max(c.value),
-               (array_agg(c.value ORDER BY c.start_time DESC, c.value DESC))[1],
-               max(c.start_time), min(c.unit)
+        SELECT :user_id, c.loinc_code, t.hour_start,
+               {_reading_stats("c.value", "c.start_time")}, min(c.unit)
         FROM touched_hours t
         JOIN vitals_categorized c ON c.user_id = :user_id
              AND c.start_time >= t.hour_start AND c.start_time < t.hour_end
@@ -195,9 +201,8 @@ def _labs_daily(conn: Connection, params: dict) -> int:
         "a.bucket_start = t.day",
         f"""
         INSERT INTO labs_agg_daily ({_MEASURE_COLUMNS})
-        SELECT :user_id, c.loinc_code, t.day, count(*), sum(c.value), min(c.value), max(c.value),
-               (array_agg(c.value ORDER BY c.observed_at DESC, c.value DESC))[1],
-               max(c.observed_at), min(c.unit)
+        SELECT :user_id, c.loinc_code, t.day,
+               {_reading_stats("c.value", "c.observed_at")}, min(c.unit)
         FROM touched_dates t
         JOIN lab_report_categorized c ON c.user_id = :user_id AND c.local_date = t.day
         WHERE c.status = 'categorized' AND c.value IS NOT NULL
