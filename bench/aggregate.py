@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import io
 import itertools
+import statistics
 import sys
 import time
 from datetime import date
@@ -161,8 +162,11 @@ def pandas_peer(engine: Engine) -> None:
         raw.close()
 
 
-def history_case(engine: Engine, history_rows: int, new_rows: int = 1000) -> float:
-    """Seconds to process `new_rows` for a user with `history_rows` already aggregated."""
+def history_case(
+    engine: Engine, history_rows: int, new_rows: int = 1000, repeats: int = 5
+) -> float:
+    """Median seconds to process `new_rows` for a user with `history_rows` already aggregated
+    (each repeat brings new readings for a later day, as a daily sync would)."""
     truncate(engine, "vitals_raw_data", "vitals_categorized", "user_settings", *AGG_TABLES)
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO user_settings VALUES (1, 'Europe/Berlin')"))
@@ -190,7 +194,6 @@ def history_case(engine: Engine, history_rows: int, new_rows: int = 1000) -> flo
                 """
             )
         )
-        conn.execute(text("ANALYZE"))
     # Aggregate the history once, as earlier executions would have.
     from tasks.process import step_plan
     from tasks.steps.registry import run_step
@@ -198,17 +201,23 @@ def history_case(engine: Engine, history_rows: int, new_rows: int = 1000) -> flo
     for _, name, payload in step_plan("vitals", "history", 1):
         if name == "aggregate":
             run_step(name, payload)
-    lines = [
-        f'{{"user_id": 1, "metric": "heart_rate", "value": {60 + i % 30}, "unit": "bpm", '
-        f'"start_time": "2025-01-01T{i // 60 % 24:02d}:{i % 60:02d}:30+00:00"}}'
-        for i in range(new_rows)
-    ]
-    ingest_lines(engine, "vitals", lines)
-    start = time.perf_counter()
-    runs = process_pending(["vitals"], user_id=1)
-    elapsed = time.perf_counter() - start
-    assert runs and runs[0].error is None and runs[0].claimed == new_rows
-    return elapsed
+    # The steady state autovacuum keeps: statistics and visibility maps up to date.
+    with engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE"))
+    timings = []
+    for repeat in range(repeats):
+        day = f"2025-01-{2 + repeat:02d}"
+        lines = [
+            f'{{"user_id": 1, "metric": "heart_rate", "value": {60 + i % 30}, "unit": "bpm", '
+            f'"start_time": "{day}T{i // 60 % 24:02d}:{i % 60:02d}:30+00:00"}}'
+            for i in range(new_rows)
+        ]
+        ingest_lines(engine, "vitals", lines)
+        start = time.perf_counter()
+        runs = process_pending(["vitals"], user_id=1)
+        timings.append(time.perf_counter() - start)
+        assert runs and runs[0].error is None and runs[0].claimed == new_rows
+    return statistics.median(timings)
 
 
 def main() -> None:
@@ -242,7 +251,8 @@ def main() -> None:
         small = history_case(engine, args.history_small)
         large = history_case(engine, args.history_large)
         print(
-            f"  (3) 1,000 new rows with {args.history_small:,} rows of history: {small:.3f} s; "
+            f"  (3) 1,000 new rows (median of 5) with {args.history_small:,} rows of history: "
+            f"{small:.3f} s; "
             f"with {args.history_large:,}: {large:.3f} s; ratio {large / small:.2f} (aim < 1.3)"
         )
 
