@@ -36,6 +36,7 @@ _MEASURE_COLUMNS = (
     "user_id, loinc_code, bucket_start, count, sum, min, max, last_value, last_time, unit"
 )
 
+
 def _reading_stats(value: str, at: str) -> str:
     """The mergeable statistics of readings `value` taken at `at` (see _MERGE_MEASURES)."""
     return (

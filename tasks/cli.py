@@ -8,13 +8,19 @@ import sys
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tasks.settings import get_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from tasks.process import ClaimRun
 
 Handler = Callable[[argparse.Namespace], int]
 
 
-def _engine(check_schema: bool = True):  # type: ignore[no-untyped-def]
+def _engine(check_schema: bool = True) -> Engine:
     from tasks.db.engine import get_engine
     from tasks.db.migrate import ensure_current
 
@@ -47,7 +53,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_run(run) -> None:  # type: ignore[no-untyped-def]
+def _print_run(run: ClaimRun) -> None:
     status = f"FAILED {run.error}" if run.error else "ok"
     details = " ".join(
         f"{label}={next(iter(out.values()))}" if label == "mark" else
@@ -70,7 +76,7 @@ def cmd_process(args: argparse.Namespace) -> int:
 
         progress = tqdm(total=len(work), unit="claim", file=sys.stderr)
 
-    def done(run) -> None:  # type: ignore[no-untyped-def]
+    def done(run: ClaimRun) -> None:
         if progress:
             progress.update(1)
         elif args.verbose:

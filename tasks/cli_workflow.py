@@ -27,7 +27,7 @@ from tasks.workflow import (
     original_message,
 )
 
-JOB_OF_DOMAIN = {domain: job for job, domain in DOMAIN_OF_JOB.items()}
+JOB_OF_DOMAIN: dict[str, str] = {domain: job for job, domain in DOMAIN_OF_JOB.items()}
 
 
 def _store() -> LocalStore:
@@ -294,7 +294,7 @@ def cmd_cost(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_commands(sub: argparse._SubParsersAction) -> None:
     def targeted(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         parser.add_argument("--target", choices=["local", "aws"], help="default: settings")
         return parser

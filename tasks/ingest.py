@@ -166,6 +166,8 @@ def _lab_row(line: LabLine) -> tuple[Row, str | None]:
     elif number is not None and not math.isfinite(number):
         reason = "non_finite_value"
     collected = parse_collection_time(line.collected_at)
+    collected_at: str | None
+    collected_local: str | datetime | None
     if isinstance(collected, datetime) and collected.tzinfo is not None:
         collected_at, collected_local = collected.isoformat(), None
     elif isinstance(collected, datetime):
@@ -278,7 +280,7 @@ class CopyWriter:
         self._thread.start()
 
     def _run(self) -> None:
-        with self._raw.cursor() as cursor:
+        with self._raw.cursor() as cursor:  # type: ignore[attr-defined]
             while (buffer := self._batches.get()) is not None:
                 if self._error is None:
                     try:

@@ -4,7 +4,7 @@ the cost model, and the local cloud's persisted state (queue spool, histories, d
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -28,7 +28,7 @@ def _timestamp(event: Mapping[str, Any]) -> float:
     return float(value.timestamp())
 
 
-def trace_steps(events: list[Mapping[str, Any]]) -> list[TraceStep]:
+def trace_steps(events: Sequence[Mapping[str, Any]]) -> list[TraceStep]:
     """State-by-state timeline, like the console's graph view, from execution history events."""
     if not events:
         return []
@@ -42,7 +42,9 @@ def trace_steps(events: list[Mapping[str, Any]]) -> list[TraceStep]:
             open_states[event["stateEnteredEventDetails"]["name"]] = (_timestamp(event), None)
             last_error = None
         elif kind.endswith("Failed") or kind.endswith("TimedOut"):
-            details = next((v for k, v in event.items() if k.endswith("EventDetails")), {})
+            details: Mapping[str, Any] = next(
+                (v for k, v in event.items() if k.endswith("EventDetails")), {}
+            )
             last_error = details.get("error") or kind
         elif "stateExitedEventDetails" in event:
             name = event["stateExitedEventDetails"]["name"]
@@ -56,7 +58,7 @@ def trace_steps(events: list[Mapping[str, Any]]) -> list[TraceStep]:
     return sorted(steps, key=lambda s: s.started)
 
 
-def format_trace(name: str, status: str, events: list[Mapping[str, Any]]) -> list[str]:
+def format_trace(name: str, status: str, events: Sequence[Mapping[str, Any]]) -> list[str]:
     lines = [f"execution {name}: {status}"]
     for step in trace_steps(events):
         took = f"{step.duration * 1000:8.0f} ms" if step.duration is not None else "        --"
@@ -224,7 +226,7 @@ class LocalStore:
         self.spool.unlink()
         return bodies
 
-    def save_execution(self, name: str, status: str, events: list[Mapping[str, Any]]) -> None:
+    def save_execution(self, name: str, status: str, events: Sequence[Mapping[str, Any]]) -> None:
         self._ensure()
         record = {"name": name, "status": status, "events": slim_history(events)}
         (self.executions / f"{name}.json").write_text(json.dumps(record), encoding="utf-8")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import psycopg2
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import ExceptionContext
 
 from tasks.errors import DatabaseUnavailable
 from tasks.settings import Settings, get_settings
@@ -54,7 +55,7 @@ def make_engine(url: str, *, schema: str | None = None, pool_size: int = 5) -> E
     )
 
     @event.listens_for(engine, "handle_error")
-    def _name_unreachable(context):  # type: ignore[no-untyped-def]
+    def _name_unreachable(context: ExceptionContext) -> None:
         # Step Functions retries DatabaseUnavailable; every other error is final.
         # (psycopg2's OperationalError also covers deadlocks and serialization failures,
         # which a retry resolves as well.)

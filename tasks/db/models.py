@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -17,6 +17,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     PrimaryKeyConstraint,
+    Table,
     Text,
     UniqueConstraint,
     func,
@@ -164,7 +165,7 @@ class NutritionRaw(RawRow, Base):
 
 for _key in nutrient_keys():
     # One nullable column per catalog nutrient: missing stays null, never 0.
-    NutritionRaw.__table__.append_column(Column(_key, Double, nullable=True))
+    cast(Table, NutritionRaw.__table__).append_column(Column(_key, Double, nullable=True))
 
 
 class VitalsCategorized(Base):
@@ -325,6 +326,6 @@ class NutritionMonthly(_NutritionAggregate, Base):
 
 for _table in (NutritionDaily, NutritionWeekly, NutritionMonthly):
     for _key in nutrient_keys():
-        _table.__table__.append_column(Column(_key, Double, nullable=True))
+        cast(Table, _table.__table__).append_column(Column(_key, Double, nullable=True))
 
 RAW_TABLES = {"labs": LabRaw, "vitals": VitalsRaw, "nutrition": NutritionRaw}

@@ -6,6 +6,7 @@ import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import cast
 
 from pydantic import ValidationError
 from sqlalchemy import Connection
@@ -24,6 +25,7 @@ from tasks.steps.models import (
     ClaimOutput,
     ClaimRef,
     CopyOutput,
+    Domain,
     MarkFailedInput,
     MarkFailedOutput,
     MarkInput,
@@ -91,7 +93,7 @@ def _claim_output(summary: lifecycle.ClaimSummary) -> ClaimOutput:
     return ClaimOutput(
         claim_id=summary.claim_id,
         user_id=summary.user_id,
-        domain=summary.domain,  # type: ignore[arg-type]
+        domain=cast(Domain, summary.domain),
         claimed=summary.claimed,
         has_pending=summary.claimed > 0,
         date_from=summary.date_from,

@@ -1,5 +1,6 @@
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 
 from tasks.ingest import ingest_file, ingest_lines
@@ -127,9 +128,7 @@ def test_a_file_lands_whole_or_not_at_all(engine) -> None:
             yield good
         raise OSError("the upload stream broke")
 
-    try:
+    with pytest.raises(OSError):
         ingest_lines(engine, "vitals", lines(), batch_rows=2)
-    except OSError:
-        pass
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM vitals_raw_data")).scalar_one() == 0
