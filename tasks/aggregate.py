@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, text
 
 from tasks.catalog import nutrient_keys, vital_types
+from tasks.errors import HealthflowError
 from tasks.lifecycle import LOCAL_DATE_SQL, table_of
 
 GRANULARITIES = {
@@ -54,7 +55,7 @@ _MERGE_MEASURES = """
 """
 
 
-class UnknownGranularity(ValueError):
+class UnknownGranularity(HealthflowError, ValueError):
     """A granularity that the domain does not aggregate to."""
 
 

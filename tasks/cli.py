@@ -117,11 +117,18 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_labs_categorize(args: argparse.Namespace) -> int:
-    from tasks.labs.csv_io import categorize_csv
+    from tasks.labs.csv_io import InvalidLabCsv, categorize_csv
     from tasks.steps.labs import get_matcher
 
-    counts = categorize_csv(Path(args.input), Path(args.output), get_matcher())
-    print(counts if isinstance(counts, str) else f"categorized {args.input} -> {args.output}")
+    try:
+        counts = categorize_csv(Path(args.input), Path(args.output), get_matcher())
+    except InvalidLabCsv as error:
+        print(f"healthflow: {error}", file=sys.stderr)
+        return 2
+    print(
+        f"{counts['rows']} rows: {counts['categorized']} categorized, "
+        f"{counts['uncategorized']} left uncategorized -> {args.output}"
+    )
     return 0
 
 

@@ -13,6 +13,7 @@ from sqlalchemy import Engine, text
 
 from tasks.aggregate import GRANULARITIES
 from tasks.catalog import nutrient_keys
+from tasks.errors import HealthflowError
 
 MEASURE_COLUMNS = (
     "user_id", "loinc_code", "granularity", "bucket_start",
@@ -21,7 +22,7 @@ MEASURE_COLUMNS = (
 NUTRITION_COLUMNS = ("user_id", "granularity", "bucket_start", "entries", *nutrient_keys())
 
 
-class UnknownExport(ValueError):
+class UnknownExport(HealthflowError, ValueError):
     """A domain/granularity pair that has no aggregate table."""
 
 

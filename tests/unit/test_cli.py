@@ -1,0 +1,129 @@
+"""The command-line contracts, run through `main()` in process against the test database."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from tasks.cli import main
+
+DATA = Path(__file__).parent.parent / "data"
+
+
+@pytest.fixture
+def cli(engine, capsys):  # type: ignore[no-untyped-def]
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = main(list(argv))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def test_ingest_process_export_contract(cli, tmp_path) -> None:
+    users = tmp_path / "users.jsonl"
+    users.write_text('{"user_id": 1, "timezone": "America/New_York"}\n')
+    assert cli("ingest", "users", str(users))[0] == 0
+    code, out, _ = cli("ingest", "vitals", str(DATA / "ingest" / "vitals_mixed.jsonl"))
+    assert code == 0 and "5 inserted as pending, 6 stored as rejected, 4 malformed" in out
+    assert "line 5: malformed" in out
+    code, out, _ = cli("process", "--domain", "vitals")
+    assert code == 0 and "processed 2 claims" in out and "0 failed" in out
+
+    code, out, _ = cli("export", "vitals", "--granularity", "hourly", "--user-id", "1")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert list(rows[0]) == ["user_id", "loinc_code", "granularity", "bucket_start", "count",
+                             "sum", "min", "max", "avg", "last", "unit"]  # fmt: skip
+    # 08:00-05:00 on the day clocks sprang forward (02:00) is 09:00 EDT in New York.
+    heart = [r for r in rows if r["loinc_code"] == "8867-4"]
+    assert heart == [
+        {"user_id": "1", "loinc_code": "8867-4", "granularity": "hourly",
+         "bucket_start": "2024-03-10T09:00:00-04:00", "count": "2", "sum": "147.5",
+         "min": "72.0", "max": "75.5", "avg": "73.75", "last": "75.5", "unit": "/min"}
+    ]  # fmt: skip
+    code, _, err = cli("export", "vitals", "--granularity", "quarterly")
+    assert code == 2 and "no 'quarterly' aggregates" in err
+
+
+def test_nutrition_export_columns(cli, tmp_path) -> None:
+    meals = tmp_path / "meals.jsonl"
+    meals.write_text(
+        json.dumps({"user_id": 3, "meal_date": "2024-01-02", "meal_type": "dinner",
+                    "food_name": "Soup", "calories": 250, "sodium_mg": 900}) + "\n"
+    )  # fmt: skip
+    cli("ingest", "nutrition", str(meals))
+    cli("process")
+    _, out, _ = cli("export", "nutrition", "--granularity", "weekly")
+    header, row = list(csv.reader(io.StringIO(out)))
+    assert header[:4] == ["user_id", "granularity", "bucket_start", "entries"]
+    assert "calories" in header and "fiber_g" in header
+    values = dict(zip(header, row, strict=True))
+    assert (values["bucket_start"], values["entries"], values["calories"]) == (
+        "2024-01-01",
+        "1",
+        "250.0",
+    )
+    assert values["fiber_g"] == ""  # missing stays missing
+
+
+def test_labs_categorize_csv_contract(cli, tmp_path, lab_matcher) -> None:
+    source = tmp_path / "in.csv"
+    source.write_text("test_name,unit\nS. Creatinine,mg/dL\nPatient name,\n")
+    target = tmp_path / "out.csv"
+    code, out, _ = cli("labs", "categorize", "--input", str(source), "--output", str(target))
+    assert code == 0 and "2 rows: 1 categorized" in out
+    rows = list(csv.DictReader(target.open()))
+    assert list(rows[0]) == [
+        "test_name",
+        "unit",
+        "loinc_code",
+        "loinc_name",
+        "confidence",
+        "method",
+    ]
+    assert rows[0]["loinc_code"] == "2160-0" and rows[1]["loinc_code"] == ""
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name\nx\n")
+    assert cli("labs", "categorize", "--input", str(bad), "--output", str(target))[0] == 2
+
+
+def test_local_workflow_commands(cli, lab_matcher) -> None:
+    code, out, _ = cli("send", "--domain", "vitals", "--user-id", "5")
+    assert code == 0 and "queued" in out
+    code, out, _ = cli("run")
+    assert code == 0 and "1 executions, 1 succeeded" in out
+    name = next(
+        line.split()[1].rstrip(":") for line in out.splitlines() if line.startswith("execution")
+    )
+    code, out, _ = cli("trace", name)
+    assert code == 0 and "NothingToDo" in out and "ValidateMessage" in out
+
+    code, out, _ = cli("start-execution", "--domain", "nutrition", "--user-id", "5",
+                       "--from", "2024-01-01", "--to", "2024-01-31")  # fmt: skip
+    assert code == 0 and "SUCCEEDED" in out
+    code, out, _ = cli("dlq", "list")
+    assert code == 0 and out.startswith("0 dead letters")
+
+
+def test_graph_and_cost(cli) -> None:
+    code, out, _ = cli("graph")
+    assert code == 0 and out.startswith("flowchart TD") and "CategorizeLabs" in out
+    code, out, _ = cli("cost", "--messages-per-day", "10000")
+    assert code == 0 and "Step Functions transitions" in out and "total" in out
+
+
+def test_commands_refuse_an_out_of_date_schema(make_schema_engine, capsys) -> None:
+    from tasks.db import engine as db_engine
+
+    db_engine.set_engine(make_schema_engine(migrate=False))
+    try:
+        assert main(["process"]) == 2
+        assert "healthflow db upgrade" in capsys.readouterr().err
+        assert main(["db", "upgrade"]) == 0
+        assert main(["process"]) == 0
+    finally:
+        db_engine.set_engine(None)

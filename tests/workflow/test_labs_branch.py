@@ -1,0 +1,96 @@
+"""The labs branch end to end: the ECS task (waitForTaskToken) runs the real categorization with
+the real model in the local cloud, and the result equals direct mode."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from sqlalchemy import Engine, text
+
+from tasks.ingest import ingest_lines
+from tasks.localcloud.cloud import LocalCloud
+from tasks.localcloud.moto_ext import silence_parser_logs
+from tasks.process import process_pending
+
+REPORT = [
+    ("Glycosylated Haemoglobin (HbA1c)", "6.8", "%"),
+    ("S. Creatinine", "1.13", "mg/dL"),
+    ("SGPT (ALT)", "41", "U/L"),
+    ("Fasting Blood Sugar", "6.1", "mmol/L"),
+    ("Total Leucocyte Count", "7400", "cells/cumm"),
+    ("Urine Ketones", "Negative", None),
+    ("Patient's favourite colour", "blue", None),
+]
+LAB_TABLES = ("labs_agg_daily", "labs_agg_monthly", "labs_agg_quarterly", "labs_agg_yearly")
+
+
+def _seed(engine: Engine) -> list[str]:
+    ingest_lines(engine, "users", ['{"user_id": 77, "timezone": "Asia/Kolkata"}'])
+    lines = [
+        json.dumps({"user_id": 77, "report_id": f"R{n}", "test_name": name, "value": value,
+                    "unit": unit, "collected_at": f"2024-{3 * n + 1:02d}-15"})
+        for n in range(4) for name, value, unit in REPORT
+    ]  # fmt: skip
+    ingest_lines(engine, "labs", lines)
+    return lines
+
+
+def _tables(engine: Engine) -> dict[str, list[tuple]]:
+    out = {}
+    with engine.connect() as conn:
+        for table in LAB_TABLES:
+            rows = conn.execute(
+                text(
+                    "SELECT user_id, loinc_code, bucket_start, count, sum, min, max, "
+                    f"last_value, unit FROM {table}"
+                )
+            ).all()
+            out[table] = sorted(tuple(r) for r in rows)
+        out["categorized"] = sorted(
+            tuple(r)
+            for r in conn.execute(
+                text(
+                    "SELECT status, loinc_code, method, value, unit, unit_flag, local_date "
+                    "FROM lab_report_categorized"
+                )
+            )
+        )
+    return out
+
+
+def test_labs_branch_runs_the_ecs_task_and_equals_direct_mode(
+    engine, make_schema_engine, lab_matcher
+) -> None:
+    silence_parser_logs()
+    logging.getLogger("tasks").setLevel(logging.ERROR)
+    lines = _seed(engine)
+    with LocalCloud(heartbeat_seconds=0.5) as cloud:
+        cloud.send_message({"job_type": "process_pending_labs", "user_id": 77})
+        [result] = cloud.drain()
+        states = cloud.entered_states(result.execution_arn)
+        history = json.dumps(cloud.history(result.execution_arn), default=str)
+    assert result.succeeded, result
+    assert "CategorizeLabs" in states and states[-1] == "MarkLabsAggregated"
+    assert len(states) <= 12
+    # Neither test names nor values enter the execution history.
+    for name, value, _ in REPORT:
+        assert name not in history
+        if "." in value:
+            assert value not in history
+    through_workflow = _tables(engine)
+    assert len(through_workflow["categorized"]) == len(lines)
+    statuses = {row[0] for row in through_workflow["categorized"]}
+    assert statuses == {"categorized", "uncategorized"}
+    # HbA1c, creatinine, ALT, glucose (converted from mmol/L) and the leucocyte count are
+    # numeric: one daily bucket per code per report date.
+    assert len(through_workflow["labs_agg_daily"]) == 5 * 4
+
+    from tasks.db import engine as db_engine
+
+    direct = make_schema_engine()
+    db_engine.set_engine(direct)
+    _seed(direct)
+    assert all(run.error is None for run in process_pending(["labs"]))
+    db_engine.set_engine(engine)
+    assert _tables(direct) == through_workflow
