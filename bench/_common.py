@@ -20,10 +20,13 @@ from tasks.db.migrate import upgrade
 @contextmanager
 def bench_engine() -> Iterator[Engine]:
     url = os.environ.get("HEALTHFLOW_DATABASE_URL")
-    scratch = None
     if not url:
-        scratch = tempfile.mkdtemp(prefix="hf-bench-")
-        url = db_engine.embedded_url(Path(scratch) / "pgdata")
+        import pgserver
+
+        # A server of its own, deleted when the benchmark process ends.
+        scratch = Path(tempfile.mkdtemp(prefix="hf-bench-")) / "pgdata"
+        server = pgserver.get_server(scratch, cleanup_mode="delete")
+        url = server.get_uri()
     schema = f"hf_bench_{uuid.uuid4().hex[:8]}"
     admin = db_engine.make_engine(url, pool_size=1)
     with admin.begin() as conn:

@@ -71,6 +71,18 @@ def lock_user_domain(conn: Connection, domain: str, user_id: int) -> None:
     conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
+def pin_bucket_plans(conn: Connection) -> None:
+    """Every recompute is "for each touched bucket, an index range scan of the level below".
+
+    Pin that plan shape for this transaction. With statistics that lag a bulk load, the
+    planner once chose to scan all of a user's readings for each of 7,000 touched hours: 30 s
+    instead of 0.15 s (bench/aggregate.py). A per-bucket index scan is never the wrong plan
+    here, since the touched buckets are few next to the history.
+    """
+    for setting in ("enable_seqscan", "enable_hashjoin", "enable_mergejoin"):
+        conn.execute(text(f"SET LOCAL {setting} = off"))
+
+
 def _touched_dates(conn: Connection, domain: str, claim_id: str, user_id: int) -> None:
     """A temp table of the local dates the claim's rows fall on (dropped at commit)."""
     conn.execute(
@@ -270,6 +282,7 @@ def aggregate(
     if granularity not in GRANULARITIES.get(domain, ()):
         raise UnknownGranularity(f"{domain} does not aggregate {granularity!r}")
     lock_user_domain(conn, domain, user_id)
+    pin_bucket_plans(conn)
     params = {"claim_id": claim_id, "user_id": user_id}
     key = (domain, granularity)
     if key == ("vitals", "hourly"):
@@ -374,6 +387,8 @@ def copy_vitals_to_categorized(conn: Connection, *, claim_id: str, user_id: int)
 
     The claim's rows go through an analyzed temp table first: a fresh claim has no statistics,
     and a planner that expects one row picks nested loops that cost 3 s instead of 0.3 s.
+    Rows of the big tables are found by primary key through arrays, a plan that no stale
+    statistic can turn into a scan of the whole history.
     """
     _load_conversions(conn)
     params = {"claim_id": claim_id, "user_id": user_id}
@@ -417,14 +432,19 @@ def copy_vitals_to_categorized(conn: Connection, *, claim_id: str, user_id: int)
             """
             UPDATE vitals_raw_data r
             SET status = 'rejected', error = v.reason, processed_at = now(), updated_at = now()
-            FROM claim_verdicts v WHERE r.id = v.id AND v.reason IS NOT NULL
+            FROM claim_verdicts v
+            WHERE r.id = ANY(ARRAY(SELECT id FROM claim_verdicts WHERE reason IS NOT NULL))
+              AND r.id = v.id
             """
         )
     ).rowcount
     # A rerun replaces what an earlier try of this claim wrote; a late duplicate delivery
     # after the claim was marked finds no `processing` rows and changes nothing.
     conn.execute(
-        text("DELETE FROM vitals_categorized c USING claim_readings r WHERE c.raw_id = r.id")
+        text(
+            "DELETE FROM vitals_categorized "
+            "WHERE raw_id = ANY(ARRAY(SELECT id FROM claim_readings))"
+        )
     )
     candidates = conn.execute(
         text("SELECT count(*) FROM claim_verdicts WHERE reason IS NULL")
