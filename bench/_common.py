@@ -32,6 +32,8 @@ def bench_engine() -> Iterator[Engine]:
     with admin.begin() as conn:
         conn.execute(text(f"CREATE SCHEMA {schema}"))
     engine = db_engine.make_engine(url, schema=schema)
+    if os.environ.get("HEALTHFLOW_BENCH_TRACE"):
+        trace_slow_statements(engine)
     upgrade(engine)
     db_engine.set_engine(engine)
     try:
@@ -42,6 +44,22 @@ def bench_engine() -> Iterator[Engine]:
         with admin.begin() as conn:
             conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
         admin.dispose()
+
+
+def trace_slow_statements(engine: Engine, threshold_s: float = 1.0) -> None:
+    """Print every statement slower than `threshold_s` (first words only, never parameters):
+    how a benchmark shows where its time goes. On with HEALTHFLOW_BENCH_TRACE=1."""
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _start(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        conn.info.setdefault("started", []).append(time.perf_counter())
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def _end(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        took = time.perf_counter() - conn.info["started"].pop()
+        if took > threshold_s:
+            print(f"    slow: {took:6.2f} s  {' '.join(statement.split())[:90]}", flush=True)
 
 
 @contextmanager
