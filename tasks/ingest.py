@@ -147,8 +147,9 @@ def _vital_row(line: VitalLine) -> tuple[Row, str | None]:
         number,
         raw_value,
         _none_if_blank(line.unit),
-        line.start_time.isoformat(),
-        line.end_time.isoformat() if line.end_time else None,
+        # str() of an aware datetime is ISO 8601 with the offset, which COPY reads as is.
+        line.start_time,
+        line.end_time,
         _none_if_blank(line.source),
     )
     return row, reason

@@ -39,9 +39,10 @@ class VitalType:
         """Why a reading of this vital cannot be accepted, or None when it can."""
         if not math.isfinite(value):
             return "non_finite_value"
-        if unit is None or normalize_unit(unit) not in self.units:
+        conversion = self.units.get(normalize_unit(unit)) if unit is not None else None
+        if conversion is None:
             return "unconvertible_unit"
-        factor, offset = self.units[normalize_unit(unit)]
+        factor, offset = conversion
         canonical = value * factor + offset
         if not self.low <= canonical <= self.high:
             return "out_of_range"
