@@ -21,7 +21,7 @@ from sqlalchemy import Connection, text
 
 from tasks.catalog import nutrient_keys, vital_types
 from tasks.errors import HealthflowError
-from tasks.lifecycle import LOCAL_DATE_SQL, table_of
+from tasks.lifecycle import LOCAL_DATE_SQL, USER_ZONE_SQL, table_of
 
 GRANULARITIES = {
     "vitals": ("hourly", "daily", "weekly", "monthly"),
@@ -30,8 +30,6 @@ GRANULARITIES = {
 }
 
 _DOMAIN_LOCK_KEYS = {"labs": 1, "vitals": 2, "nutrition": 3}
-
-_ZONE_SQL = "COALESCE((SELECT timezone FROM user_settings WHERE user_id = :user_id), 'UTC')"
 
 _MEASURE_COLUMNS = (
     "user_id, loinc_code, bucket_start, count, sum, min, max, last_value, last_time, unit"
@@ -90,7 +88,7 @@ def _touched_dates(conn: Connection, domain: str, claim_id: str, user_id: int) -
             f"""
             CREATE TEMP TABLE touched_dates ON COMMIT DROP AS
             SELECT DISTINCT {LOCAL_DATE_SQL[domain]} AS day
-            FROM {table_of(domain)} r, (SELECT {_ZONE_SQL} AS name) tz
+            FROM {table_of(domain)} r, {USER_ZONE_SQL}
             WHERE r.claim_id = :claim_id AND r.user_id = :user_id
             """
         ),
@@ -127,10 +125,20 @@ def _replace_buckets(
     return conn.execute(text(insert_sql), params).rowcount
 
 
-def _rollup_dates_to_period(
-    conn: Connection, *, source: str, target: str, unit: str, params: dict
+@dataclass(frozen=True)
+class _Shape:
+    """What an aggregate table holds besides user and bucket: its key column and how finer
+    rows of it merge into a coarser one."""
+
+    columns: str
+    key: str
+    merge: str
+
+
+def _rollup(
+    conn: Connection, *, shape: _Shape, source: str, target: str, unit: str, params: dict
 ) -> int:
-    """Recompute touched week/month/quarter/year buckets from daily (or finer-dated) buckets."""
+    """Recompute the touched week/month/quarter/year buckets of `target` from `source`."""
     _touched_periods(conn, unit)
     return _replace_buckets(
         conn,
@@ -138,12 +146,12 @@ def _rollup_dates_to_period(
         "touched_periods",
         "a.bucket_start = t.period_start",
         f"""
-        INSERT INTO {target} ({_MEASURE_COLUMNS})
-        SELECT :user_id, f.loinc_code, t.period_start, {_MERGE_MEASURES}
+        INSERT INTO {target} ({shape.columns})
+        SELECT :user_id, f.{shape.key}, t.period_start, {shape.merge}
         FROM touched_periods t
         JOIN {source} f ON f.user_id = :user_id
              AND f.bucket_start >= t.period_start AND f.bucket_start < t.period_end
-        GROUP BY f.loinc_code, t.period_start
+        GROUP BY f.{shape.key}, t.period_start
         """,
         params,
     )
@@ -159,7 +167,7 @@ def _vitals_hourly(conn: Connection, params: dict) -> int:
             CREATE TEMP TABLE touched_hours ON COMMIT DROP AS
             SELECT DISTINCT date_trunc('hour', r.start_time, tz.name) AS hour_start,
                    date_trunc('hour', r.start_time, tz.name) + interval '1 hour' AS hour_end
-            FROM vitals_raw_data r, (SELECT {_ZONE_SQL} AS name) tz
+            FROM vitals_raw_data r, {USER_ZONE_SQL}
             WHERE r.claim_id = :claim_id AND r.user_id = :user_id
             """
         ),
@@ -184,7 +192,6 @@ def _vitals_hourly(conn: Connection, params: dict) -> int:
 
 
 def _vitals_daily(conn: Connection, params: dict) -> int:
-    _touched_dates(conn, "vitals", params["claim_id"], params["user_id"])
     return _replace_buckets(
         conn,
         "vitals_agg_daily",
@@ -193,7 +200,7 @@ def _vitals_daily(conn: Connection, params: dict) -> int:
         f"""
         INSERT INTO vitals_agg_daily ({_MEASURE_COLUMNS})
         SELECT :user_id, f.loinc_code, t.day, {_MERGE_MEASURES}
-        FROM touched_dates t, (SELECT {_ZONE_SQL} AS name) tz
+        FROM touched_dates t, {USER_ZONE_SQL}
         JOIN vitals_agg_hourly f ON f.user_id = :user_id
         WHERE f.bucket_start >= (t.day::timestamp AT TIME ZONE tz.name)
           AND f.bucket_start < ((t.day + 1)::timestamp AT TIME ZONE tz.name)
@@ -207,7 +214,6 @@ def _vitals_daily(conn: Connection, params: dict) -> int:
 
 
 def _labs_daily(conn: Connection, params: dict) -> int:
-    _touched_dates(conn, "labs", params["claim_id"], params["user_id"])
     return _replace_buckets(
         conn,
         "labs_agg_daily",
@@ -236,7 +242,6 @@ _ACCEPTED_NUTRITION = "('processing', 'aggregated', 'failed')"
 
 
 def _nutrition_daily(conn: Connection, params: dict) -> int:
-    _touched_dates(conn, "nutrition", params["claim_id"], params["user_id"])
     sums = ", ".join(f"sum(n.{k})" for k in _NUTRIENTS)
     return _replace_buckets(
         conn,
@@ -255,69 +260,58 @@ def _nutrition_daily(conn: Connection, params: dict) -> int:
     )
 
 
-def _nutrition_rollup(conn: Connection, params: dict, *, target: str, unit: str) -> int:
-    _touched_periods(conn, unit)
-    sums = ", ".join(f"sum(f.{k})" for k in _NUTRIENTS)
-    return _replace_buckets(
-        conn,
-        target,
-        "touched_periods",
-        "a.bucket_start = t.period_start",
-        f"""
-        INSERT INTO {target} ({_NUTRITION_COLUMNS})
-        SELECT :user_id, f.meal_type, t.period_start, sum(f.entries), {sums}
-        FROM touched_periods t
-        JOIN nutrition_agg_daily f ON f.user_id = :user_id
-             AND f.bucket_start >= t.period_start AND f.bucket_start < t.period_end
-        GROUP BY f.meal_type, t.period_start
-        """,
-        params,
-    )
+_MEASURES = _Shape(_MEASURE_COLUMNS, "loinc_code", _MERGE_MEASURES)
+_NUTRITION = _Shape(
+    _NUTRITION_COLUMNS,
+    "meal_type",
+    "sum(f.entries), " + ", ".join(f"sum(f.{k})" for k in _NUTRIENTS),
+)
+
+# Levels computed from readings or entries ...
+_FROM_ROWS = {
+    ("vitals", "hourly"): _vitals_hourly,
+    ("vitals", "daily"): _vitals_daily,
+    ("labs", "daily"): _labs_daily,
+    ("nutrition", "daily"): _nutrition_daily,
+}
+# ... and levels rolled up from the one below: (shape, source table, calendar unit).
+_ROLLUPS = {
+    ("vitals", "weekly"): (_MEASURES, "vitals_agg_daily", "week"),
+    ("vitals", "monthly"): (_MEASURES, "vitals_agg_daily", "month"),
+    ("labs", "monthly"): (_MEASURES, "labs_agg_daily", "month"),
+    ("labs", "quarterly"): (_MEASURES, "labs_agg_monthly", "quarter"),
+    ("labs", "yearly"): (_MEASURES, "labs_agg_quarterly", "year"),
+    ("nutrition", "weekly"): (_NUTRITION, "nutrition_agg_daily", "week"),
+    ("nutrition", "monthly"): (_NUTRITION, "nutrition_agg_daily", "month"),
+}
+_TABLE_PREFIX = {"vitals": "vitals_agg", "labs": "labs_agg", "nutrition": "nutrition_agg"}
+
+
+def aggregate_table(domain: str, granularity: str) -> str:
+    if granularity not in GRANULARITIES.get(domain, ()):
+        known = ", ".join(GRANULARITIES.get(domain, ()))
+        raise UnknownGranularity(
+            f"{domain} has no {granularity!r} aggregates (choose from: {known})"
+        )
+    return f"{_TABLE_PREFIX[domain]}_{granularity}"
 
 
 def aggregate(
     conn: Connection, *, domain: str, claim_id: str, user_id: int, granularity: str
 ) -> Recomputed:
     """Recompute the `granularity` buckets of `domain` that the claim touches."""
-    if granularity not in GRANULARITIES.get(domain, ()):
-        raise UnknownGranularity(f"{domain} does not aggregate {granularity!r}")
+    target = aggregate_table(domain, granularity)
     lock_user_domain(conn, domain, user_id)
     pin_bucket_plans(conn)
     params = {"claim_id": claim_id, "user_id": user_id}
+    if granularity != "hourly":  # every calendar level starts from the claim's local dates
+        _touched_dates(conn, domain, claim_id, user_id)
     key = (domain, granularity)
-    if key == ("vitals", "hourly"):
-        buckets = _vitals_hourly(conn, params)
-    elif key == ("vitals", "daily"):
-        buckets = _vitals_daily(conn, params)
-    elif domain == "vitals":
-        _touched_dates(conn, domain, claim_id, user_id)
-        unit = {"weekly": "week", "monthly": "month"}[granularity]
-        buckets = _rollup_dates_to_period(
-            conn,
-            source="vitals_agg_daily",
-            target=f"vitals_agg_{granularity}",
-            unit=unit,
-            params=params,
-        )
-    elif key == ("labs", "daily"):
-        buckets = _labs_daily(conn, params)
-    elif domain == "labs":
-        _touched_dates(conn, domain, claim_id, user_id)
-        # Each level rolls up from the one below it: months from days, quarters from months...
-        source, unit = {
-            "monthly": ("labs_agg_daily", "month"),
-            "quarterly": ("labs_agg_monthly", "quarter"),
-            "yearly": ("labs_agg_quarterly", "year"),
-        }[granularity]
-        buckets = _rollup_dates_to_period(
-            conn, source=source, target=f"labs_agg_{granularity}", unit=unit, params=params
-        )
-    elif key == ("nutrition", "daily"):
-        buckets = _nutrition_daily(conn, params)
+    if key in _FROM_ROWS:
+        buckets = _FROM_ROWS[key](conn, params)
     else:
-        _touched_dates(conn, domain, claim_id, user_id)
-        unit = {"weekly": "week", "monthly": "month"}[granularity]
-        buckets = _nutrition_rollup(conn, params, target=f"nutrition_agg_{granularity}", unit=unit)
+        shape, source, unit = _ROLLUPS[key]
+        buckets = _rollup(conn, shape=shape, source=source, target=target, unit=unit, params=params)
     return Recomputed(granularity, buckets)
 
 

@@ -64,7 +64,7 @@ def _print_run(run: ClaimRun) -> None:
 
 
 def cmd_process(args: argparse.Namespace) -> int:
-    from tasks.process import pending_work, process_pending
+    from tasks.process import pending_work, process_work
     from tasks.steps.models import DOMAINS_IN_ORDER
 
     _engine()
@@ -82,7 +82,7 @@ def cmd_process(args: argparse.Namespace) -> int:
         elif args.verbose:
             _print_run(run)
 
-    runs = process_pending(domains, args.user_id, done, workers=args.workers)
+    runs = process_work(work, done, workers=args.workers)
     if progress:
         progress.close()
     failed = [r for r in runs if r.error]

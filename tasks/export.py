@@ -11,19 +11,14 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, text
 
-from tasks.aggregate import GRANULARITIES
+from tasks.aggregate import aggregate_table
 from tasks.catalog import nutrient_keys
-from tasks.errors import HealthflowError
 
 MEASURE_COLUMNS = (
     "user_id", "loinc_code", "granularity", "bucket_start",
     "count", "sum", "min", "max", "avg", "last", "unit",
 )  # fmt: skip
 NUTRITION_COLUMNS = ("user_id", "granularity", "bucket_start", "entries", *nutrient_keys())
-
-
-class UnknownExport(HealthflowError, ValueError):
-    """A domain/granularity pair that has no aggregate table."""
 
 
 @lru_cache(maxsize=256)
@@ -43,14 +38,6 @@ def _number(value: float | None) -> str:
     return repr(round(value, 9))
 
 
-def _table(domain: str, granularity: str) -> str:
-    if granularity not in GRANULARITIES.get(domain, ()):
-        known = ", ".join(GRANULARITIES.get(domain, ()))
-        raise UnknownExport(f"{domain} has no {granularity!r} aggregates (choose from: {known})")
-    prefix = {"vitals": "vitals_agg", "labs": "labs_agg", "nutrition": "nutrition_agg"}[domain]
-    return f"{prefix}_{granularity}"
-
-
 def export_rows(
     engine: Engine,
     domain: str,
@@ -59,7 +46,7 @@ def export_rows(
     user_id: int | None = None,
     by_meal_type: bool = False,
 ) -> Iterator[list[str]]:
-    table = _table(domain, granularity)
+    table = aggregate_table(domain, granularity)
     zone_join = "LEFT JOIN user_settings u ON u.user_id = a.user_id"
     user_filter = "AND a.user_id = :user_id" if user_id is not None else ""
     params = {"user_id": user_id}

@@ -28,6 +28,7 @@ _DATE_COLUMNS = {
     "nutrition": "r.meal_date",
 }
 
+# The user's IANA zone (UTC when unknown) as a one-row relation `tz`, for FROM clauses.
 USER_ZONE_SQL = (
     "(SELECT COALESCE((SELECT timezone FROM user_settings WHERE user_id = :user_id), 'UTC') "
     "AS name) AS tz"
@@ -163,8 +164,13 @@ def reset_for_reprocessing(
     return result.rowcount
 
 
-def users_with_pending(conn: Connection, domain: str) -> list[int]:
+def users_with_pending(conn: Connection, domain: str, user_id: int | None = None) -> list[int]:
+    """Users with pending rows in `domain` (only `user_id`, when given)."""
     rows = conn.execute(
-        text(f"SELECT DISTINCT user_id FROM {table_of(domain)} WHERE status = 'pending'")
+        text(
+            f"SELECT DISTINCT user_id FROM {table_of(domain)} WHERE status = 'pending' "
+            "AND (CAST(:user_id AS bigint) IS NULL OR user_id = :user_id)"
+        ),
+        {"user_id": user_id},
     )
     return sorted(r.user_id for r in rows)

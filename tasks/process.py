@@ -73,8 +73,7 @@ def pending_work(domains: list[str], user_id: int | None) -> list[tuple[str, int
         return [
             (domain, uid)
             for domain in domains
-            for uid in lifecycle.users_with_pending(conn, domain)
-            if user_id is None or uid == user_id
+            for uid in lifecycle.users_with_pending(conn, domain, user_id)
         ]
 
 
@@ -85,9 +84,19 @@ def process_pending(
     *,
     workers: int = 1,
 ) -> list[ClaimRun]:
-    """Process every pending (domain, user); `workers` claims run at once, as concurrent
-    executions do in the workflow (claims and the per-user lock keep them apart)."""
+    """Process every pending (domain, user)."""
     work = pending_work(list(domains or DOMAINS_IN_ORDER), user_id)
+    return process_work(work, on_done, workers=workers)
+
+
+def process_work(
+    work: list[tuple[str, int]],
+    on_done: Callable[[ClaimRun], None] | None = None,
+    *,
+    workers: int = 1,
+) -> list[ClaimRun]:
+    """Claim and process each (domain, user); `workers` claims run at once, as concurrent
+    executions do in the workflow (claims and the per-user lock keep them apart)."""
 
     def one(item: tuple[str, int]) -> ClaimRun:
         run = process_claim(*item)

@@ -14,6 +14,7 @@ from typing import Any
 from psycopg2.extras import execute_values
 from sqlalchemy import Connection, text
 
+from tasks.lifecycle import LOCAL_DATE_SQL, USER_ZONE_SQL
 from tasks.steps.models import CategorizeOutput, ClaimRef
 from tasks.steps.registry import step
 
@@ -71,14 +72,11 @@ def categorize_claim(
     ).rowcount
     rows = conn.execute(
         text(
-            """
+            f"""
             SELECT r.id, r.report_id, r.test_name, r.value, r.value_text, r.unit,
                    COALESCE(r.collected_at, r.collected_local AT TIME ZONE tz.name) AS observed_at,
-                   COALESCE((r.collected_at AT TIME ZONE tz.name)::date,
-                            r.collected_local::date) AS local_date
-            FROM lab_report_raw r,
-                 (SELECT COALESCE((SELECT timezone FROM user_settings WHERE user_id = :user_id),
-                                  'UTC') AS name) tz
+                   {LOCAL_DATE_SQL["labs"]} AS local_date
+            FROM lab_report_raw r, {USER_ZONE_SQL}
             WHERE r.claim_id = :claim_id AND r.user_id = :user_id AND r.status = 'processing'
             ORDER BY r.id
             """
