@@ -69,14 +69,14 @@ def _summary(engine: Any) -> list[str]:
             )
             described = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no rows"
             lines.append(f"  {domain:<9} rows: {described}")
-        from tasks.aggregate import GRANULARITIES
+        from tasks.aggregate import GRANULARITIES, aggregate_table
 
         for domain, levels in GRANULARITIES.items():
-            prefix = {"labs": "labs_agg", "vitals": "vitals_agg", "nutrition": "nutrition_agg"}
             sizes = []
             for level in levels:
-                count = conn.execute(text(f"SELECT count(*) FROM {prefix[domain]}_{level}"))
-                sizes.append(f"{level} {count.scalar_one()}")
+                table = aggregate_table(domain, level)
+                count = conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+                sizes.append(f"{level} {count}")
             lines.append(f"  {domain:<9} buckets: {', '.join(sizes)}")
         categorized = dict(
             conn.execute(
@@ -244,15 +244,11 @@ def cmd_dlq(args: argparse.Namespace) -> int:
         for body in bodies:
             print("  " + _describe_dead_letter(body))
         return 0
-    redriven = skipped = 0
+    redriven, kept = 0, []
     for index, body in enumerate(bodies):
-        message = original_message(body) if isinstance(body, dict) else None
-        try:
-            valid = TriggerMessage.model_validate(message) if message else None
-        except ValueError:
-            valid = None
+        valid = _redrivable(body)
         if valid is None:
-            skipped += 1  # an invalid message stays invalid; it is kept for a person to read
+            kept.append(body)  # an invalid message stays invalid; it is kept for a person to read
             continue
         if aws:
             sqs.send_message(
@@ -263,11 +259,19 @@ def cmd_dlq(args: argparse.Namespace) -> int:
             _store().enqueue(valid.to_json_body())
         redriven += 1
     if not aws:
-        kept = [b for b in bodies if not (isinstance(b, dict) and original_message(b))]
         _store().clear_dead_letters()
         _store().add_dead_letters(kept)
-    print(f"redriven {redriven}, kept {skipped} invalid message(s) in the dead-letter queue")
+    print(f"redriven {redriven}, kept {len(kept)} invalid message(s) in the dead-letter queue")
     return 0
+
+
+def _redrivable(body: Any) -> TriggerMessage | None:
+    """The valid trigger message inside a dead letter, or None when there is none."""
+    message = original_message(body) if isinstance(body, dict) else None
+    try:
+        return TriggerMessage.model_validate(message) if message else None
+    except ValueError:
+        return None
 
 
 # ---------------------------------------------------------------------------- graph / cost

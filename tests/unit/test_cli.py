@@ -127,3 +127,25 @@ def test_commands_refuse_an_out_of_date_schema(make_schema_engine, capsys) -> No
         assert main(["process"]) == 0
     finally:
         db_engine.set_engine(None)
+
+
+def test_dlq_redrive_keeps_what_it_cannot_resend(cli, tmp_path, monkeypatch) -> None:
+    from tasks.settings import get_settings
+    from tasks.workflow import LocalStore
+
+    monkeypatch.setenv("HEALTHFLOW_DATA_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        store = LocalStore(tmp_path / "localcloud")
+        good = {"job_type": "process_pending_labs", "user_id": 8, "priority": "normal"}
+        bad = {"job_type": "process_pending_labs", "user_id": -8}
+        store.add_dead_letters(
+            {"message": m, "error": {"Error": "X"}, "execution_arn": "a:b", "failed_at": "t"}
+            for m in (good, bad)
+        )
+        code, out, _ = cli("dlq", "redrive")
+        assert code == 0 and "redriven 1, kept 1" in out
+        assert [d["message"] for d in store.list_dead_letters()] == [bad]
+        assert [json.loads(b) for b in store.take_queued()] == [good]
+    finally:
+        get_settings.cache_clear()
