@@ -16,6 +16,7 @@ from tasks.localcloud.cloud import LocalCloud
 from tasks.localcloud.moto_ext import silence_parser_logs
 from tasks.process import process_pending
 from tasks.steps.registry import run_step
+from tests.support.history import assert_no_health_values, assert_no_phrases
 from tests.support.reference import ZONES, generate
 
 MESSAGES = Path(__file__).parent.parent / "data" / "messages"
@@ -201,16 +202,13 @@ def test_no_health_data_in_histories_or_dead_letters(engine) -> None:
         cloud.send_message(vitals_message(103))
         cloud.send_message({"job_type": "process_pending_nutrition", "user_id": 103})
         results = cloud.drain()
-        text_seen = json.dumps([cloud.history(r.execution_arn) for r in results], default=str)
-        text_seen += json.dumps([d.body for d in cloud.dlq_messages()])
+        seen = [cloud.history(r.execution_arn) for r in results]
+        seen += [d.body for d in cloud.dlq_messages()]
     assert any(not r.succeeded for r in results)
-    forbidden = set(FOODS)
-    for line in lines:
-        value = json.loads(line)["value"]
-        forbidden.add(repr(value))
-    # Values are numbers that could collide with counts; the sum of one day's calories or a
-    # value with decimals cannot.
-    for needle in FOODS:
-        assert needle not in text_seen
-    decimals = {v for v in forbidden if "." in v and not v.endswith(".0")}
-    assert decimals and not any(v in text_seen for v in decimals)
+    assert_no_phrases(seen, list(FOODS))
+    # Values are searched as whole JSON values and tokens, never as substrings of timestamps;
+    # only values with decimals, since a small integer could equal a count.
+    values = {repr(json.loads(line)["value"]) for line in lines}
+    decimals = sorted(v for v in values if "." in v and not v.endswith(".0"))
+    assert decimals
+    assert_no_health_values(seen, decimals)
