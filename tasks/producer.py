@@ -2,11 +2,19 @@
 
 It keeps the old API's three calls and its enabled switch, and sends only messages that follow
 the message contract (validated before sending, so a backend bug fails in the backend).
+
+The switch, as the seed system's producer had it: the environment's flag (``HEALTHFLOW_ENABLED``
+or the seed's ``ML_WORKER_ENABLED``) and, for a deployed stack, the SSM parameter
+``/healthflow/<env>/enabled`` that an operator flips without redeploying the backend. The SSM
+value is cached for ``HEALTHFLOW_ENABLED_CACHE_SECONDS`` (one read a minute, not one per upload).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections.abc import Callable
 from datetime import date
 from typing import Any, Literal, Protocol
 
@@ -30,10 +38,64 @@ class SqsSink:
         return str(self._sqs.send_message(QueueUrl=self.queue_url, MessageBody=body)["MessageId"])
 
 
+class SsmSwitch:
+    """An enabled flag read from an SSM parameter, cached for ``ttl_seconds``.
+
+    When SSM cannot be read the last value read stays in force (at first, ``default``): a trigger
+    sent while processing is off only waits in the queue, and a trigger not sent leaves the rows
+    pending for the next one, so neither choice loses data; keeping the last known state is what
+    the operator last asked for.
+    """
+
+    def __init__(
+        self,
+        ssm_client: Any,
+        parameter: str,
+        *,
+        ttl_seconds: float = 60.0,
+        default: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._ssm = ssm_client
+        self.parameter = parameter
+        self._ttl = ttl_seconds
+        self._clock = clock
+        self._value = default
+        self._read_at: float | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> bool:
+        from tasks.aws import read_flag
+
+        with self._lock:
+            now = self._clock()
+            if self._read_at is not None and now - self._read_at < self._ttl:
+                return self._value
+            try:
+                value = self._ssm.get_parameter(Name=self.parameter)["Parameter"]["Value"]
+            except Exception as exc:  # throttling, a missing parameter, no network
+                LOG.warning(
+                    "cannot read %s (%s); keeping enabled=%s",
+                    self.parameter,
+                    type(exc).__name__,
+                    self._value,
+                )
+            else:
+                self._value = read_flag(value)
+            self._read_at = now
+            return self._value
+
+
 class TriggerClient:
-    def __init__(self, sink: MessageSink, *, enabled: bool = True) -> None:
+    """Sends trigger messages; ``enabled`` is a flag or a callable asked before each send."""
+
+    def __init__(self, sink: MessageSink, *, enabled: bool | Callable[[], bool] = True) -> None:
         self._sink = sink
-        self.enabled = enabled
+        self._enabled = enabled
+
+    @property
+    def enabled(self) -> bool:
+        return self._enabled() if callable(self._enabled) else self._enabled
 
     def send(
         self,
@@ -67,12 +129,28 @@ class TriggerClient:
         return self.send("process_pending_nutrition", user_id, **kwargs)
 
 
-def aws_trigger_client() -> TriggerClient:
-    """A client for the deployed queue, configured from settings (fails loudly if unset)."""
-    import boto3
+def aws_trigger_client(settings: Any = None, *, sqs: Any = None, ssm: Any = None) -> TriggerClient:
+    """A client for the deployed queue, configured from settings (fails loudly if unset).
 
+    The queue URL is ``HEALTHFLOW_QUEUE_URL`` (or the seed's ``ML_WORKER_SQS_QUEUE_URL``), else
+    the SSM parameter of ``HEALTHFLOW_ENV``; the region is ``AWS_REGION`` or boto3's default.
+    """
+    from tasks.aws import client, parameter_name, stack_addresses
     from tasks.settings import get_settings
 
-    settings = get_settings()
-    sqs = boto3.client("sqs", region_name=settings.aws_region)
-    return TriggerClient(SqsSink(settings.require("queue_url"), sqs), enabled=settings.enabled)
+    settings = settings or get_settings()
+    if settings.env and ssm is None:
+        ssm = client("ssm", settings)
+    addresses = stack_addresses(settings, ssm=ssm)
+    queue_url = addresses.require("queue_url")
+    enabled: bool | Callable[[], bool] = settings.enabled
+    flag_parameter = settings.enabled_parameter or (
+        parameter_name(settings.env, "enabled") if settings.env else None
+    )
+    if settings.enabled and flag_parameter:
+        enabled = SsmSwitch(
+            ssm or client("ssm", settings),
+            flag_parameter,
+            ttl_seconds=settings.enabled_cache_seconds,
+        )
+    return TriggerClient(SqsSink(queue_url, sqs or client("sqs", settings)), enabled=enabled)

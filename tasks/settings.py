@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -18,22 +18,59 @@ class MissingSetting(RuntimeError):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="HEALTHFLOW_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="HEALTHFLOW_", extra="ignore", frozen=True, populate_by_name=True
+    )
 
-    # A PostgreSQL URL wins over the embedded server. In AWS the credentials come from a
-    # Secrets Manager secret instead (the password never sits in the environment).
+    # A PostgreSQL URL wins over the embedded server. In AWS the steps connect with IAM database
+    # authentication instead: host, port, user and database name come from these settings, and
+    # the password is a token signed locally for each connection (no secret, no API call).
     database_url: str | None = None
+    db_host: str | None = None
+    db_port: int = 5432
+    db_user: str | None = None
+    db_name: str | None = None
+    # Kept for a database that cannot use IAM authentication: an RDS-style secret.
     db_secret_arn: str | None = None
+    # Set by the Lambda runtime. In Lambda a connection lives for one invocation: a warm function
+    # keeps none open (Aurora can pause at 0 ACU), and the open connections never exceed the
+    # running steps.
+    lambda_function_name: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("AWS_LAMBDA_FUNCTION_NAME", "lambda_function_name"),
+    )
     data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir("healthflow")))
 
     # Where `send`, `start-execution`, `trace` and `dlq` act.
     target: Literal["local", "aws"] = "local"
-    aws_region: str = "us-east-1"
-    queue_url: str | None = None
+    # The runtime's region: Lambda and ECS set AWS_REGION. Unset, boto3's default chain decides
+    # (AWS_DEFAULT_REGION, then the profile's region).
+    aws_region: str | None = Field(
+        default=None, validation_alias=AliasChoices("AWS_REGION", "aws_region")
+    )
+    # The deployed stack's name (`cdk deploy -c healthflow:env=...`): with it, every address
+    # below that is unset is read from SSM under /healthflow/<env>/.
+    env: str | None = None
+    # The seed system's producer names (ML_WORKER_*) are accepted so a backend keeps its config.
+    queue_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "HEALTHFLOW_QUEUE_URL", "ML_WORKER_SQS_QUEUE_URL", "queue_url"
+        ),
+    )
     dead_letter_queue_url: str | None = None
     state_machine_arn: str | None = None
-    # The old API's switch: when false, producers send nothing.
-    enabled: bool = True
+    labs_state_machine_arn: str | None = None
+    # The old API's switch: when false, producers send nothing. With an environment name, the
+    # SSM flag /healthflow/<env>/enabled must say true as well.
+    enabled: bool = Field(
+        default=True,
+        validation_alias=AliasChoices("HEALTHFLOW_ENABLED", "ML_WORKER_ENABLED", "enabled"),
+    )
+    # The SSM parameter the producer reads its switch from (default: /healthflow/<env>/enabled
+    # when an environment name is set); seconds a value read from it is trusted.
+    enabled_parameter: str | None = None
+    enabled_cache_seconds: float = 60.0
 
     state_machine_file: Path = REPO_ROOT / "statemachines" / "healthflow.asl.json"
 

@@ -1,17 +1,30 @@
-"""One engine per process: the URL from settings, else an embedded PostgreSQL (pgserver)."""
+"""One engine per process: the URL from settings, else an embedded PostgreSQL (pgserver).
+
+Three ways to reach PostgreSQL, chosen by settings:
+- ``HEALTHFLOW_DATABASE_URL``: a URL (local runs, tests, CI);
+- ``HEALTHFLOW_DB_HOST`` + ``HEALTHFLOW_DB_USER`` + ``HEALTHFLOW_DB_NAME``: IAM database
+  authentication, as the steps Lambda and the ml-worker connect in AWS. Each new connection gets
+  a token signed locally by boto3 (``rds.generate_db_auth_token``: no API call, valid 15 minutes),
+  so nothing cached at cold start expires or rotates, and TLS is required;
+- neither: the embedded server under the data directory.
+In Lambda (the runtime sets AWS_LAMBDA_FUNCTION_NAME) there is no pool: each checkout opens a
+connection that the step's transaction closes, so a warm function holds no idle connection (Aurora
+Serverless v2 can pause at 0 ACU, and the open connections never exceed the running steps).
+"""
 
 from __future__ import annotations
 
 import threading
 import warnings
 from pathlib import Path
+from typing import Any
 
 import psycopg2
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import URL, Engine, NullPool, create_engine, event
 from sqlalchemy.engine import ExceptionContext
 
 from tasks.errors import DatabaseUnavailable
-from tasks.settings import Settings, get_settings
+from tasks.settings import MissingSetting, Settings, get_settings
 
 # pgserver asks platformdirs for a runtime dir that root shells often lack, at start and again at
 # exit; its /tmp fallback is fine, so the warning is noise.
@@ -41,17 +54,29 @@ def sqlalchemy_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, *, schema: str | None = None, pool_size: int = 5) -> Engine:
-    """An engine for `url`; `schema` pins the search_path (tests isolate themselves that way)."""
-    connect_args: dict[str, object] = {"connect_timeout": 10}
+def make_engine(
+    url: str | URL,
+    *,
+    schema: str | None = None,
+    pool_size: int = 5,
+    per_invocation: bool = False,
+    connect_timeout: int = 10,
+) -> Engine:
+    """An engine for `url`; `schema` pins the search_path (tests isolate themselves that way).
+
+    `per_invocation`: no pool, each checkout opens a connection and its release closes it."""
+    connect_args: dict[str, object] = {"connect_timeout": connect_timeout}
     if schema:
         connect_args["options"] = f"-csearch_path={schema}"
+    pooling: dict[str, Any] = (
+        {"poolclass": NullPool}
+        if per_invocation
+        else {"pool_size": pool_size, "max_overflow": 10, "pool_pre_ping": True}
+    )
     engine = create_engine(
-        sqlalchemy_url(url),
-        pool_size=pool_size,
-        max_overflow=10,
-        pool_pre_ping=True,
+        sqlalchemy_url(url) if isinstance(url, str) else url,
         connect_args=connect_args,
+        **pooling,
     )
 
     @event.listens_for(engine, "handle_error")
@@ -67,8 +92,11 @@ def make_engine(url: str, *, schema: str | None = None, pool_size: int = 5) -> E
     return engine
 
 
-def url_from_secret(secret_arn: str, region: str) -> str:
-    """A URL built from an RDS-style secret (host, port, username, password, dbname); TLS on."""
+def url_from_secret(secret_arn: str, region: str | None, db_name: str | None = None) -> str:
+    """A URL built from an RDS-style secret (host, port, username, password); TLS on.
+
+    The database name is `db_name` (HEALTHFLOW_DB_NAME), else the secret's `dbname`: never a
+    guess, since the server's default database is not where healthflow's tables are."""
     import json
     from urllib.parse import quote
 
@@ -78,23 +106,68 @@ def url_from_secret(secret_arn: str, region: str) -> str:
     secret = json.loads(client.get_secret_value(SecretId=secret_arn)["SecretString"])
     user, password = quote(secret["username"], safe=""), quote(secret["password"], safe="")
     host, port = secret["host"], secret.get("port", 5432)
-    name = secret.get("dbname", "postgres")
+    name = db_name or secret.get("dbname")
+    if not name:
+        raise MissingSetting("HEALTHFLOW_DB_NAME must be set: the secret names no database")
     return f"postgresql+psycopg2://{user}:{password}@{host}:{port}/{name}?sslmode=require"
 
 
-def database_url(settings: Settings) -> str:
+def iam_url(settings: Settings) -> URL:
+    """The URL of an IAM-authenticated connection (no password: a token is added per connect)."""
+    return URL.create(
+        "postgresql+psycopg2",
+        username=settings.require("db_user"),
+        host=settings.require("db_host"),
+        port=settings.db_port,
+        database=settings.require("db_name"),
+        query={"sslmode": "require"},
+    )
+
+
+def uses_iam_authentication(settings: Settings) -> bool:
+    return not settings.database_url and bool(settings.db_host)
+
+
+def add_iam_token(engine: Engine, rds_client: Any) -> None:
+    """Sign a fresh IAM token for every new connection (locally: SigV4, no network call)."""
+    url = engine.url
+
+    @event.listens_for(engine, "do_connect")
+    def _token(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> None:
+        cparams["password"] = rds_client.generate_db_auth_token(
+            DBHostname=url.host, Port=url.port or 5432, DBUsername=url.username
+        )
+
+
+def database_url(settings: Settings) -> str | URL:
     if settings.database_url:
         return settings.database_url
+    if uses_iam_authentication(settings):
+        return iam_url(settings)
     if settings.db_secret_arn:
-        return url_from_secret(settings.db_secret_arn, settings.aws_region)
+        return url_from_secret(settings.db_secret_arn, settings.aws_region, settings.db_name)
     return embedded_url(settings.embedded_pgdata)
+
+
+def engine_from_settings(
+    settings: Settings, *, per_invocation: bool = False, rds_client: Any = None
+) -> Engine:
+    url = database_url(settings)
+    engine = make_engine(url, per_invocation=per_invocation)
+    if uses_iam_authentication(settings):
+        from tasks.aws import client
+
+        add_iam_token(engine, rds_client or client("rds", settings))
+    return engine
 
 
 def get_engine() -> Engine:
     global _engine
     with _lock:
         if _engine is None:
-            _engine = make_engine(database_url(get_settings()))
+            settings = get_settings()
+            in_lambda = settings.lambda_function_name is not None
+            _engine = engine_from_settings(settings, per_invocation=in_lambda)
         return _engine
 
 

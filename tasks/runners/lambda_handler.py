@@ -8,9 +8,12 @@ Functions uses as the error name that Retry and Catch match.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from tasks.errors import InvalidMessage
+from tasks.errors import DatabaseUnavailable, InvalidMessage
 from tasks.runners.common import StepRunner, data_free_exception, error_name, registry_run_step
 
 LOG = logging.getLogger(__name__)
@@ -43,7 +46,53 @@ def _manual_message_unwrapped(step: str, payload: dict[str, Any]) -> dict[str, A
 MIGRATIONS_RESOURCE_ID = "healthflow-database-migrations"
 
 
-def _custom_resource(event: dict[str, Any], runner: StepRunner) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff until a deadline. The migrations run on deploy, often after the
+    database sat idle: Aurora Serverless v2 takes 15 s or more to resume from 0 ACU, so the
+    first connections fail (DatabaseUnavailable) until it is up. A minute covers the resume with
+    room to spare and stays far inside the custom resource's Lambda timeout."""
+
+    first_delay: float = 2.0
+    factor: float = 2.0
+    max_delay: float = 16.0
+    deadline_seconds: float = 60.0
+
+    def delay(self, attempt: int) -> float:
+        return float(min(self.max_delay, self.first_delay * self.factor**attempt))
+
+
+MIGRATION_BACKOFF = Backoff()
+
+
+def retry_while_unavailable(
+    call: Callable[[], dict[str, Any]],
+    backoff: Backoff = MIGRATION_BACKOFF,
+    *,
+    sleep: Callable[[float], None] | None = None,
+    clock: Callable[[], float] | None = None,
+) -> dict[str, Any]:
+    """`call()`, retried with backoff while it raises DatabaseUnavailable, until the deadline;
+    then the last DatabaseUnavailable propagates. Every other error is final at once."""
+    sleep, clock = sleep or time.sleep, clock or time.monotonic
+    started = clock()
+    attempt = 0
+    while True:
+        try:
+            return call()
+        except DatabaseUnavailable:
+            remaining = backoff.deadline_seconds - (clock() - started)
+            if remaining <= 0:
+                raise
+            delay = min(backoff.delay(attempt), remaining)
+            LOG.warning("database unavailable (attempt %d); retrying in %.0f s", attempt + 1, delay)
+            sleep(delay)
+            attempt += 1
+
+
+def _custom_resource(
+    event: dict[str, Any], runner: StepRunner, backoff: Backoff = MIGRATION_BACKOFF
+) -> dict[str, Any]:
     """The deploy's CloudFormation custom resource (CDK provider framework): run the step its
     properties name on Create and Update; Delete leaves the schema alone."""
     if event["RequestType"] == "Delete":
@@ -52,7 +101,8 @@ def _custom_resource(event: dict[str, Any], runner: StepRunner) -> dict[str, Any
     step = properties.get("step")
     if step != "migrate":
         raise InvalidMessage("the custom resource names no known step")
-    output = runner(step, dict(properties.get("input") or {}))
+    payload = dict(properties.get("input") or {})
+    output = retry_while_unavailable(lambda: runner(step, payload), backoff)
     return {"PhysicalResourceId": MIGRATIONS_RESOURCE_ID, "Data": output}
 
 
