@@ -1,8 +1,10 @@
 """Workflow commands: run, send, start-execution, trace, dlq, graph, cost.
 
 `--target local` acts on the local cloud (moto in this process; what must outlive the process is
-kept by `LocalStore` under the data directory); `--target aws` on the deployed stack, configured
-by HEALTHFLOW_QUEUE_URL, HEALTHFLOW_DEAD_LETTER_QUEUE_URL and HEALTHFLOW_STATE_MACHINE_ARN.
+kept by `LocalStore` under the data directory); `--target aws --env NAME` on the deployed stack,
+whose addresses are read from SSM under /healthflow/NAME/ (HEALTHFLOW_QUEUE_URL,
+HEALTHFLOW_DEAD_LETTER_QUEUE_URL and HEALTHFLOW_STATE_MACHINE_ARN override them), in the region
+of AWS_REGION or boto3's default chain.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from tasks.workflow import (
     format_trace,
     mermaid,
     monthly_cost,
-    original_message,
 )
 
 JOB_OF_DOMAIN: dict[str, str] = {domain: job for job, domain in DOMAIN_OF_JOB.items()}
@@ -35,9 +36,15 @@ def _store() -> LocalStore:
 
 
 def _aws(service: str) -> Any:
-    import boto3
+    from tasks.aws import client
 
-    return boto3.client(service, region_name=get_settings().aws_region)
+    return client(service)
+
+
+def _addresses(args: argparse.Namespace) -> Any:
+    from tasks.aws import stack_addresses
+
+    return stack_addresses(env=getattr(args, "env", None))
 
 
 def _target(args: argparse.Namespace) -> str:
@@ -109,8 +116,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         for domain, user_id in pending_work(list(DOMAINS_IN_ORDER), None):
             cloud.send_message({"job_type": JOB_OF_DOMAIN[domain], "user_id": user_id})
             triggers += 1
-        for body in store.take_queued():
-            cloud.send_message(json.loads(body))
+        # Write-ahead: the spool keeps its lines until their executions have ended.
+        queued = store.queued()
+        for body in queued:
+            cloud.send_message(body)
             triggers += 1
         print(f"local cloud: {triggers} messages queued; draining through the state machine")
         results = cloud.drain()
@@ -122,6 +131,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         store.add_dead_letters(d.body for d in dead)
         for dead_letter in dead:
             cloud.delete_dead_letter(dead_letter)
+        store.ack_queued(len(queued))
     ok = sum(r.succeeded for r in results)
     elapsed = time.perf_counter() - started
     print(
@@ -155,10 +165,17 @@ def cmd_send(args: argparse.Namespace) -> int:
     if _target(args) == "aws":
         from tasks.producer import aws_trigger_client
 
-        message_id = aws_trigger_client().send(
+        settings = get_settings()
+        if args.env:
+            settings = settings.model_copy(update={"env": args.env})
+        message_id = aws_trigger_client(settings).send(
             message.job_type, message.user_id, priority=message.priority
         )
-        print(f"sent {message_id}" if message_id else "not sent: HEALTHFLOW_ENABLED is false")
+        print(
+            f"sent {message_id}"
+            if message_id
+            else "not sent: the enabled switch is off (HEALTHFLOW_ENABLED or SSM .../enabled)"
+        )
     else:
         _store().enqueue(message.to_json_body())
         print("queued on the local cloud; `healthflow run` delivers it")
@@ -172,7 +189,7 @@ def cmd_start_execution(args: argparse.Namespace) -> int:
     if _target(args) == "aws":
         sfn = _aws("stepfunctions")
         arn = sfn.start_execution(
-            stateMachineArn=get_settings().require("state_machine_arn"),
+            stateMachineArn=_addresses(args).require("state_machine_arn"),
             name=name,
             input=json.dumps(execution_input),
         )["executionArn"]
@@ -213,65 +230,39 @@ def cmd_trace(args: argparse.Namespace) -> int:
     return 0
 
 
-def _describe_dead_letter(body: Any) -> str:
-    if not isinstance(body, dict):
-        return "unreadable dead letter"
-    message = original_message(body)
-    error = body.get("error", {})
-    error_name = error.get("Error") if isinstance(error, dict) else error
-    who = (
-        f"{message.get('job_type')} user {message.get('user_id')}" if message else "invalid message"
-    )
-    execution = str(body.get("execution_arn", "")).rsplit(":", 1)[-1]
-    return f"{body.get('failed_at', '')}  {error_name}  {who}  execution {execution}"
-
-
 def cmd_dlq(args: argparse.Namespace) -> int:
-    aws = _target(args) == "aws"
-    if aws:
+    from tasks import deadletters
+
+    if _target(args) == "aws":
+        addresses = _addresses(args)
         sqs = _aws("sqs")
-        dlq_url = get_settings().require("dead_letter_queue_url")
-        messages = sqs.receive_message(
-            QueueUrl=dlq_url,
-            MaxNumberOfMessages=10,
-            VisibilityTimeout=0 if args.action == "list" else 60,
-        ).get("Messages", [])
-        bodies = [json.loads(m["Body"]) for m in messages]
-    else:
-        bodies = _store().list_dead_letters()
-    if args.action == "list":
-        print(f"{len(bodies)} dead letters")
-        for body in bodies:
-            print("  " + _describe_dead_letter(body))
-        return 0
-    redriven, kept = 0, []
-    for index, body in enumerate(bodies):
-        valid = _redrivable(body)
-        if valid is None:
-            kept.append(body)  # an invalid message stays invalid; it is kept for a person to read
-            continue
-        if aws:
-            sqs.send_message(
-                QueueUrl=get_settings().require("queue_url"), MessageBody=valid.to_json_body()
-            )
-            sqs.delete_message(QueueUrl=dlq_url, ReceiptHandle=messages[index]["ReceiptHandle"])
+        queue = deadletters.SqsDeadLetters(sqs, addresses.require("dead_letter_queue_url"))
+        if args.action == "list":
+            letters = deadletters.sqs_list(queue)
         else:
-            _store().enqueue(valid.to_json_body())
-        redriven += 1
-    if not aws:
-        _store().clear_dead_letters()
-        _store().add_dead_letters(kept)
-    print(f"redriven {redriven}, kept {len(kept)} invalid message(s) in the dead-letter queue")
+            result = deadletters.sqs_redrive(queue, sqs, addresses.require("queue_url"))
+            print(result.summary())
+            return 0
+    else:
+        store = _store()
+        bodies = store.list_dead_letters()
+        letters = [deadletters.classify(body) for body in bodies]
+        if args.action == "redrive":
+            removed: list[int] = []
+            result = deadletters.redrive(zip(letters, range(len(letters)), strict=True),
+                                         store.enqueue, removed.append)  # fmt: skip
+            store.remove_dead_letters(removed)
+            print(result.summary())
+            if result.redriven:
+                print("`healthflow run` delivers the redriven triggers")
+            return 0
+    kinds = {kind: sum(1 for letter in letters if letter.kind == kind)
+             for kind in ("workflow", "queue", "local-queue")}  # fmt: skip
+    described = ", ".join(f"{n} {kind}" for kind, n in kinds.items() if n)
+    print(f"{len(letters)} dead letters" + (f" ({described})" if described else ""))
+    for letter in letters:
+        print("  " + letter.describe())
     return 0
-
-
-def _redrivable(body: Any) -> TriggerMessage | None:
-    """The valid trigger message inside a dead letter, or None when there is none."""
-    message = original_message(body) if isinstance(body, dict) else None
-    try:
-        return TriggerMessage.model_validate(message) if message else None
-    except ValueError:
-        return None
 
 
 # ---------------------------------------------------------------------------- graph / cost
@@ -301,6 +292,11 @@ def cmd_cost(args: argparse.Namespace) -> int:
 def add_commands(sub: argparse._SubParsersAction) -> None:
     def targeted(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         parser.add_argument("--target", choices=["local", "aws"], help="default: settings")
+        parser.add_argument(
+            "--env",
+            help="with --target aws: the deployed environment whose addresses SSM holds "
+            "(/healthflow/ENV/...); default HEALTHFLOW_ENV",
+        )
         return parser
 
     run = sub.add_parser("run", help="the main job on the local cloud")

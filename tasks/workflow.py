@@ -3,10 +3,13 @@ the cost model, and the local cloud's persisted state (queue spool, histories, d
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
-from collections.abc import Iterable, Mapping, Sequence
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -203,7 +206,13 @@ DEFAULT_PROFILES = {
 
 class LocalStore:
     """What the local cloud keeps between commands: moto's state lives in one process, so the
-    queue spool, execution traces and dead letters are written under the data directory."""
+    queue spool, execution traces and dead letters are written under the data directory.
+
+    The spool is write-ahead: `send` appends a line, `run` reads the lines (`queued`), and only
+    after their executions have ended removes them (`ack_queued`); lines appended meanwhile stay.
+    A line that is not a JSON object goes to the dead letters with a reason, never its text.
+    Writers take a file lock, and files are replaced atomically, so a crash loses nothing (at
+    worst a trigger is delivered twice, which a claim absorbs)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -214,17 +223,80 @@ class LocalStore:
     def _ensure(self) -> None:
         self.executions.mkdir(parents=True, exist_ok=True)
 
-    def enqueue(self, body: str) -> None:
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
         self._ensure()
-        with self.spool.open("a", encoding="utf-8") as handle:
-            handle.write(body.strip() + "\n")
+        with (self.root / ".lock").open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    @staticmethod
+    def _lines(path: Path) -> list[str]:
+        if not path.exists():
+            return []
+        text = path.read_bytes().decode("utf-8", "replace")
+        return [line for line in text.splitlines() if line.strip()]
+
+    @staticmethod
+    def _replace(path: Path, lines: Iterable[str]) -> None:
+        temporary = path.with_suffix(".tmp")
+        with temporary.open("w", encoding="utf-8") as handle:
+            handle.writelines(line + "\n" for line in lines)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+
+    @staticmethod
+    def _append(path: Path, lines: Iterable[str]) -> None:
+        with path.open("a", encoding="utf-8") as handle:
+            handle.writelines(line + "\n" for line in lines)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def enqueue(self, body: str) -> None:
+        with self._locked():
+            self._append(self.spool, [body.strip()])
+
+    def queued(self) -> list[dict[str, Any]]:
+        """The queued triggers, oldest first, left in the spool until `ack_queued`. Lines that
+        are not JSON objects move to the dead letters first."""
+        from tasks.deadletters import local_queue_record
+
+        with self._locked():
+            good: list[str] = []
+            bodies: list[dict[str, Any]] = []
+            corrupt: list[dict[str, Any]] = []
+            now = datetime.now(UTC).isoformat(timespec="seconds")
+            for number, line in enumerate(self._lines(self.spool), start=1):
+                try:
+                    body = json.loads(line)
+                except json.JSONDecodeError:
+                    body = None
+                if isinstance(body, dict):
+                    good.append(line)
+                    bodies.append(body)
+                else:
+                    corrupt.append(local_queue_record(number, line, now))
+            if corrupt:
+                # Dead letters first: a crash in between duplicates a record, never loses one.
+                self._append(self.dead_letters, (json.dumps(c) for c in corrupt))
+                self._replace(self.spool, good)
+            return bodies
+
+    def ack_queued(self, count: int) -> None:
+        """Remove the first `count` queued lines: their executions have ended."""
+        with self._locked():
+            lines = self._lines(self.spool)
+            self._replace(self.spool, lines[count:])
 
     def take_queued(self) -> list[str]:
-        if not self.spool.exists():
-            return []
-        bodies = [line for line in self.spool.read_text(encoding="utf-8").splitlines() if line]
-        self.spool.unlink()
-        return bodies
+        """Read and remove every queued trigger (for callers that deliver them at once)."""
+        bodies = self.queued()
+        self.ack_queued(len(bodies))
+        return [json.dumps(body) for body in bodies]
 
     def save_execution(self, name: str, status: str, events: Sequence[Mapping[str, Any]]) -> None:
         self._ensure()
@@ -238,18 +310,29 @@ class LocalStore:
         return dict(json.loads(path.read_text(encoding="utf-8")))
 
     def add_dead_letters(self, bodies: Iterable[Any]) -> None:
-        self._ensure()
-        with self.dead_letters.open("a", encoding="utf-8") as handle:
-            for body in bodies:
-                handle.write(json.dumps(body) + "\n")
+        with self._locked():
+            self._append(self.dead_letters, (json.dumps(body) for body in bodies))
 
     def list_dead_letters(self) -> list[Any]:
-        if not self.dead_letters.exists():
-            return []
-        return [json.loads(line) for line in self.dead_letters.read_text().splitlines() if line]
+        """Every dead letter, decoded; a line that is not JSON is returned as its text."""
+        letters: list[Any] = []
+        for line in self._lines(self.dead_letters):
+            try:
+                letters.append(json.loads(line))
+            except json.JSONDecodeError:
+                letters.append(line)
+        return letters
+
+    def remove_dead_letters(self, indexes: Iterable[int]) -> None:
+        """Remove the dead letters at these positions of `list_dead_letters()`."""
+        drop = set(indexes)
+        with self._locked():
+            lines = self._lines(self.dead_letters)
+            self._replace(self.dead_letters, (x for i, x in enumerate(lines) if i not in drop))
 
     def clear_dead_letters(self) -> None:
-        self.dead_letters.unlink(missing_ok=True)
+        with self._locked():
+            self.dead_letters.unlink(missing_ok=True)
 
 
 def original_message(dead_letter: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -329,19 +329,30 @@ class LocalCloud:
     # ------------------------------------------------------------------ dead letters
 
     def dlq_messages(self) -> list[DeadLetter]:
-        """Every message in the DLQ, left in place (visible again immediately)."""
+        """Every message in the DLQ, left in place. Each receive hides what it returned, so the
+        next one returns the following messages (SQS gives at most 10 per receive); at the end
+        all of them are made visible again."""
         seen: dict[str, DeadLetter] = {}
         while True:
-            messages = self._receive(self.dead_letter_queue_url, 10, visibility_timeout=0)
-            fresh = [m for m in messages if m["MessageId"] not in seen]
-            if not fresh:
-                return list(seen.values())
-            for message in fresh:
+            messages = self._receive(self.dead_letter_queue_url, 10, visibility_timeout=300)
+            if not messages:
+                break
+            for message in messages:
                 seen[message["MessageId"]] = DeadLetter(
                     message_id=message["MessageId"],
                     receipt_handle=message["ReceiptHandle"],
                     body=_decoded(message["Body"]),
                 )
+        letters = list(seen.values())
+        for start in range(0, len(letters), 10):
+            self._sqs.change_message_visibility_batch(
+                QueueUrl=self.dead_letter_queue_url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": d.receipt_handle, "VisibilityTimeout": 0}
+                    for i, d in enumerate(letters[start : start + 10])
+                ],
+            )
+        return letters
 
     def delete_dead_letter(self, dead_letter: DeadLetter) -> None:
         self._sqs.delete_message(
