@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,11 +22,20 @@ DATA = Path(__file__).parent / "data"
 
 
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+def database_url() -> Iterator[str]:
     url = os.environ.get("HEALTHFLOW_TEST_DATABASE_URL")
     if url:
-        return url
-    return db_engine.embedded_url(tmp_path_factory.mktemp("pgdata"))
+        yield url
+        return
+    # Not under pytest's basetemp: every pytest session re-locks /tmp/pytest-of-<user> to 0700,
+    # which takes away the access the embedded server's own system user needs while another
+    # session (a second checkout's test run) is still using it.
+    pgdata = Path(tempfile.mkdtemp(prefix="healthflow-test-pgdata-"))
+    try:
+        yield db_engine.embedded_url(pgdata)
+    finally:
+        db_engine.stop_embedded(pgdata)
+        shutil.rmtree(pgdata, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,7 @@ from sqlalchemy import URL, Engine, NullPool, create_engine, event
 from sqlalchemy.engine import ExceptionContext
 
 from tasks.errors import DatabaseUnavailable
+from tasks.progress import notice
 from tasks.settings import MissingSetting, Settings, get_settings
 
 # pgserver asks platformdirs for a runtime dir that root shells often lack, at start and again at
@@ -41,9 +42,17 @@ def embedded_url(pgdata: Path) -> str:
 
     pgdata.mkdir(parents=True, exist_ok=True)
     if pgdata not in _servers:
+        notice(f"starting the embedded PostgreSQL in {pgdata} (a few seconds)")
         _servers[pgdata] = pgserver.get_server(pgdata, cleanup_mode="stop")
     uri: str = _servers[pgdata].get_uri()  # type: ignore[attr-defined]
     return uri.replace("postgresql://", "postgresql+psycopg2://", 1)
+
+
+def stop_embedded(pgdata: Path) -> None:
+    """Stop the embedded server of `pgdata` now (it otherwise stops when the process exits)."""
+    server = _servers.pop(pgdata, None)
+    if server is not None:
+        server.cleanup()  # type: ignore[attr-defined]
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -159,6 +168,26 @@ def engine_from_settings(
 
         add_iam_token(engine, rds_client or client("rds", settings))
     return engine
+
+
+def database_key(settings: Settings) -> str:
+    """A short, stable name for the database the settings point at, without connecting or
+    starting anything: state that belongs to one database (the local cloud's queue, traces and
+    dead letters) is kept under it, so two databases never see each other's."""
+    import hashlib
+
+    from sqlalchemy.engine import make_url
+
+    if settings.database_url:
+        url = make_url(sqlalchemy_url(settings.database_url))
+        identity = url.set(password=None).render_as_string(hide_password=False)
+    elif settings.db_host:
+        identity = f"iam:{settings.db_user}@{settings.db_host}:{settings.db_port}/{settings.db_name}"
+    elif settings.db_secret_arn:
+        identity = settings.db_secret_arn
+    else:
+        identity = f"embedded:{settings.embedded_pgdata.resolve()}"
+    return hashlib.sha256(identity.encode()).hexdigest()[:12]
 
 
 def get_engine() -> Engine:
