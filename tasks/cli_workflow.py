@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import time
 import uuid
 from datetime import date
@@ -32,7 +31,10 @@ JOB_OF_DOMAIN: dict[str, str] = {domain: job for job, domain in DOMAIN_OF_JOB.it
 
 
 def _store() -> LocalStore:
-    return LocalStore(get_settings().data_dir / "localcloud")
+    from tasks.db.engine import database_key
+
+    settings = get_settings()
+    return LocalStore(settings.data_dir / "localcloud" / database_key(settings))
 
 
 def _aws(service: str) -> Any:
@@ -58,7 +60,9 @@ def _ingest_demo_data(engine: Any) -> None:
     from tasks.ingest import ingest_file
     from tasks.sample import write_sample_dataset
 
-    out = Path(tempfile.mkdtemp(prefix="healthflow-demo-"))
+    # Same seed, same files: kept in the data directory (not the system temp dir), overwritten
+    # by the next demo run; entry ids make a second ingest of them a no-op.
+    out = get_settings().data_dir / "demo"
     paths = write_sample_dataset(out, 4, date(2024, 3, 4), 14, 7, "light")
     for domain in ("users", "labs", "vitals", "nutrition"):
         print(f"  ingest {ingest_file(engine, domain, paths[domain]).summary()}")
@@ -103,6 +107,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from tasks.localcloud.cloud import LocalCloud
     from tasks.process import pending_work
 
+    settings = get_settings()
+    where = settings.database_url and "the database HEALTHFLOW_DATABASE_URL names"
+    print(f"data directory: {settings.data_dir}")
+    print(f"database: {where or f'embedded PostgreSQL in {settings.embedded_pgdata}'}")
     engine = get_engine()
     if args.demo:
         print("demo: applying migrations and ingesting a synthetic dataset")
@@ -121,7 +129,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         for body in queued:
             cloud.send_message(body)
             triggers += 1
-        print(f"local cloud: {triggers} messages queued; draining through the state machine")
+        noun = "message" if triggers == 1 else "messages"
+        print(f"local cloud: {triggers} {noun} queued; draining through the state machine")
         results = cloud.drain()
         for result in results:
             events = cloud.history(result.execution_arn)
@@ -139,8 +148,26 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"{len(dead)} to the dead-letter queue, {elapsed:.1f} s"
     )
     print("\n".join(_summary(engine)))
-    print("export with: healthflow export vitals --granularity daily")
+    print(f"local cloud state (traces, dead letters): {store.root}")
+    print(f"export with: {_cli_name()} export vitals --granularity daily")
     return 0 if ok == len(results) else 1
+
+
+def _cli_name() -> str:
+    """How this user calls the CLI: the bare name when it is on PATH, else the venv's path."""
+    import shutil
+    import sys
+
+    script = Path(sys.executable).parent / "healthflow"
+    on_path = shutil.which("healthflow")
+    if on_path and Path(on_path).resolve() == script.resolve():
+        return "healthflow"
+    if not script.exists():
+        return "healthflow"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
 
 
 # ---------------------------------------------------------------------------- send / start

@@ -24,3 +24,7 @@ class ClaimNotFound(HealthflowError):
 
 class UnknownStep(HealthflowError):
     """A runner was asked for a step that is not registered."""
+
+
+class ExecutionNotFound(HealthflowError):
+    """No execution of that name (local cloud) or ARN (AWS) exists."""

@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tasks.errors import ExecutionNotFound
+
 # ---------------------------------------------------------------------------- traces
 
 
@@ -115,7 +117,7 @@ def mermaid(definition: Mapping[str, Any]) -> str:
         if "Default" in state:
             lines.append(f"  {name} -->|otherwise| {state['Default']}")
         for catch in state.get("Catch", []):
-            errors = ",".join(catch["ErrorEquals"])[:40]
+            errors = ", ".join(catch["ErrorEquals"])
             lines.append(f"  {name} -.->|{errors}| {catch['Next']}")
     return "\n".join(lines)
 
@@ -306,7 +308,7 @@ class LocalStore:
     def load_execution(self, name: str) -> dict[str, Any]:
         path = self.executions / f"{name.rsplit(':', 1)[-1]}.json"
         if not path.exists():
-            raise FileNotFoundError(f"no local execution named {name}")
+            raise ExecutionNotFound(f"no local execution named {name}")
         return dict(json.loads(path.read_text(encoding="utf-8")))
 
     def add_dead_letters(self, bodies: Iterable[Any]) -> None:

@@ -26,6 +26,7 @@ from rapidfuzz import fuzz, process
 from tasks.labs.catalog import BLOOD_FAMILY, Catalog, LabTest, load_catalog, lookup_keys
 from tasks.labs.errors import CategorizationFailed
 from tasks.labs.normalize import NameForms, NormalizedUnit, analyze_name, normalize_unit
+from tasks.progress import notice
 
 TOP_K = 5
 DEFAULT_THRESHOLD = 0.76
@@ -343,6 +344,7 @@ def load_model(model_path: str) -> tuple[Any, Any]:
             return _MODELS[model_path]
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        notice("loading the lab-name model (some names need it; a few seconds)")
         try:
             import torch
             from transformers import AutoModel, AutoTokenizer

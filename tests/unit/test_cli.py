@@ -5,11 +5,19 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
 
-from tasks.cli import main
+from tasks.cli import (
+    EXIT_DATABASE,
+    EXIT_INTERNAL,
+    EXIT_NO_EXECUTION,
+    EXIT_NO_FILE,
+    EXIT_USAGE,
+    main,
+)
 
 DATA = Path(__file__).parent.parent / "data"
 
@@ -46,7 +54,7 @@ def test_ingest_process_export_contract(cli, tmp_path) -> None:
          "min": "72.0", "max": "75.5", "avg": "73.75", "last": "75.5", "unit": "/min"}
     ]  # fmt: skip
     code, _, err = cli("export", "vitals", "--granularity", "quarterly")
-    assert code == 2 and "no 'quarterly' aggregates" in err
+    assert code == 2 and "vitals has no quarterly buckets" in err
 
 
 def test_nutrition_export_columns(cli, tmp_path) -> None:
@@ -121,7 +129,7 @@ def test_commands_refuse_an_out_of_date_schema(make_schema_engine, capsys) -> No
 
     db_engine.set_engine(make_schema_engine(migrate=False))
     try:
-        assert main(["process"]) == 2
+        assert main(["process"]) == EXIT_DATABASE
         assert "healthflow db upgrade" in capsys.readouterr().err
         assert main(["db", "upgrade"]) == 0
         assert main(["process"]) == 0
@@ -130,13 +138,13 @@ def test_commands_refuse_an_out_of_date_schema(make_schema_engine, capsys) -> No
 
 
 def test_dlq_redrive_keeps_what_it_cannot_resend(cli, tmp_path, monkeypatch) -> None:
+    from tasks.cli_workflow import _store
     from tasks.settings import get_settings
-    from tasks.workflow import LocalStore
 
     monkeypatch.setenv("HEALTHFLOW_DATA_DIR", str(tmp_path))
     get_settings.cache_clear()
     try:
-        store = LocalStore(tmp_path / "localcloud")
+        store = _store()
         good = {"job_type": "process_pending_labs", "user_id": 8, "priority": "normal"}
         bad = {"job_type": "process_pending_labs", "user_id": -8}
         store.add_dead_letters(
@@ -149,3 +157,73 @@ def test_dlq_redrive_keeps_what_it_cannot_resend(cli, tmp_path, monkeypatch) -> 
         assert [json.loads(b) for b in store.take_queued()] == [good]
     finally:
         get_settings.cache_clear()
+
+
+def test_user_mistakes_give_one_line_and_distinct_exit_codes(cli, tmp_path) -> None:
+    code, _, err = cli("ingest", "labs", str(tmp_path / "missing.jsonl"))
+    assert code == EXIT_NO_FILE and err.count("\n") == 1 and "missing.jsonl" in err
+    code, _, err = cli("labs", "categorize", "--input", str(tmp_path / "no.csv"),
+                       "--output", str(tmp_path / "out.csv"))  # fmt: skip
+    assert code == EXIT_NO_FILE and err.count("\n") == 1
+    code, _, err = cli("trace", "no-such-execution")
+    assert (
+        code == EXIT_NO_EXECUTION
+        and err == "healthflow: no local execution named no-such-execution\n"
+    )
+    code, _, err = cli("export", "labs", "--granularity", "hourly")
+    assert code == EXIT_USAGE and err.count("\n") == 1
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", "labs", "--granularity", "fortnightly"])
+    assert exit_info.value.code == EXIT_USAGE
+    assert len({EXIT_NO_FILE, EXIT_NO_EXECUTION, EXIT_USAGE, EXIT_DATABASE}) == 4
+
+
+def test_an_unexpected_error_is_one_line_unless_debug(cli, monkeypatch) -> None:
+    import tasks.cli as cli_module
+
+    def broken(args: object) -> int:
+        raise ZeroDivisionError("boom")
+
+    monkeypatch.setattr(cli_module, "cmd_db_upgrade", broken)
+    code, _, err = cli("db", "upgrade")
+    assert code == EXIT_INTERNAL
+    assert (
+        err == "healthflow: unexpected ZeroDivisionError (rerun with --debug for the traceback)\n"
+    )
+    with pytest.raises(ZeroDivisionError):
+        main(["--debug", "db", "upgrade"])
+
+
+def test_export_into_a_closed_pipe_exits_quietly(engine, tmp_path) -> None:
+    """`healthflow export ... | head`: the reader leaves early; no traceback, exit 0."""
+    import subprocess
+    import sys
+
+    from tasks.ingest import ingest_lines
+
+    ingest_lines(engine, "users", ['{"user_id": 1, "timezone": "UTC"}'])
+    from datetime import UTC, datetime, timedelta
+
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    # Well past a pipe's 64 KiB buffer, so the writer really meets the closed end.
+    lines = [
+        json.dumps({"user_id": 1, "metric": "heart_rate", "value": 60 + i % 40, "unit": "bpm",
+                    "start_time": (start + timedelta(hours=i)).isoformat()})
+        for i in range(24 * 120)
+    ]  # fmt: skip
+    ingest_lines(engine, "vitals", lines)
+    from tasks.process import process_pending
+
+    assert all(run.error is None for run in process_pending(["vitals"]))
+    url = engine.url.render_as_string(hide_password=False)
+    with engine.connect() as conn:
+        schema = conn.exec_driver_sql("SELECT current_schema()").scalar_one()
+    env = {**os.environ, "HEALTHFLOW_DATABASE_URL": url}
+    env["PGOPTIONS"] = f"-csearch_path={schema}"
+    pipeline = subprocess.run(
+        f"{sys.executable} -m tasks.cli export vitals --granularity hourly | head -n 2",
+        shell=True, capture_output=True, text=True, env=env, timeout=120,
+        executable="/bin/bash",
+    )  # fmt: skip
+    assert pipeline.stdout.count("\n") == 2
+    assert pipeline.stderr == ""
