@@ -182,7 +182,8 @@ def database_key(settings: Settings) -> str:
         url = make_url(sqlalchemy_url(settings.database_url))
         identity = url.set(password=None).render_as_string(hide_password=False)
     elif settings.db_host:
-        identity = f"iam:{settings.db_user}@{settings.db_host}:{settings.db_port}/{settings.db_name}"
+        where = f"{settings.db_host}:{settings.db_port}/{settings.db_name}"
+        identity = f"iam:{settings.db_user}@{where}"
     elif settings.db_secret_arn:
         identity = settings.db_secret_arn
     else:

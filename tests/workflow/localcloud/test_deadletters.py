@@ -102,12 +102,13 @@ def test_local_cli_lists_and_redrives_both_kinds(
     filled: LocalCloud, tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> None:
     from tasks.cli import main
+    from tasks.cli_workflow import _store
     from tasks.settings import get_settings
 
     monkeypatch.setenv("HEALTHFLOW_DATA_DIR", str(tmp_path))
     get_settings.cache_clear()
     try:
-        store = LocalStore(tmp_path / "localcloud")
+        store = _store()
         store.add_dead_letters(d.body for d in filled.dlq_messages())  # as `run` keeps them
         store.enqueue("{truncated by a crash " + SECRET)  # a corrupt local queue line
         assert store.queued() == []  # ...moved to the dead letters, with a reason
