@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Iterator
 from datetime import datetime
 from functools import lru_cache
@@ -33,9 +34,40 @@ def _local_label(bucket: object, zone: str) -> str:
 
 
 def _number(value: float | None) -> str:
+    """Exact figures (sums, nutrient totals): only the float noise of the arithmetic goes."""
     if value is None:
         return ""
     return repr(round(value, 9))
+
+
+SIGNIFICANT_DIGITS = 4  # for a code whose catalog entry states no precision
+
+
+@lru_cache(maxsize=1024)
+def reading_decimals(loinc_code: str) -> int | None:
+    """Digits after the point a single reading of this code carries, from the catalogs."""
+    from tasks.catalog import vital_types
+
+    vital = vital_types().get(loinc_code)
+    if vital is not None:
+        return vital.decimals
+    from tasks.labs.catalog import load_catalog
+
+    # A lab test states its precision when the catalog has one; else 4 significant digits.
+    decimals = getattr(load_catalog().by_code.get(loinc_code), "decimals", None)
+    return int(decimals) if decimals is not None else None
+
+
+def _reading(value: float | None, decimals: int | None) -> str:
+    """A value shown at the precision a measurement of its kind carries: a converted glucose
+    of 37.1232 mg/dL is 37 mg/dL, not a more exact figure than any meter gives."""
+    if value is None:
+        return ""
+    if decimals is None:
+        if value == 0 or not math.isfinite(value):
+            return repr(float(value))
+        decimals = max(SIGNIFICANT_DIGITS - 1 - math.floor(math.log10(abs(value))), 0)
+    return repr(float(round(value, decimals)))
 
 
 def export_rows(
@@ -80,11 +112,14 @@ def export_rows(
             params,
         )
         for row in rows:
+            decimals = reading_decimals(row.loinc_code)
+            mean_decimals = None if decimals is None else decimals + 1
             yield [
                 str(row.user_id), row.loinc_code, granularity,
                 _local_label(row.bucket_start, row.zone), str(row.count), _number(row.sum),
-                _number(row.min), _number(row.max), _number(row.sum / row.count),
-                _number(row.last_value), row.unit,
+                _reading(row.min, decimals), _reading(row.max, decimals),
+                _reading(row.sum / row.count, mean_decimals), _reading(row.last_value, decimals),
+                row.unit,
             ]  # fmt: skip
 
 

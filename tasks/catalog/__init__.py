@@ -34,6 +34,7 @@ class VitalType:
     low: float
     high: float
     aggregation: str
+    decimals: int | None = None  # digits after the point a single reading carries
 
     def rejection(self, value: float, unit: str | None) -> str | None:
         """Why a reading of this vital cannot be accepted, or None when it can."""
@@ -76,6 +77,7 @@ def vital_types() -> dict[str, VitalType]:
             low=float(entry["range"][0]),
             high=float(entry["range"][1]),
             aggregation=entry["aggregation"],
+            decimals=entry.get("decimals"),
         )
         by_name[vital.key] = vital
         by_name[vital.loinc_code] = vital
