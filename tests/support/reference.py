@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import math
 import random
+from bisect import bisect_right
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from zoneinfo import ZoneInfo
+from functools import lru_cache
+from zoneinfo import ZoneInfo, available_timezones
 
 ZONES = {
     101: "America/New_York",
@@ -81,9 +83,55 @@ def generate(seed: int = 11, per_user: int = 400) -> list[Reading]:
     return readings
 
 
+@lru_cache(maxsize=2048)
+def transitions(zone: str, year: int) -> tuple[datetime, ...]:
+    """The instants in `year` (UTC) at which `zone`'s UTC offset changes, to the second.
+
+    Found by stepping through the year an hour at a time and bisecting each change: it relies
+    on nothing but zoneinfo's offset at an instant (two changes within one hour would be
+    missed; the tz database has none in the years tested)."""
+    tz = ZoneInfo(zone)
+
+    def offset(seconds: int) -> timedelta | None:
+        return datetime.fromtimestamp(seconds, UTC).astimezone(tz).utcoffset()
+
+    start = int(datetime(year, 1, 1, tzinfo=UTC).timestamp())
+    end = int(datetime(year + 1, 1, 1, tzinfo=UTC).timestamp())
+    found = []
+    before = offset(start)
+    for hour in range(start + 3600, end + 3600, 3600):
+        now = offset(hour)
+        if now != before:
+            low, high = hour - 3600, hour  # offset(low) == before, offset(high) == now
+            while high - low > 1:
+                mid = (low + high) // 2
+                low, high = (mid, high) if offset(mid) == before else (low, mid)
+            if high < end:
+                found.append(datetime.fromtimestamp(high, UTC))
+            before = now
+    return tuple(found)
+
+
 def hour_start(instant: datetime, zone: str) -> datetime:
-    local = instant.astimezone(ZoneInfo(zone))
-    return local.replace(minute=0, second=0, microsecond=0).astimezone(UTC)
+    """The first instant of the hourly bucket that holds `instant`.
+
+    An hourly bucket is the set of instants that share the local clock hour and the UTC offset.
+    With whole-hour offset changes these are the hours of the clock (a fall-back day has 25).
+    Where the offset changes inside a local hour (Australia/Lord_Howe's 30-minute shift, the
+    end of Africa/Monrovia's -00:44:30 in 1972), the change starts a new bucket, so that hour
+    is split in two buckets, each shorter than an hour, and no instant is in two buckets."""
+    tz = ZoneInfo(zone)
+    local = instant.astimezone(tz)
+    since_hour = timedelta(
+        minutes=local.minute, seconds=local.second, microseconds=local.microsecond
+    )
+    start = (instant - since_hour).astimezone(UTC)
+    changes = transitions(zone, instant.year) + transitions(zone, instant.year - 1)
+    changes = tuple(sorted(changes))
+    latest = bisect_right(changes, instant.astimezone(UTC))
+    if latest and changes[latest - 1] > start:
+        return changes[latest - 1]
+    return start
 
 
 def local_day(instant: datetime, zone: str) -> date:
@@ -122,15 +170,69 @@ class Stats:
             self.last_time, self.last = at, value
 
 
-def vitals_reference(readings: list[Reading], granularity: str) -> dict[tuple, Stats]:
+def vitals_reference(
+    readings: list[Reading], granularity: str, zones: dict[int, str] | None = None
+) -> dict[tuple, Stats]:
     """(user, loinc, bucket) -> stats over unique readings."""
+    zones = ZONES if zones is None else zones
     unique = {(r.user_id, r.metric, r.start, r.value, r.unit): r for r in readings}
     out: dict[tuple, Stats] = defaultdict(Stats)
     for r in unique.values():
-        zone = ZONES[r.user_id]
+        zone = zones[r.user_id]
         if granularity == "hourly":
             bucket: object = hour_start(r.start, zone)
         else:
             bucket = period_start(local_day(r.start, zone), granularity)
         out[(r.user_id, r.loinc, bucket)].add(r.canonical, r.start.astimezone(UTC))
     return dict(out)
+
+
+# --- every zone of the tz database -----------------------------------------------------------
+
+# Years whose transitions the calendar tests cross: 1972 holds the end of Africa/Monrovia's
+# -00:44:30 and many zones' first rules; 2015 holds America/Havana's fall-back at 01:00 to 00:00;
+# 2024 is recent (Lord_Howe's 30-minute shifts, Santiago's and Azores' midnight changes).
+CALENDAR_YEARS = (1972, 2015, 2024)
+REQUIRED_ZONES = (
+    "America/Havana", "Atlantic/Azores", "America/Santiago", "Australia/Lord_Howe",
+    "Asia/Tehran", "Pacific/Chatham", "Africa/Monrovia",
+)  # fmt: skip
+# Around each change: the instants just before and at it, and a spread over the two hours
+# around it (the hour buckets it splits and the day boundary when it happens at midnight).
+_AROUND_CHANGE = [timedelta(seconds=s) for s in (-1, 0, 1)] + [
+    timedelta(minutes=m) for m in (-75, -45, -20, 10, 25, 35, 50, 65, 95)
+]
+
+
+def zones_with_changes(years: tuple[int, ...] = CALENDAR_YEARS) -> list[str]:
+    """Every tz database zone whose offset changes in one of `years`."""
+    return sorted(z for z in available_timezones() if any(transitions(z, y) for y in years))
+
+
+def _first_instants(day: date, tz: ZoneInfo) -> list[datetime]:
+    """Candidates for the first instant of a local day: midnight read with either fold."""
+    out = []
+    for fold in (0, 1):
+        instant = datetime(day.year, day.month, day.day, tzinfo=tz, fold=fold).astimezone(UTC)
+        out += [instant, instant - timedelta(seconds=1)]
+    return out
+
+
+def zone_readings(zones: dict[int, str], years: tuple[int, ...] = CALENDAR_YEARS) -> list[Reading]:
+    """Heart rates around every offset change of each user's zone in `years`, and around the
+    local midnights of the days each change touches. Instants are sent in UTC (Z)."""
+    readings: list[Reading] = []
+    for user_id, zone in zones.items():
+        tz = ZoneInfo(zone)
+        instants: set[datetime] = set()
+        for year in years:
+            for change in transitions(zone, year):
+                instants.update(change + delta for delta in _AROUND_CHANGE)
+                day = change.astimezone(tz).date()
+                for d in (day, day + timedelta(days=1)):
+                    instants.update(_first_instants(d, tz))
+        for i, instant in enumerate(sorted(instants)):
+            value = float(50 + (user_id * 7 + i * 13) % 120)
+            start = instant.astimezone(UTC)
+            readings.append(Reading(user_id, "heart_rate", HEART_RATE, value, "bpm", value, start))
+    return readings
