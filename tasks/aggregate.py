@@ -8,9 +8,9 @@ after the other, gives the same tables. A transaction-level advisory lock per us
 serializes one user's recomputes; the last recompute of a bucket always sees every committed input.
 
 Statistics are mergeable: count, sum, min, max and the last value with its time (avg = sum/count).
-Buckets follow the user's IANA zone (UTC when unknown): hours are real hours named by the instant
-of their local start; days, weeks (Monday start), months, quarters and years are local calendar
-periods named by their first day.
+Buckets follow the user's IANA zone (UTC when unknown): hours are real hours named by their first
+instant (see hour_bucket_sql for offsets that change inside an hour); days, weeks (Monday start),
+months, quarters and years are local calendar periods named by their first day.
 """
 
 from __future__ import annotations
@@ -160,19 +160,54 @@ def _rollup(
 # --- vitals ---------------------------------------------------------------------------------
 
 
+# Hourly buckets. An hourly bucket is the set of instants that share the local clock hour and
+# the UTC offset; it is named by its first instant. With whole-hour offset changes these are the
+# clock's hours (a fall-back day has 25, the repeated hour once per offset). Where the offset
+# changes inside a local hour (Australia/Lord_Howe's 30-minute shift, Africa/Monrovia leaving
+# -00:44:30 in 1972), the change starts a new bucket: that local hour is split in two buckets,
+# each shorter than an hour, named 01:00+11:00 and 01:30+10:30 say. No instant is in two
+# buckets, no bucket is longer than an hour, and every bucket lies within one local date.
+
+
+def _local(ts: str) -> str:
+    """The local wall time of instant `ts` in the user's zone (relation `tz`)."""
+    return f"({ts} AT TIME ZONE tz.name)"
+
+
+def _utc_offset(ts: str) -> str:
+    return f"({_local(ts)} - ({ts} AT TIME ZONE 'UTC'))"
+
+
+def hour_bucket_sql(ts: str) -> str:
+    """The first instant of the hourly bucket that holds instant `ts`.
+
+    `hour` is where the local hour starts if the offset has not changed during it. If the
+    offset there differs, a change happened within this local hour (at most one: the tz
+    database has no two changes an hour apart), and the bucket starts at that change, found to
+    the second (offsets and changes are whole seconds); this runs only for instants in the
+    hour after a change."""
+    hour = f"({ts} - ({_local(ts)} - date_trunc('hour', {_local(ts)})))"
+    return f"""
+        CASE WHEN {_utc_offset(hour)} = {_utc_offset(ts)} THEN {hour}
+        ELSE (SELECT min(x) FROM generate_series({hour}, {ts}, interval '1 second') x
+              WHERE {_utc_offset("x")} = {_utc_offset(ts)})
+        END"""
+
+
 def _vitals_hourly(conn: Connection, params: dict) -> int:
     conn.execute(
         text(
             f"""
             CREATE TEMP TABLE touched_hours ON COMMIT DROP AS
-            SELECT DISTINCT date_trunc('hour', r.start_time, tz.name) AS hour_start,
-                   date_trunc('hour', r.start_time, tz.name) + interval '1 hour' AS hour_end
+            SELECT DISTINCT {hour_bucket_sql("r.start_time")} AS hour_start
             FROM vitals_raw_data r, {USER_ZONE_SQL}
             WHERE r.claim_id = :claim_id AND r.user_id = :user_id
             """
         ),
         params,
     )
+    # A bucket is never longer than an hour, so its readings lie in [start, start + 1 hour);
+    # of those, it holds the ones with its local hour and offset.
     return _replace_buckets(
         conn,
         "vitals_agg_hourly",
@@ -182,9 +217,12 @@ def _vitals_hourly(conn: Connection, params: dict) -> int:
         INSERT INTO vitals_agg_hourly ({_MEASURE_COLUMNS})
         SELECT :user_id, c.loinc_code, t.hour_start,
                {_reading_stats("c.value", "c.start_time")}, min(c.unit)
-        FROM touched_hours t
+        FROM touched_hours t, {USER_ZONE_SQL}
         JOIN vitals_categorized c ON c.user_id = :user_id
-             AND c.start_time >= t.hour_start AND c.start_time < t.hour_end
+        WHERE c.start_time >= t.hour_start AND c.start_time < t.hour_start + interval '1 hour'
+          AND date_trunc('hour', {_local("c.start_time")})
+              = date_trunc('hour', {_local("t.hour_start")})
+          AND {_utc_offset("c.start_time")} = {_utc_offset("t.hour_start")}
         GROUP BY c.loinc_code, t.hour_start
         """,
         params,
@@ -192,6 +230,11 @@ def _vitals_hourly(conn: Connection, params: dict) -> int:
 
 
 def _vitals_daily(conn: Connection, params: dict) -> int:
+    """Days roll up from hours by the local date of each hour, which is the date of every
+    instant in it. A date is never turned back into an instant to decide what a day holds:
+    at a midnight that happens twice (America/Havana, Atlantic/Azores) or never (a change at
+    00:00 that skips to 01:00) no single instant is "the" midnight. The UTC range is only a
+    superset that lets the index find the candidate hours (no offset exceeds a day)."""
     return _replace_buckets(
         conn,
         "vitals_agg_daily",
@@ -202,8 +245,9 @@ def _vitals_daily(conn: Connection, params: dict) -> int:
         SELECT :user_id, f.loinc_code, t.day, {_MERGE_MEASURES}
         FROM touched_dates t, {USER_ZONE_SQL}
         JOIN vitals_agg_hourly f ON f.user_id = :user_id
-        WHERE f.bucket_start >= (t.day::timestamp AT TIME ZONE tz.name)
-          AND f.bucket_start < ((t.day + 1)::timestamp AT TIME ZONE tz.name)
+        WHERE f.bucket_start >= ((t.day - 1)::timestamp AT TIME ZONE 'UTC')
+          AND f.bucket_start < ((t.day + 2)::timestamp AT TIME ZONE 'UTC')
+          AND {_local("f.bucket_start")}::date = t.day
         GROUP BY f.loinc_code, t.day
         """,
         params,
