@@ -81,6 +81,9 @@ class Settings(BaseSettings):
 
     ingest_batch_rows: int = 50_000
 
+    # Business metrics (EMF lines) from the steps in AWS; off saves their CloudWatch price.
+    metrics: bool = True
+
     def require(self, name: str) -> str:
         """The value of a setting the caller cannot work without, or a loud error."""
         value = getattr(self, name)

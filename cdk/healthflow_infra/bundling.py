@@ -40,6 +40,8 @@ LAMBDA_RUNTIME_PACKAGES: tuple[str, ...] = (
     "pydantic",
     "pydantic-settings",
     "platformdirs",
+    # JSON logs and EMF metrics (tasks.observability); pure Python.
+    "aws-lambda-powertools",
 )
 
 _PIP_PLATFORM_BY_ARCHITECTURE = {

@@ -27,6 +27,7 @@ from typing import Any
 
 import boto3
 
+from tasks import observability
 from tasks.runners.common import StepRunner, data_free_cause, error_name, registry_run_step
 
 LOG = logging.getLogger(__name__)
@@ -34,6 +35,8 @@ LOG = logging.getLogger(__name__)
 STEP_VARIABLE = "HEALTHFLOW_STEP"
 INPUT_VARIABLE = "HEALTHFLOW_STEP_INPUT"
 TOKEN_VARIABLE = "HEALTHFLOW_TASK_TOKEN"
+EXECUTION_VARIABLE = "HEALTHFLOW_EXECUTION"
+STATE_VARIABLE = "HEALTHFLOW_STATE"
 SPOT_INTERRUPTED = "SpotInterrupted"
 INVALID_STEP_INPUT = "InvalidStepInput"
 
@@ -199,8 +202,12 @@ def run_from_environment(
     run_step: StepRunner | None = None,
     config: WorkerConfig | None = None,
     client: Any = None,
+    metrics: bool = False,
 ) -> int:
-    """Run the step described by ``env`` (the container's environment); returns the exit code."""
+    """Run the step described by ``env`` (the container's environment); returns the exit code.
+
+    Log lines carry the execution (``HEALTHFLOW_EXECUTION``, else the claim id) and the state
+    (``HEALTHFLOW_STATE``) that the state machine passes; `metrics` prints EMF counts."""
     token = env.get(TOKEN_VARIABLE, "")
     if not token:
         LOG.error("%s is not set: nobody to report to", TOKEN_VARIABLE)
@@ -213,12 +220,28 @@ def run_from_environment(
         reporter.fail(INVALID_STEP_INPUT, str(exc))
         return EXIT_STEP_FAILED
     runner = run_step or registry_run_step()
-    return run_step_and_report(container_step, reporter, runner, config.heartbeat_seconds)
+    if metrics:
+        runner = _with_metrics(runner)
+    claim_id = container_step.payload.get("claim_id")
+    execution = env.get(EXECUTION_VARIABLE) or (claim_id if isinstance(claim_id, str) else None)
+    with observability.step_context(execution, env.get(STATE_VARIABLE), container_step.step):
+        return run_step_and_report(container_step, reporter, runner, config.heartbeat_seconds)
+
+
+def _with_metrics(runner: StepRunner) -> StepRunner:
+    def run(step: str, payload: dict[str, Any]) -> dict[str, Any]:
+        output = runner(step, payload)
+        observability.emit_metrics(output, step)
+        return output
+
+    return run
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    return run_from_environment(os.environ)
+    from tasks.settings import get_settings
+
+    observability.configure_json_logging()
+    return run_from_environment(os.environ, metrics=get_settings().metrics)
 
 
 if __name__ == "__main__":

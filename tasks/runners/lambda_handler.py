@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from tasks import observability
 from tasks.errors import DatabaseUnavailable, InvalidMessage
 from tasks.runners.common import StepRunner, data_free_exception, error_name, registry_run_step
 
@@ -106,16 +107,53 @@ def _custom_resource(
     return {"PhysicalResourceId": MIGRATIONS_RESOURCE_ID, "Data": output}
 
 
+def execution_context(event: Any, payload: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(execution name, state name) of an invocation: the state machine passes both
+    (``$$.Execution.Name``, ``$$.State.Name``); a claim id is the execution name otherwise."""
+    execution = event.get("execution") if isinstance(event, dict) else None
+    state = event.get("state") if isinstance(event, dict) else None
+    if not isinstance(execution, str):
+        claim_id = payload.get("claim_id")
+        execution = claim_id if isinstance(claim_id, str) else None
+    return execution, state if isinstance(state, str) else None
+
+
+_json_logging = False
+
+
+def _configure_for_lambda() -> None:
+    """In Lambda (not in the local cloud or tests): JSON logs, once per container."""
+    global _json_logging
+    from tasks.settings import get_settings
+
+    if not _json_logging and get_settings().lambda_function_name:
+        observability.configure_json_logging()
+        _json_logging = True
+
+
 def handler(event: Any, context: Any = None, *, run_step: StepRunner | None = None) -> Any:
     """Lambda entry point (``tasks.runners.lambda_handler.handler``)."""
+    _configure_for_lambda()
     if isinstance(event, dict) and "RequestType" in event:
-        return _custom_resource(event, run_step or registry_run_step())
+        with observability.step_context(None, "DatabaseMigrations", "migrate"):
+            return _custom_resource(event, run_step or registry_run_step())
     step, payload = parse_event(event)
+    execution, state = execution_context(event, payload)
     runner = run_step or registry_run_step()
-    try:
-        output = runner(step, payload)
-    except Exception as exc:
-        LOG.warning("step %s failed with %s", step, error_name(exc))
-        raise data_free_exception(exc, step) from None
-    LOG.info("step %s succeeded", step)
+    with observability.step_context(execution, state, step):
+        try:
+            output = runner(step, payload)
+        except Exception as exc:
+            LOG.warning("step %s failed with %s", step, error_name(exc))
+            raise data_free_exception(exc, step) from None
+        counts = observability.business_counts(output)
+        LOG.info("step %s succeeded", step, extra=counts)
+        if _json_logging and _metrics_on():
+            observability.emit_metrics(output, step)
     return output
+
+
+def _metrics_on() -> bool:
+    from tasks.settings import get_settings
+
+    return get_settings().metrics

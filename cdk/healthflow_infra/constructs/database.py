@@ -19,8 +19,9 @@ from healthflow_infra.nag import acknowledge
 DATABASE_NAME = "healthflow"
 ADMIN_USERNAME = "healthflow_admin"
 POSTGRES_PORT = 5432
-# Serverless v2 can pause at 0 ACU from aurora-postgresql 16.3 (13.15, 14.12, 15.7) on.
-ENGINE_VERSION = rds.AuroraPostgresEngineVersion.VER_16_6
+# Serverless v2 can pause at 0 ACU from aurora-postgresql 16.3 (13.15, 14.12, 15.7) on; 16.6 and
+# older 16.x can no longer create new clusters (cfn-lint W3690, checked by tests/infra).
+ENGINE_VERSION = rds.AuroraPostgresEngineVersion.VER_16_8
 
 
 class Database(Construct):
