@@ -78,3 +78,29 @@ def test_task_role_may_only_answer_task_tokens_and_read_the_secret(template: Tem
         "secretsmanager:GetSecretValue",
         "secretsmanager:DescribeSecret",
     }
+
+
+def test_the_image_is_built_for_the_tasks_architecture(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """An arm64 laptop must build an x86_64 image for an x86_64 task (not its own CPU's)."""
+    import json
+
+    app = App(outdir=str(tmp_path))
+    stack = Stack(app, "Platform")
+    MlWorker(
+        stack,
+        "MlWorker",
+        env_name="test",
+        vpc=ec2.Vpc(stack, "Vpc", max_azs=2, nat_gateways=0),
+        database_secret=secretsmanager.Secret(stack, "DbSecret"),
+        cpu=2048,
+        memory_limit_mib=4096,
+        log_retention=logs.RetentionDays.ONE_WEEK,
+    )
+    app.synth()
+    manifest = json.loads((tmp_path / "Platform.assets.json").read_text())
+    [image] = manifest["dockerImages"].values()
+    task = Template.from_stack(stack).find_resources("AWS::ECS::TaskDefinition")
+    [definition] = task.values()
+    architecture = definition["Properties"]["RuntimePlatform"]["CpuArchitecture"]
+    expected = {"X86_64": "linux/amd64", "ARM64": "linux/arm64"}[architecture]
+    assert image["source"].get("platform") == expected

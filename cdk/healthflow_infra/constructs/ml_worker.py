@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
@@ -18,6 +19,12 @@ from healthflow_infra.nag import acknowledge
 from healthflow_infra.paths import ML_WORKER_DOCKERFILE, REPO_ROOT
 
 ML_WORKER_CONTAINER_NAME = "ml-worker"
+#: The task's CPU architecture and, from it, the platform its image is built for.
+ML_WORKER_ARCHITECTURE = "x86_64"
+ARCHITECTURES: dict[str, tuple[ecs.CpuArchitecture, ecr_assets.Platform]] = {
+    "x86_64": (ecs.CpuArchitecture.X86_64, ecr_assets.Platform.LINUX_AMD64),
+    "arm64": (ecs.CpuArchitecture.ARM64, ecr_assets.Platform.LINUX_ARM64),
+}
 # Task-token callbacks: none of these three actions supports resource-level permissions (the
 # token, not an ARN, identifies the task), so the statement must use Resource "*".
 TASK_TOKEN_CALLBACK_ACTIONS = (
@@ -86,7 +93,7 @@ class MlWorker(Construct):
             memory_limit_mib=memory_limit_mib,
             task_role=self.task_role,
             runtime_platform=ecs.RuntimePlatform(
-                cpu_architecture=ecs.CpuArchitecture.X86_64,
+                cpu_architecture=ARCHITECTURES[ML_WORKER_ARCHITECTURE][0],
                 operating_system_family=ecs.OperatingSystemFamily.LINUX,
             ),
         )
@@ -100,6 +107,9 @@ class MlWorker(Construct):
             image=ecs.ContainerImage.from_asset(
                 str(REPO_ROOT),
                 file=ML_WORKER_DOCKERFILE,
+                # The task's architecture, whatever machine deploys: an arm64 laptop would
+                # otherwise build an image the x86_64 task cannot start.
+                platform=ARCHITECTURES[ML_WORKER_ARCHITECTURE][1],
                 exclude=_ML_WORKER_CONTEXT_EXCLUDES,
             ),
             logging=ecs.LogDrivers.aws_logs(stream_prefix="ml-worker", log_group=self.log_group),
