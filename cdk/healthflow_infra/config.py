@@ -52,7 +52,11 @@ class HealthflowConfig:
     # Compute sizes.
     steps_function_memory_mb: int = 1024
     steps_function_timeout_seconds: int = 300
-    steps_function_reserved_concurrency: int = 10
+    # None (default): no reservation. A new account has 10 concurrent executions in all and
+    # Lambda keeps 100 unreserved, so any reservation fails the deploy there; the database is
+    # protected instead by one connection per invocation and the throttling retry in the ASL.
+    # An account with room may opt in: -c healthflow:stepsFunctionReservedConcurrency=20.
+    steps_function_reserved_concurrency: int | None = None
     ml_worker_cpu: int = 2048
     ml_worker_memory_mib: int = 4096
     # Monitoring.
@@ -138,5 +142,6 @@ class HealthflowConfig:
             )
         if not 0 <= self.db_min_capacity_acu <= self.db_max_capacity_acu:
             raise ValueError("Need 0 <= healthflow:dbMinCapacity <= healthflow:dbMaxCapacity")
-        if self.steps_function_reserved_concurrency < 1:
+        reserved = self.steps_function_reserved_concurrency
+        if reserved is not None and reserved < 1:
             raise ValueError("healthflow:stepsFunctionReservedConcurrency must be at least 1")

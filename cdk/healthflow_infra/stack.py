@@ -140,6 +140,16 @@ class HealthflowStack(Stack):
             parameter_prefix=config.parameter_prefix,
             queue_url=self.trigger_queue.queue.queue_url,
             enabled=config.enabled,
+            addresses={
+                "state-machine-arn": (
+                    self.workflow.state_machine.state_machine_arn,
+                    "ARN of the state machine a message starts (start-execution, trace)",
+                ),
+                "dead-letter-queue-url": (
+                    self.trigger_queue.dead_letter_queue.queue_url,
+                    "URL of the dead-letter queue (healthflow dlq list|redrive)",
+                ),
+            },
         )
         self.migrations: DatabaseMigrations | None = None
         if config.run_migrations_on_deploy:

@@ -32,7 +32,7 @@ class StepFunctions(Construct):
         database_secret: secretsmanager.ISecret,
         memory_size_mb: int,
         timeout: Duration,
-        reserved_concurrency: int,
+        reserved_concurrency: int | None,
         log_retention: logs.RetentionDays,
         install_dependencies: bool,
     ) -> None:
@@ -63,9 +63,10 @@ class StepFunctions(Construct):
             vpc=vpc,
             vpc_subnets=subnet_selection,
             security_groups=[self.security_group],
-            # The bound is the database's: each concurrent execution holds one connection, and a
-            # burst of triggers must queue in Step Functions (which retries throttling) rather
-            # than exhaust max_connections of a small Serverless v2 writer.
+            # Opt-in only (healthflow:stepsFunctionReservedConcurrency): a reservation fails the
+            # deploy in an account with the default 10 concurrent executions. Each invocation
+            # holds at most one connection and closes it (no pool in Lambda), and a throttled
+            # invoke is retried by the state machine with a long backoff.
             reserved_concurrent_executions=reserved_concurrency,
             tracing=lambda_.Tracing.ACTIVE,
             log_group=self.log_group,

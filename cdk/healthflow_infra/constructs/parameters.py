@@ -1,4 +1,6 @@
-"""SSM parameters a backend reads: where to send triggers and whether to send them at all."""
+"""SSM parameters a backend and the CLI read: where to send triggers, whether to send them,
+and (for `healthflow ... --target aws --env NAME`) the state machines and the dead-letter queue.
+The names are the ones `tasks.aws.PARAMETER_NAMES` reads (a synth test keeps them equal)."""
 
 from __future__ import annotations
 
@@ -22,7 +24,9 @@ class RuntimeParameters(Construct):
         parameter_prefix: str,
         queue_url: str,
         enabled: bool,
+        addresses: dict[str, tuple[str, str]] | None = None,
     ) -> None:
+        """`addresses`: more parameters, name under the prefix -> (value, description)."""
         super().__init__(scope, construct_id)
         self.queue_url = ssm.StringParameter(
             self,
@@ -38,7 +42,19 @@ class RuntimeParameters(Construct):
             string_value="true" if enabled else "false",
             description="healthflow: whether backends should send triggers (true/false)",
         )
+        self.addresses: list[ssm.StringParameter] = [
+            ssm.StringParameter(
+                self,
+                "".join(part.capitalize() for part in name.split("-")),
+                parameter_name=f"{parameter_prefix}/{name}",
+                string_value=value,
+                description=f"healthflow: {description}",
+            )
+            for name, (value, description) in (addresses or {}).items()
+        ]
 
     def grant_read(self, grantee: iam.IGrantable) -> None:
         self.queue_url.grant_read(grantee)
         self.enabled.grant_read(grantee)
+        for parameter in self.addresses:
+            parameter.grant_read(grantee)
