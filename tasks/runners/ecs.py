@@ -44,6 +44,13 @@ EXIT_OK = 0
 EXIT_STEP_FAILED = 1
 EXIT_NO_TOKEN = 2
 EXIT_SIGTERM = 143
+EXIT_DEADLINE = 124  # as timeout(1) says it
+
+#: Seconds the container may run its step. The state's TimeoutSeconds fails the state; this makes
+#: sure the task itself ends too, whatever Step Functions does about it, so no task outlives its
+#: state and keeps billing or holding a claim. Keep it at or below the state's TimeoutSeconds.
+DEADLINE_VARIABLE = "HEALTHFLOW_STEP_DEADLINE_SECONDS"
+DEFAULT_DEADLINE_SECONDS = 1800.0
 
 
 @dataclass(frozen=True)
@@ -237,11 +244,43 @@ def _with_metrics(runner: StepRunner) -> StepRunner:
     return run
 
 
+class Watchdog:
+    """Calls `on_expire` once `seconds` have passed, unless the block ended first."""
+
+    def __init__(self, seconds: float | None, on_expire: Any) -> None:
+        self._timer = threading.Timer(seconds, on_expire) if seconds else None
+        if self._timer is not None:
+            self._timer.daemon = True
+
+    def __enter__(self) -> Watchdog:
+        if self._timer is not None:
+            self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+def deadline_seconds(env: Mapping[str, str]) -> float | None:
+    """The step's deadline from the environment; "0" switches it off."""
+    value = env.get(DEADLINE_VARIABLE)
+    seconds = float(value) if value else DEFAULT_DEADLINE_SECONDS
+    return seconds if seconds > 0 else None
+
+
+def _exit_at_deadline() -> None:
+    LOG.error("step outlived its deadline; stopping the task (exit %d)", EXIT_DEADLINE)
+    logging.shutdown()
+    os._exit(EXIT_DEADLINE)  # the step's thread cannot be interrupted: end the process
+
+
 def main() -> int:
     from tasks.settings import get_settings
 
     observability.configure_json_logging()
-    return run_from_environment(os.environ, metrics=get_settings().metrics)
+    with Watchdog(deadline_seconds(os.environ), _exit_at_deadline):
+        return run_from_environment(os.environ, metrics=get_settings().metrics)
 
 
 if __name__ == "__main__":

@@ -207,3 +207,50 @@ def test_the_deploy_custom_resource_runs_the_migrate_step() -> None:
     assert handler(event, None, run_step=runner)["Data"] == {"revision": "0001"}
     deleted = handler({"RequestType": "Delete", "PhysicalResourceId": "x"}, None, run_step=runner)
     assert deleted == {"PhysicalResourceId": "x"} and calls == [("migrate", {})]
+
+
+def test_the_watchdog_fires_only_when_the_step_outlives_its_deadline() -> None:
+    import threading
+
+    fired = threading.Event()
+    with ecs.Watchdog(0.05, fired.set):
+        assert fired.wait(30)  # the step is still running: the deadline passes
+    quick = threading.Event()
+    with ecs.Watchdog(30, quick.set):
+        pass  # the step ended first: nothing fires
+    assert not quick.is_set()
+    assert ecs.deadline_seconds({}) == ecs.DEFAULT_DEADLINE_SECONDS
+    assert ecs.deadline_seconds({ecs.DEADLINE_VARIABLE: "0"}) is None
+
+
+def test_a_container_past_its_deadline_stops_itself(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """No task outlives its state: the container process ends at the deadline, mid-step."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = (
+        "import sys, time\n"
+        "import tasks.runners.ecs as ecs\n"
+        "ecs.registry_run_step = lambda: (lambda step, payload: time.sleep(600) or {})\n"
+        "sys.exit(ecs.main())\n"
+    )
+    root = Path(__file__).resolve().parents[3]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(root),
+        ecs.STEP_VARIABLE: "categorize_labs",
+        ecs.INPUT_VARIABLE: "{}",
+        ecs.DEADLINE_VARIABLE: "0.5",
+    }
+    # The callback launch (a task token) needs a client, never called before the deadline.
+    env.update({ecs.TOKEN_VARIABLE: "token", "AWS_REGION": "eu-west-1",
+                "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                "HEALTHFLOW_HEARTBEAT_SECONDS": "3600"})  # fmt: skip
+    completed = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True,
+        timeout=300, check=False,
+    )  # fmt: skip
+    assert completed.returncode == ecs.EXIT_DEADLINE, completed.stderr[-2000:]
+    assert "outlived its deadline" in completed.stdout
