@@ -227,3 +227,26 @@ def test_export_into_a_closed_pipe_exits_quietly(engine, tmp_path) -> None:
     )  # fmt: skip
     assert pipeline.stdout.count("\n") == 2
     assert pipeline.stderr == ""
+
+
+def test_run_survives_a_corrupt_local_queue_line(cli, tmp_path, monkeypatch) -> None:
+    """One corrupt line no longer loses the queue: it goes to the dead letters with a reason,
+    the good triggers are delivered, and the spool is emptied only after they ran."""
+    from tasks.cli_workflow import _store
+    from tasks.settings import get_settings
+
+    monkeypatch.setenv("HEALTHFLOW_DATA_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        store = _store()
+        store.enqueue('{"job_type": "process_pending_vitals", "user_id": 91}')
+        store.enqueue('{"job_type": "process_pending_vit')  # cut short by a crash
+        code, out, _ = cli("run")
+        assert code == 0, out
+        assert "1 message queued" in out
+        assert store.queued() == []
+        code, out, _ = cli("dlq", "list")
+        assert out.startswith("1 dead letters (1 local-queue)")
+        assert "local queue line 2 is not a JSON object" in out and "pending_vit" not in out
+    finally:
+        get_settings.cache_clear()
