@@ -29,6 +29,7 @@ class ClaimRun:
     claimed: int = 0
     steps: dict[str, dict] = field(default_factory=dict)
     error: str | None = None
+    isolated: bool = False
 
 
 def step_plan(domain: str, claim_id: str, user_id: int) -> Iterator[tuple[str, str, dict]]:
@@ -54,6 +55,7 @@ def process_claim(
         {"domain": domain, "user_id": user_id, "claim_id": run.claim_id, "reprocess": reprocess},
     )
     run.claimed = claim["claimed"]
+    run.isolated = claim["isolated"]
     if not claim["has_pending"]:
         return run
     try:
@@ -65,6 +67,33 @@ def process_claim(
             "mark_claim_failed", {"claim_id": run.claim_id, "domain": domain, "error": run.error}
         )
     return run
+
+
+def process_user(
+    domain: str, user_id: int, on_done: Callable[[ClaimRun], None] | None = None
+) -> list[ClaimRun]:
+    """Claim and process until the user's work in `domain` is settled.
+
+    One claim usually does it. After a failure, the rows are retried (as a redrive would), and
+    rows that failed twice together are retried one by one, so one row that breaks a step is
+    set aside and the others are aggregated. A failure that every claim meets (a broken
+    database, a bug) stops the loop after `max_attempts` failures in a row, for the next run.
+    """
+    from tasks.settings import get_settings
+
+    runs: list[ClaimRun] = []
+    failures_in_a_row = 0
+    while failures_in_a_row < get_settings().max_attempts:
+        run = process_claim(domain, user_id)
+        if run.claimed == 0:
+            break
+        runs.append(run)
+        if on_done:
+            on_done(run)
+        failures_in_a_row = failures_in_a_row + 1 if run.error else 0
+        if not run.error and not run.isolated:
+            break
+    return runs
 
 
 def pending_work(domains: list[str], user_id: int | None) -> list[tuple[str, int]]:
@@ -95,16 +124,13 @@ def process_work(
     *,
     workers: int = 1,
 ) -> list[ClaimRun]:
-    """Claim and process each (domain, user); `workers` claims run at once, as concurrent
+    """Claim and process each (domain, user); `workers` users run at once, as concurrent
     executions do in the workflow (claims and the per-user lock keep them apart)."""
 
-    def one(item: tuple[str, int]) -> ClaimRun:
-        run = process_claim(*item)
-        if on_done:
-            on_done(run)
-        return run
+    def one(item: tuple[str, int]) -> list[ClaimRun]:
+        return process_user(*item, on_done)
 
     if workers <= 1:
-        return [one(item) for item in work]
+        return [run for item in work for run in one(item)]
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(one, work))
+        return [run for runs in pool.map(one, work) for run in runs]

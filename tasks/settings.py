@@ -84,12 +84,32 @@ class Settings(BaseSettings):
     # Business metrics (EMF lines) from the steps in AWS; off saves their CloudWatch price.
     metrics: bool = True
 
+    # Recovery. A claim made where its process can be checked (this machine) is taken over as
+    # soon as that process is gone; any other claim (Lambda, ECS, another machine) once its
+    # lease ends. The lease must outlast every state machine's TimeoutSeconds plus a Lambda's
+    # longest run (15 min), so a claim is never taken from an execution that may still write.
+    claim_lease_seconds: int = Field(default=3 * 3600, gt=0)
+    # Failures a row may have before it is set aside (stays `failed`, no longer retried).
+    max_attempts: int = Field(default=3, ge=1)
+    # Set by the ECS agent (Lambda sets lambda_function_name): in AWS a claim is leased, since
+    # its process cannot be checked from elsewhere.
+    ecs_container_metadata_uri_v4: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "ECS_CONTAINER_METADATA_URI_V4", "ecs_container_metadata_uri_v4"
+        ),
+    )
+
     def require(self, name: str) -> str:
         """The value of a setting the caller cannot work without, or a loud error."""
         value = getattr(self, name)
         if value in (None, ""):
             raise MissingSetting(f"HEALTHFLOW_{name.upper()} must be set for this command")
         return str(value)
+
+    @property
+    def runs_in_aws(self) -> bool:
+        return bool(self.lambda_function_name or self.ecs_container_metadata_uri_v4)
 
     @property
     def embedded_pgdata(self) -> Path:

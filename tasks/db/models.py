@@ -61,6 +61,31 @@ class UserSettings(Base):
     __table_args__ = (CheckConstraint("user_id > 0", name="positive_user"),)
 
 
+class Claim(Base):
+    """Who runs a claim, so that a claim whose execution is gone can be taken over.
+
+    `host` (the machine's boot id), `pid` and `process_started` name the process that runs the
+    claim when it can be checked from another process on the same machine (local cloud,
+    direct mode); a reused pid has another start time. Every claim also has a lease: past it,
+    the claim is stale wherever it ran. Rows stay with their claim id; this table holds one row
+    per claim that still has `processing` rows.
+    """
+
+    __tablename__ = "claims"
+    claim_id: Mapped[str] = mapped_column(primary_key=True)
+    domain: Mapped[str]
+    user_id: Mapped[int]
+    host: Mapped[str | None]
+    pid: Mapped[int | None] = mapped_column(Integer)
+    process_started: Mapped[float | None]
+    lease_expires_at: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    __table_args__ = (
+        CheckConstraint(f"domain IN ({', '.join(repr(d) for d in DOMAINS)})", name="domain"),
+        CheckConstraint("num_nulls(host, pid, process_started) IN (0, 3)", name="owner"),
+    )
+
+
 class RawRow:
     """Lifecycle columns every raw table shares: pending -> processing -> aggregated | failed,
     or rejected at ingest/categorization. The checks make impossible states unrepresentable."""
@@ -102,6 +127,13 @@ class RawRow:
                 f"ix_{cls.__tablename__}_claim",  # type: ignore[attr-defined]
                 "claim_id",
                 postgresql_where=text("claim_id IS NOT NULL"),
+            ),
+            # Claims also look for a user's stale `processing` and retryable `failed` rows;
+            # both are few, so this index stays small however long the history grows.
+            Index(
+                f"ix_{cls.__tablename__}_unsettled",  # type: ignore[attr-defined]
+                "user_id",
+                postgresql_where=text("status IN ('processing', 'failed')"),
             ),
             *cls.extra_table_args(),
         )

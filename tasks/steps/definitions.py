@@ -98,6 +98,9 @@ def _claim_output(summary: lifecycle.ClaimSummary) -> ClaimOutput:
         has_pending=summary.claimed > 0,
         date_from=summary.date_from,
         date_to=summary.date_to,
+        taken_over=summary.taken_over,
+        retried=summary.retried,
+        isolated=summary.isolated,
     )
 
 
@@ -154,10 +157,10 @@ def mark_aggregated(payload: MarkInput) -> MarkOutput:
 @step("mark_claim_failed", MarkFailedInput)
 def mark_claim_failed(payload: MarkFailedInput) -> MarkFailedOutput:
     with transaction() as conn:
-        failed = lifecycle.mark_failed(
+        result = lifecycle.mark_failed(
             conn, domain=payload.domain, claim_id=payload.claim_id, error=payload.error
         )
-    return MarkFailedOutput(failed=failed)
+    return MarkFailedOutput(failed=result.failed, set_aside=result.set_aside)
 
 
 @step("migrate", MigrateInput)

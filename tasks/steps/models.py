@@ -75,6 +75,11 @@ class ClaimOutput(StepModel):
     has_pending: bool
     date_from: date | None
     date_to: date | None
+    # Of `claimed`: rows taken over from a claim whose execution is gone, failed rows retried.
+    taken_over: int = 0
+    retried: int = 0
+    # One suspect row claimed alone (poison-row isolation).
+    isolated: bool = False
 
 
 class ClaimRef(StepModel):
@@ -124,6 +129,8 @@ class MarkFailedInput(StepModel):
 
 class MarkFailedOutput(StepModel):
     failed: int
+    # Rows that reached the maximum number of attempts: they stay `failed`, not retried.
+    set_aside: int = 0
 
 
 class MigrateInput(StepModel):

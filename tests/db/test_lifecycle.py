@@ -1,6 +1,10 @@
+import os
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 
+import psutil
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
@@ -54,7 +58,7 @@ def test_failed_claim_counts_attempts_and_reset_brings_rows_back(engine) -> None
         failed = lifecycle.mark_failed(
             s.connection(), domain="vitals", claim_id="c1", error="CategorizationFailed"
         )
-    assert failed == 5
+    assert failed.failed == 5
     with engine.connect() as conn:
         row = conn.execute(
             text("SELECT DISTINCT status, error, attempts FROM vitals_raw_data")
@@ -114,3 +118,157 @@ def test_concurrent_claims_never_overlap(engine) -> None:
         )
     assert per_claim == {f"w{i}": t for i, t in enumerate(totals) if t}
     assert sum(1 for t in totals if t) >= 2, "claims did not run concurrently"
+
+
+# ---------------------------------------------------------------------------- recovery
+
+
+def _claim(engine, claim_id: str, owner: lifecycle.ClaimOwner | None = None, user_id: int = 1):
+    with Session(engine) as s, s.begin():
+        return lifecycle.claim_pending(
+            s.connection(), domain="vitals", user_id=user_id, claim_id=claim_id, owner=owner
+        )
+
+
+def _claim_ids(engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT claim_id, count(*) FROM vitals_raw_data GROUP BY 1 ORDER BY 1")
+        )
+        return dict(rows.all())
+
+
+def _dead_process() -> lifecycle.ClaimOwner:
+    """The owner of a process that ran on this machine and was killed."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    started = psutil.Process(child.pid).create_time()
+    child.kill()
+    child.wait()
+    return lifecycle.ClaimOwner(lifecycle.this_host(), child.pid, started)
+
+
+def test_a_claim_whose_process_died_is_taken_over_by_the_next_claim_at_once(engine) -> None:
+    ingest_lines(engine, "vitals", _vitals(1, 5))
+    assert _claim(engine, "crashed", _dead_process()).claimed == 5
+    with engine.connect() as conn:
+        assert lifecycle.users_with_pending(conn, "vitals") == [1]
+    taken = _claim(engine, "next")
+    assert (taken.claimed, taken.taken_over) == (5, 5)
+    assert taken.date_from == date(2024, 3, 10)
+    assert _claim_ids(engine) == {"next": 5}
+    with engine.connect() as conn:
+        owners = conn.execute(text("SELECT claim_id, pid FROM claims")).all()
+    assert [tuple(o) for o in owners] == [("next", os.getpid())]
+
+
+def test_a_live_claim_is_left_alone_and_a_reused_pid_is_not_mistaken_for_it(engine) -> None:
+    ingest_lines(engine, "vitals", _vitals(1, 4))
+    assert _claim(engine, "live").claimed == 4  # this very process: alive
+    assert _claim(engine, "second").claimed == 0
+    # The same pid with another start time is another process: the claim's process is gone.
+    me = lifecycle.current_owner()
+    assert me.process_started is not None
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE claims SET process_started = :t"), {"t": me.process_started - 1000}
+        )
+    assert _claim(engine, "third").taken_over == 4
+
+
+def test_a_claim_made_elsewhere_is_taken_over_when_its_lease_ends(engine) -> None:
+    ingest_lines(engine, "vitals", _vitals(1, 3) + _vitals(2, 2))
+    # A Lambda's claim: no process to check, only a lease.
+    assert _claim(engine, "lambda", lifecycle.ClaimOwner()).claimed == 3
+    # Another machine's process: its pid means nothing here, so its lease decides too.
+    elsewhere = lifecycle.ClaimOwner("other-host/boot", 1, 1.0)
+    assert _claim(engine, "laptop", elsewhere, user_id=2).claimed == 2
+    assert _claim(engine, "early").claimed == 0
+    assert _claim(engine, "early", user_id=2).claimed == 0
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE claims SET lease_expires_at = now() - interval '1 second'"))
+    assert _claim(engine, "after-lease").taken_over == 3
+    assert _claim(engine, "after-lease-2", user_id=2).taken_over == 2
+
+
+def test_the_lease_outlasts_every_state_machine_timeout() -> None:
+    import json
+
+    from tasks.settings import REPO_ROOT, get_settings
+
+    lambda_longest_run = 15 * 60
+    for path in (REPO_ROOT / "statemachines").glob("*.asl.json"):
+        timeout = json.loads(path.read_text())["TimeoutSeconds"]
+        assert get_settings().claim_lease_seconds > timeout + lambda_longest_run, path.name
+
+
+def _fail(engine, claim_id: str, user_id: int = 1) -> lifecycle.FailedClaim:
+    with Session(engine) as s, s.begin():
+        return lifecycle.mark_failed(
+            s.connection(), domain="vitals", claim_id=claim_id, error="StepFailed"
+        )
+
+
+def test_failed_rows_are_retried_then_isolated_then_set_aside(engine, caplog) -> None:
+    ingest_lines(engine, "vitals", _vitals(1, 3))
+    assert _claim(engine, "c1").claimed == 3
+    assert _fail(engine, "c1") == lifecycle.FailedClaim(failed=3, set_aside=0)
+    # A redriven message (or any later one) retries the failed rows together.
+    with engine.connect() as conn:
+        assert lifecycle.users_with_pending(conn, "vitals") == [1]
+    retry = _claim(engine, "c2")
+    assert (retry.claimed, retry.retried, retry.isolated) == (3, 3, False)
+    _fail(engine, "c2")
+    # Failed twice together: each is now retried alone, so one bad row cannot hold the rest.
+    alone = _claim(engine, "c3")
+    assert (alone.claimed, alone.isolated) == (1, True)
+    with Session(engine) as s, s.begin():
+        lifecycle.mark_aggregated(s.connection(), domain="vitals", claim_id="c3")
+    assert _claim(engine, "c4").claimed == 1
+    with caplog.at_level("WARNING", logger="healthflow.recovery"):
+        assert _fail(engine, "c4") == lifecycle.FailedClaim(failed=1, set_aside=1)
+    assert "rows_set_aside domain=vitals user_id=1 claim_id=c4 rows=1" in caplog.text
+    assert _claim(engine, "c5").claimed == 1
+    with Session(engine) as s, s.begin():
+        lifecycle.mark_aggregated(s.connection(), domain="vitals", claim_id="c5")
+    # The row that failed max_attempts times stays failed with its reason; nothing is left.
+    assert _claim(engine, "c6").claimed == 0
+    with engine.connect() as conn:
+        assert lifecycle.users_with_pending(conn, "vitals") == []
+        rows = conn.execute(
+            text("SELECT status, attempts, error FROM vitals_raw_data ORDER BY id")
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        ("aggregated", 2, None),
+        ("failed", 3, "StepFailed"),
+        ("aggregated", 2, None),
+    ]
+
+
+def test_a_row_that_breaks_a_step_is_set_aside_and_the_users_other_rows_go_on(engine) -> None:
+    from tasks.process import process_pending
+
+    ingest_lines(engine, "vitals", _vitals(1, 6))
+    # A backend may insert raw rows itself: this one passes no ingest check, and converting
+    # it overflows double precision inside the copy step.
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO vitals_raw_data (user_id, metric, value, unit, start_time) "
+                "VALUES (1, 'blood_glucose', 1e308, 'mmol/L', '2024-03-10T05:00:00+00')"
+            )
+        )
+    runs = process_pending(["vitals"])
+    # Two failures together, then each suspect alone: six succeed, the bad one is set aside.
+    assert [r.claimed for r in runs] == [7, 7, 1, 1, 1, 1, 1, 1, 1]
+    assert [r.error is None for r in runs] == [False, False] + [True] * 6 + [False]
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT status, attempts, error, count(*) FROM vitals_raw_data GROUP BY 1, 2, 3")
+        ).all()
+        hourly = conn.execute(text("SELECT sum(count) FROM vitals_agg_hourly")).scalar_one()
+    assert sorted(tuple(r) for r in rows) == [
+        ("aggregated", 2, None, 6),
+        ("failed", 3, "DataError", 1),
+    ]
+    assert hourly == 6
+    assert process_pending(["vitals"]) == []  # set aside: no longer retried
