@@ -1,11 +1,15 @@
 """Lab test categorization: report test names -> LOINC codes, values -> canonical units.
 
-Database-free. The catalog is ``catalog.json`` in this package (see ``NOTICE.md`` for LOINC
-terms and ``build_catalog.py`` for its derivation).
+Database-free. The catalog is ``catalog.csv`` in this package, a table a clinician can review
+(see ``NOTICE.md`` for LOINC terms and ``build_catalog.py`` for its derivation). Names are parsed
+(``parse.py``) into analyte, specimen, property and method; a code is given only when the analyte
+agrees (``matcher.py``).
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 from tasks.labs.catalog import Catalog, LabTest, load_catalog
@@ -37,6 +41,7 @@ __all__ = [
     "load_catalog",
     "normalize_text",
     "normalize_unit",
+    "resolve_known",
 ]
 
 
@@ -52,3 +57,25 @@ def get_default_matcher(
     embeddings between runs (without it they are computed once per process).
     """
     return CombinedMatcher(model_path=model_path, cache_dir=cache_dir, threshold=threshold)
+
+
+_known_lock = threading.Lock()
+_known: AliasMatcher | None = None
+
+
+def resolve_known(queries: Sequence[LabQuery]) -> list[MatchResult | None]:
+    """Codes for the names the catalog settles without the model; None for the rest.
+
+    The model-free tier: the name is parsed, and a code is given only when its analyte agrees
+    with the name's and nothing (specimen, property, method, ratio denominator, unit) vetoes it;
+    a long word one edit from a catalog word counts as that word. It loads no model and touches no
+    database: a Lambda can call it. Every code it gives is the one ``get_default_matcher()``
+    gives for the same name (the full matcher only adds review candidates to names left None).
+    """
+    global _known
+    with _known_lock:
+        if _known is None:
+            _known = AliasMatcher()
+        matcher = _known
+    results = matcher.match_many(queries)
+    return [result if result.loinc_code is not None else None for result in results]

@@ -1,13 +1,14 @@
-"""Regenerate ``tasks/labs/catalog.json`` from the shared MIMIC reference (a dev-time tool).
+"""Regenerate ``tasks/labs/catalog.csv`` from the MIMIC-IV LOINC mapping (a dev-time tool).
 
-Usage: ``python -m tasks.labs.build_catalog [REFERENCE_CSV] [OUT_JSON]``
+Usage: ``python -m tasks.labs.build_catalog REFERENCE_CSV [OUT_CSV]``, where REFERENCE_CSV is
+``d_labitems_to_loinc.csv`` of MIT-LCP/mimic-code (the shared reference data holds a copy).
 
-The runtime never reads the reference: it only loads the shipped JSON. This script records how
-that JSON was derived so that a reviewer can reproduce or extend it:
+The runtime never reads the reference: it only loads the shipped CSV, one row per LOINC code, which
+a clinician can review and extend by hand. This script records how that CSV was derived:
 
-1. Take every Blood/Urine item of ``d_labitems_to_loinc.csv`` that has a LOINC code, most frequent
-   first (``labevents_row_count``), and keep the first ``TOP_ITEMS`` of them. Items that share a
-   LOINC code collapse into one test (the most frequent item gives the rank).
+1. Take every item of ``d_labitems_to_loinc.csv`` that has a LOINC code (every specimen), most
+   frequent first (``labevents_row_count``). Items that share a LOINC code collapse into one test
+   (the most frequent item gives the rank; every item's label becomes an alias).
 2. Add the panel tests that uploaded consumer reports carry (``ADDITIONS``): their names come from
    the reference when it holds the code anywhere (any frequency), else from ``EXTRA_NAMES``.
 3. Attach canonical UCUM units, accepted unit spellings with conversion factors, and the aliases
@@ -17,15 +18,12 @@ that JSON was derived so that a reviewer can reproduce or extend it:
 from __future__ import annotations
 
 import csv
-import json
 import re
 import sys
+import textwrap
 from pathlib import Path
-from typing import Any
 
-TOP_ITEMS = 250
-DEFAULT_REFERENCE = Path("/work/shared/data/reference/mimic-code/d_labitems_to_loinc.csv")
-DEFAULT_OUT = Path(__file__).with_name("catalog.json")
+DEFAULT_OUT = Path(__file__).with_name("catalog.csv")
 
 NOTICE = (
     "This material contains content from LOINC (https://loinc.org). LOINC is copyright "
@@ -350,6 +348,7 @@ ANALYTE_UNITS: dict[str, dict[str, tuple[float, float]]] = {
     "2991-8": {"pmol/L": (0.2884, 0.0)},
     "2842-3": {"m[IU]/L": (0.0472, 0.0), "u[IU]/mL": (0.0472, 0.0)},  # WHO 3rd IS: 21.2 mIU/L
     "2243-4": {"pmol/L": (0.2724, 0.0)},
+    "1834-1": {"[IU]/mL": (1.21, 0.0)},  # WHO 72/225: 1 IU = 1.21 ng
     "2839-9": {"nmol/L": (0.3145, 0.0)},
     "33762-6": {"pmol/L": (8.457, 0.0)},
     "20448-7": {"pmol/L": (0.144, 0.0)},
@@ -409,7 +408,7 @@ ALIASES: dict[str, list[str]] = {
         "RDW CV",
         "Red Cell Distribution Width CV",
     ],
-    "21000-5": ["RDW-SD", "RDW SD", "Red Cell Distribution Width SD"],
+    "21000-5": ["RDW-SD", "RDW SD", "Red Cell Distribution Width SD", "RDW"],
     "32623-1": ["MPV", "Mean Platelet Volume"],
     "32207-3": ["PDW", "Platelet Distribution Width"],
     "770-8": [
@@ -658,6 +657,7 @@ ALIASES: dict[str, list[str]] = {
         "Sugar Post Prandial",
         "Glucose 2 Hr PP",
         "Post Prandial Glucose",
+        "Glucose 2 Hour Post Prandial",
     ],
     "2345-7": [
         "Glucose",
@@ -762,6 +762,7 @@ ALIASES: dict[str, list[str]] = {
         "CRP High Sensitivity",
         "Cardio CRP",
         "Ultra Sensitive CRP",
+        "hsCRP Cardiac",
     ],
     # --- cardiac
     "6598-7": ["Troponin T", "Trop T", "TnT", "cTnT"],
@@ -791,7 +792,7 @@ ALIASES: dict[str, list[str]] = {
     # --- pancreas, LDH
     "1798-8": ["Amylase", "Serum Amylase", "Amylase Total"],
     "3040-3": ["Lipase", "Serum Lipase"],
-    "2532-0": ["LDH", "Lactate Dehydrogenase", "LD", "Lactic Dehydrogenase"],
+    "2532-0": ["LDH", "Lactate Dehydrogenase", "LD", "Lactic Dehydrogenase", "LDH Total"],
     # --- coagulation
     "5902-2": ["PT", "Prothrombin Time", "Pro Time", "PT Patient", "Prothrombin Time Patient"],
     "6301-6": ["INR", "International Normalized Ratio", "PT INR", "INR PT"],
@@ -804,7 +805,9 @@ ALIASES: dict[str, list[str]] = {
         "APTT Patient",
     ],
     "3255-7": ["Fibrinogen"],
-    "48065-7": ["D-Dimer", "D Dimer"],
+    "48065-7": ["D-Dimer", "D Dimer", "D-Dimer FEU"],
+    "48066-5": ["D-Dimer", "D-Dimer DDU"],
+    "20565-8": ["CO2", "Total CO2", "tCO2"],
     # --- hormones
     "2143-6": ["Cortisol", "Serum Cortisol", "Cortisol AM", "Morning Cortisol", "Cortisol Random"],
     "2986-8": ["Testosterone", "Total Testosterone", "Testosterone Total"],
@@ -838,8 +841,12 @@ ALIASES: dict[str, list[str]] = {
     "12841-3": ["% Free PSA", "Free PSA Ratio", "Percent Free PSA", "Free/Total PSA Ratio"],
     "13965-9": ["Homocysteine", "Hcy", "Total Homocysteine"],
     "32693-4": ["Lactate", "Lactic Acid"],
-    "2039-6": ["CEA", "Carcinoembryonic Antigen"],
-    "1834-1": ["AFP", "Alpha Fetoprotein", "Alpha-Fetoprotein"],
+    "2039-6": ["CEA", "Carcinoembryonic Antigen", "Carcino Embryonic Antigen"],
+    "1834-1": ["AFP", "Alpha Fetoprotein", "Alpha-Fetoprotein", "Alpha Feto Protein"],
+    "13967-5": ["SHBG", "Sex Hormone Binding Globulin"],
+    "8061-4": ["ANA", "Antinuclear Antibody", "Anti-Nuclear Antibody"],
+    "26508-2": ["Bands", "Band Forms", "Band Neutrophils", "Band Cells"],
+    "31017-7": ["tTG IgA", "Tissue Transglutaminase IgA", "Anti-tTG IgA"],
     "10334-1": ["CA-125", "CA 125", "Cancer Antigen 125"],
     "11572-5": ["RA Factor", "Rheumatoid Factor", "RF"],
     "5196-1": ["HBsAg", "Hepatitis B Surface Antigen", "Australia Antigen"],
@@ -940,25 +947,6 @@ ALIASES: dict[str, list[str]] = {
     "2828-2": ["Urine Potassium", "Potassium Urine"],
 }
 
-_QUANT_PROPERTIES = (
-    "mass/volume",
-    "moles/volume",
-    "#/volume",
-    "enzymatic activity",
-    "units/volume",
-    "entitic",
-    "mass ratio",
-    "volume fraction",
-    "#/area",
-    "moles/time",
-    "mass/time",
-    "volume rate",
-    "log",
-    "ratio]",
-    "# ratio",
-    "mass fraction",
-    "enzymatic activity ratio",
-)
 _QUALITATIVE = (
     "[presence]",
     "[identifier]",
@@ -971,6 +959,140 @@ _QUALITATIVE = (
     "[finding]",
 )
 
+# Specimen classes of the catalog (``tasks.labs.parse`` reads names into the same classes).
+_SYSTEM_SPECIMENS: tuple[tuple[str, str], ...] = (
+    ("24 hour urine", "urine_24h"),
+    ("urine", "urine"),
+    ("cerebral spinal fluid", "csf"),
+    ("pleural fluid", "pleural"),
+    ("peritoneal fluid", "peritoneal"),
+    ("synovial fluid", "synovial"),
+    ("bone marrow", "bone_marrow"),
+    ("blood or marrow", "bone_marrow"),
+    ("stool", "stool"),
+    ("body fluid", "body_fluid"),
+    ("amniotic fluid", "other"),
+    ("arterial blood", "arterial"),
+    ("venous blood", "venous"),
+    ("capillary blood", "capillary"),
+    ("serum or plasma", "serum"),
+    ("serum, plasma or blood", "serum"),
+    ("platelet poor plasma", "plasma"),
+    ("platelet rich plasma", "plasma"),
+    ("plasma", "plasma"),
+    ("serum", "serum"),
+    ("red blood cells", "blood"),
+    ("blood", "blood"),
+)
+_FLUID_SPECIMENS = {
+    "Blood": "blood",
+    "Urine": "urine",
+    "Cerebrospinal Fluid": "csf",
+    "Pleural": "pleural",
+    "Ascites": "peritoneal",
+    "Joint Fluid": "synovial",
+    "Bone Marrow": "bone_marrow",
+    "Stool": "stool",
+    "Other Body Fluid": "body_fluid",
+    "Fluid": "body_fluid",
+}
+
+# Decimals a canonical unit carries on reports (converted values are rounded to them, see
+# ``tasks.labs.normalize.convert``); per-code overrides where the analyte's scale differs.
+UNIT_DECIMALS: dict[str, int] = {
+    "mg/dL": 1,
+    "g/dL": 1,
+    "g/L": 0,
+    "mg/L": 1,
+    "ug/mL": 2,
+    "ug/dL": 0,
+    "ug/L": 1,
+    "ng/mL": 2,
+    "ng/dL": 1,
+    "ng/L": 0,
+    "pg/mL": 1,
+    "mmol/L": 1,
+    "umol/L": 0,
+    "nmol/L": 1,
+    "pmol/L": 1,
+    "meq/L": 0,
+    "U/L": 0,
+    "10*3/uL": 2,
+    "10*6/uL": 2,
+    "/uL": 0,
+    "%": 1,
+    "fL": 1,
+    "pg": 1,
+    "s": 1,
+    "mm/h": 0,
+    "mmol/mol": 0,
+    "mL/min/{1.73_m2}": 0,
+    "ug/mL{FEU}": 2,
+}
+CODE_DECIMALS: dict[str, int] = {
+    "2160-0": 2,  # creatinine mg/dL
+    "1975-2": 1,
+    "1968-7": 1,
+    "1971-1": 1,
+    "2345-7": 0,  # glucose mg/dL
+    "2339-0": 0,
+    "1558-6": 0,
+    "1521-4": 0,
+    "27353-2": 0,
+    "2093-3": 0,  # lipids mg/dL
+    "2085-9": 0,
+    "13457-7": 0,
+    "18262-6": 0,
+    "13458-5": 0,
+    "2571-8": 0,
+    "43396-1": 0,
+    "3016-3": 2,  # TSH
+    "3024-7": 2,
+    "2132-9": 0,  # vitamin B12 pg/mL
+    "6301-6": 1,
+    "5811-5": 3,  # specific gravity
+}
+
+# LOINC codes that consumer reports give in FEU units; their MIMIC unit is ng/mL FEU.
+CANONICAL_OVERRIDES.setdefault("48065-7", "ug/mL{FEU}")
+ANALYTE_UNITS.setdefault(
+    "48065-7",
+    {
+        "mg/L{FEU}": (1.0, 0.0),
+        "ng/mL{FEU}": (0.001, 0.0),
+        # Reports that drop the suffix on this (FEU) code still mean FEU.
+        "ug/mL": (1.0, 0.0),
+        "mg/L": (1.0, 0.0),
+        "ng/mL": (0.001, 0.0),
+    },
+)
+ANALYTE_UNITS.setdefault(
+    "48066-5", {"ng/mL{DDU}": (1.0, 0.0), "ug/mL{DDU}": (1000.0, 0.0), "ng/mL": (1.0, 0.0)}
+)
+CANONICAL_OVERRIDES.setdefault("48066-5", "ng/mL{DDU}")
+FAMILY_UNITS.setdefault("ug/mL{FEU}", {"ug/mL{FEU}": 1.0})
+FAMILY_UNITS.setdefault("ng/mL{DDU}", {"ng/mL{DDU}": 1.0})
+
+# Items that annotate a report rather than measure anything ("Comments", "Specimen type").
+_NOT_A_RESULT = re.compile(r"\bNarrative\b|\bcomments?\b|^Specimen type\b|\bNote\b", re.I)
+
+COLUMNS = (
+    "loinc_code",
+    "long_name",
+    "component",
+    "property",
+    "specimen",
+    "method",
+    "canonical_unit",
+    "decimals",
+    "units",
+    "aliases",
+    "labels",
+    "rank",
+    "value_kind",
+    "source",
+)
+
 
 def _value_kind(long_name: str) -> str:
     lowered = long_name.lower()
@@ -979,27 +1101,37 @@ def _value_kind(long_name: str) -> str:
     return "numeric"
 
 
+# Long common names the reference abbreviates (the system and method are part of the code).
+LONG_NAME_OVERRIDES: dict[str, str] = {
+    "5902-2": "Prothrombin time (PT) in Platelet poor plasma by Coagulation assay",
+}
+
+
 def _component(long_name: str) -> str:
-    """The LOINC component: the long name up to its property bracket or specimen phrase."""
+    """The LOINC component: the long name without its property bracket, up to its system.
+
+    Some components continue after the bracket ("Oxygen [Partial pressure] saturation adjusted
+    to 0.5" is P50, not pO2), so the bracket is cut out rather than cut at.
+    """
+    long_name = re.sub(r" \[[^\]]*\]", "", long_name)
     head = re.split(
-        r" \[| in (?:Serum|Plasma|Blood|Urine|Platelet|Red)| of (?:Blood|Urine)",
+        r" in (?:Serum|Plasma|Blood|Urine|Platelet|Red|Body|Cerebral|Pleural|Peritoneal"
+        r"|Synovial|Stool|Bone|Arterial|Venous|Capillary|Amniotic|Specimen|Control)"
+        r"| of (?:Blood|Urine)| by ",
         long_name,
         maxsplit=1,
     )[0]
-    return head.strip()
+    challenge = re.search(r" --.+$", long_name)
+    return head.strip() + (challenge.group(0) if challenge else "")
 
 
 def _specimen(long_name: str, reference_fluid: str) -> str:
-    lowered = long_name.lower()
-    if "urine" in lowered:
-        return "urine"
-    if "serum or plasma" in lowered or "serum, plasma" in lowered or " in serum" in lowered:
-        return "serum"
-    if "plasma" in lowered:
-        return "plasma"
-    if " blood" in lowered or "red blood cells" in lowered:
-        return "blood"
-    return reference_fluid.lower() or "blood"
+    match = re.search(r" (?:in|of) (.+?)(?: by |$| --)", long_name)
+    system = match.group(1).lower() if match else ""
+    for phrase, specimen in _SYSTEM_SPECIMENS:
+        if phrase in system:
+            return specimen
+    return _FLUID_SPECIMENS.get(reference_fluid, "other")
 
 
 def _read_reference(path: Path) -> list[dict[str, str]]:
@@ -1011,19 +1143,29 @@ def _row_count(row: dict[str, str]) -> int:
     return int(row["labevents_row_count"] or 0)
 
 
-def _units_for(code: str, canonical: str) -> dict[str, list[float]]:
-    units = {unit: [factor, 0.0] for unit, factor in FAMILY_UNITS.get(canonical, {}).items()}
-    units.setdefault(canonical, [1.0, 0.0])
-    for unit, (factor, offset) in ANALYTE_UNITS.get(code, {}).items():
-        units[unit] = [factor, offset]
+def _units_for(code: str, canonical: str) -> dict[str, tuple[float, float]]:
+    units = {unit: (factor, 0.0) for unit, factor in FAMILY_UNITS.get(canonical, {}).items()}
+    units.setdefault(canonical, (1.0, 0.0))
+    units.update(ANALYTE_UNITS.get(code, {}))
     return units
+
+
+def format_units(units: dict[str, tuple[float, float]]) -> str:
+    """``mg/dL=1; mmol/L=18.016; %=10.929,-23.49735``: factor (and offset) to the canonical."""
+    parts = []
+    for unit, (factor, offset) in units.items():
+        text = f"{unit}={factor:g}"
+        if offset:
+            text += f",{offset:g}"
+        parts.append(text)
+    return "; ".join(parts)
 
 
 def _claimed_elsewhere(label: str, code: str) -> bool:
     """True when a curated alias of another test has the same spelling as this hospital label.
 
-    Hospital labels are terse ("25-OH Vitamin D" on the D3-only code); the curated aliases say
-    which test a report means by that name, so they win.
+    Hospital labels are terse ("25-OH Vitamin D" on the D3-only code, "Eosinophils" on the
+    ascites code); the curated aliases say which test a report means by that name, so they win.
     """
     wanted = label.casefold()
     return any(
@@ -1034,6 +1176,16 @@ def _claimed_elsewhere(label: str, code: str) -> bool:
     )
 
 
+def _reference_unit(raw: str) -> str:
+    first = raw.split("|")[0].strip()
+    if first in REFERENCE_UNITS:
+        return REFERENCE_UNITS[first]
+    from tasks.labs.normalize import normalize_unit
+
+    normalized = normalize_unit(first)
+    return normalized.canonical if normalized.known else ""
+
+
 def _make_test(
     code: str,
     long_name: str,
@@ -1041,74 +1193,104 @@ def _make_test(
     canonical: str,
     rank: int,
     kind: str,
-    label: str | None,
-) -> dict[str, Any]:
-    canonical = "" if kind == "ordinal" else canonical
+    labels: list[str],
+    source: str,
+) -> dict[str, str]:
+    from tasks.labs.parse import parse_name
+
+    parsed = parse_name(long_name)
+    if kind == "ordinal":
+        canonical = ""
+    elif not canonical and parsed.property == "fraction":
+        canonical = "%"  # "/100 leukocytes", "/100 cells": the reference left the unit out
     aliases = list(ALIASES.get(code, []))
-    if label and label not in aliases and not _claimed_elsewhere(label, code):
-        aliases.append(label)  # the hospital label is one more real spelling
+    # Each hospital label is one more real spelling, though a terse one: "Eosinophils" on an
+    # ascites code says nothing of ascites, so the matcher asks for the specimen on such codes.
+    kept_labels = [
+        label
+        for label in labels
+        if label and label not in aliases and not _claimed_elsewhere(label, code)
+    ]
+    decimals = CODE_DECIMALS.get(code, UNIT_DECIMALS.get(canonical, 2))
     return {
         "loinc_code": code,
         "long_name": long_name,
         "component": _component(long_name),
+        "property": parsed.property or "",
         "specimen": specimen,
+        "method": parsed.method or "",
         "canonical_unit": canonical,
-        "units": _units_for(code, canonical),
-        "aliases": aliases,
-        "rank": rank,
+        "decimals": str(decimals),
+        "units": format_units(_units_for(code, canonical)),
+        "aliases": " | ".join(aliases),
+        "labels": " | ".join(kept_labels),
+        "rank": str(rank),
         "value_kind": kind,
+        "source": source,
     }
 
 
-def build(reference_path: Path) -> dict[str, Any]:
-    rows = _read_reference(reference_path)
-    frequent = sorted(
-        (row for row in rows if row["fluid"] in ("Blood", "Urine")),
-        key=lambda row: -_row_count(row),
-    )[:TOP_ITEMS]
-    any_row_by_code: dict[str, dict[str, str]] = {}
-    for row in sorted(rows, key=lambda r: -_row_count(r)):
-        any_row_by_code.setdefault(row["omop_concept_code"], row)
+def build(reference_path: Path) -> list[dict[str, str]]:
+    rows = sorted(_read_reference(reference_path), key=lambda row: -_row_count(row))
+    labels: dict[str, list[str]] = {}
+    first_row: dict[str, dict[str, str]] = {}
+    for row in rows:
+        code = row["omop_concept_code"].strip()
+        first_row.setdefault(code, row)
+        labels.setdefault(code, [])
+        if row["label"] not in labels[code]:
+            labels[code].append(row["label"])
 
-    tests: dict[str, dict[str, Any]] = {}
-    for rank, row in enumerate(frequent, start=1):
-        code = row["omop_concept_code"]
-        if code in tests or not row["omop_concept_name"]:
+    tests: dict[str, dict[str, str]] = {}
+    for rank, (code, row) in enumerate(first_row.items(), start=1):
+        long_name = LONG_NAME_OVERRIDES.get(code, row["omop_concept_name"])
+        if not long_name or _NOT_A_RESULT.search(long_name):
             continue
-        long_name = row["omop_concept_name"]
-        reference_unit = row["valueuom"].split("|")[0]
-        canonical = CANONICAL_OVERRIDES.get(code, REFERENCE_UNITS.get(reference_unit, ""))
-        kind = _value_kind(long_name)
-        specimen = _specimen(long_name, row["fluid"])
-        tests[code] = _make_test(code, long_name, specimen, canonical, rank, kind, row["label"])
+        canonical = CANONICAL_OVERRIDES.get(code, _reference_unit(row["valueuom"]))
+        tests[code] = _make_test(
+            code,
+            long_name,
+            _specimen(long_name, row["fluid"]),
+            canonical,
+            rank,
+            _value_kind(long_name),
+            labels[code],
+            "mimic-iv",
+        )
 
     for offset, code in enumerate(ADDITIONS, start=1):
         if code in tests:
             continue
-        rank = TOP_ITEMS + offset
-        if code in EXTRA_NAMES:
-            long_name, specimen, kind = EXTRA_NAMES[code]
-            label = None
-        else:
-            row = any_row_by_code[code]
-            long_name, label = row["omop_concept_name"], row["label"]
-            kind, specimen = _value_kind(long_name), _specimen(long_name, row["fluid"])
+        long_name, specimen, kind = EXTRA_NAMES[code]
         canonical = CANONICAL_OVERRIDES.get(code, "")
-        tests[code] = _make_test(code, long_name, specimen, canonical, rank, kind, label)
+        tests[code] = _make_test(
+            code, long_name, specimen, canonical, len(first_row) + offset, kind, [], "panel"
+        )
 
     missing_aliases = sorted(set(ALIASES) - set(tests))
     if missing_aliases:
         raise SystemExit(f"aliases for codes not in the catalog: {missing_aliases}")
-    ordered = sorted(tests.values(), key=lambda test: test["rank"])
-    return {"notice": NOTICE, "tests": ordered}
+    return sorted(tests.values(), key=lambda test: int(test["rank"]))
+
+
+def write_catalog(tests: list[dict[str, str]], out: Path) -> None:
+    with out.open("w", newline="", encoding="utf-8") as handle:
+        # The notice travels inside the file: "#" lines are comments to the catalog reader.
+        for line in textwrap.wrap(NOTICE, 98):
+            handle.write(f"# {line}\n")
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(tests)
 
 
 def main(argv: list[str]) -> None:
-    reference = Path(argv[1]) if len(argv) > 1 else DEFAULT_REFERENCE
+    if len(argv) < 2:
+        raise SystemExit(__doc__)
+    reference = Path(argv[1])
     out = Path(argv[2]) if len(argv) > 2 else DEFAULT_OUT
-    catalog = build(reference)
-    out.write_text(json.dumps(catalog, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(f"wrote {len(catalog['tests'])} tests to {out}")
+    tests = build(reference)
+    write_catalog(tests, out)
+    print(f"wrote {len(tests)} tests to {out}")
 
 
 if __name__ == "__main__":

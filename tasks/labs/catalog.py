@@ -1,18 +1,43 @@
-"""The shipped lab catalog (``catalog.json``) as typed, indexed objects."""
+"""The shipped lab catalog (``catalog.csv``) as typed, indexed objects.
+
+The catalog is a table a clinician can review and extend: one row per LOINC code with its long
+common name, component, property, specimen, method, canonical unit, decimals, accepted units
+with their conversion to the canonical one, and the aliases reports use. Lines starting with "#"
+carry the LOINC notice.
+"""
 
 from __future__ import annotations
 
+import csv
 import hashlib
-import json
+import io
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from tasks.labs.normalize import NameForms, analyze_name
+from tasks.labs.normalize import NameForms, analyze_name, normalize_text
+from tasks.labs.parse import ParsedName, parse_name
 
-CATALOG_PATH = Path(__file__).with_name("catalog.json")
-BLOOD_FAMILY = frozenset({"blood", "serum", "plasma"})
+CATALOG_PATH = Path(__file__).with_name("catalog.csv")
+BLOOD_FAMILY = frozenset({"blood", "serum", "plasma", "arterial", "venous", "capillary"})
+SPECIMENS = frozenset(
+    {
+        *BLOOD_FAMILY,
+        "urine",
+        "urine_24h",
+        "csf",
+        "pleural",
+        "peritoneal",
+        "synovial",
+        "body_fluid",
+        "stool",
+        "bone_marrow",
+        "other",
+    }
+)
+# Aliases that parse to nothing but a qualifier would match any name carrying it.
+_TOO_GENERIC = frozenset({"total", "free", "direct", "random", "ratio"})
 
 
 @dataclass(frozen=True)
@@ -26,11 +51,25 @@ class LabTest:
     aliases: tuple[str, ...]
     rank: int
     value_kind: str
+    labels: tuple[str, ...] = ()
+    property_class: str = ""
+    method: str = ""
+    decimals: int = 2
 
     @property
     def names(self) -> tuple[str, ...]:
         """Every spelling the catalog knows for this test, long name first."""
-        return (self.long_name, self.component, *self.aliases)
+        return (self.long_name, self.component, *self.aliases, *self.labels)
+
+
+@dataclass(frozen=True)
+class NameEntry:
+    """One name of a test as the parser reads it."""
+
+    words: frozenset[str]
+    curated: bool  # an alias (a whole name as reports write it) rather than the LOINC name
+    parsed: ParsedName
+    needs_specimen: bool = False  # a terse hospital label of a code outside the blood family
 
 
 @dataclass
@@ -39,21 +78,47 @@ class Catalog:
     notice: str
     content_hash: str
     by_code: dict[str, LabTest] = field(init=False)
-    # Lookup keys -> codes. "exact" keys come from long names and components, "alias" from aliases.
-    exact_index: dict[str, set[str]] = field(init=False)
-    alias_index: dict[str, set[str]] = field(init=False)
+    # Parsed analyte words: per test its names, per word the tests whose names carry it.
+    name_entries: dict[str, tuple[NameEntry, ...]] = field(init=False)
+    vocabulary: dict[str, frozenset[str]] = field(init=False)
+    word_index: dict[str, frozenset[str]] = field(init=False)
+    denominators: dict[str, str | None] = field(init=False)
+    # normalize_text(name) -> codes: a name written exactly as the catalog writes it.
+    text_index: dict[str, set[str]] = field(init=False)
 
     def __post_init__(self) -> None:
         self.by_code = {test.loinc_code: test for test in self.tests}
-        self.exact_index = defaultdict(set)
-        self.alias_index = defaultdict(set)
+        self.text_index = defaultdict(set)
+        self.name_entries = {}
+        self.vocabulary = {}
+        self.denominators = {}
+        word_index: dict[str, set[str]] = defaultdict(set)
         for test in self.tests:
-            for name in (test.long_name, test.component, test.loinc_code):
-                for key in lookup_keys(analyze_name(name)):
-                    self.exact_index[key].add(test.loinc_code)
-            for alias in test.aliases:
-                for key in lookup_keys(analyze_name(alias)):
-                    self.alias_index[key].add(test.loinc_code)
+            entries = self._entries(test)
+            self.name_entries[test.loinc_code] = entries
+            self.vocabulary[test.loinc_code] = frozenset().union(*(e.words for e in entries))
+            self.denominators[test.loinc_code] = parse_name(test.long_name).denominator
+            for word in self.vocabulary[test.loinc_code]:
+                word_index[word].add(test.loinc_code)
+            for name in test.names:
+                self.text_index[normalize_text(name)].add(test.loinc_code)
+        self.word_index = {word: frozenset(codes) for word, codes in word_index.items()}
+
+    @staticmethod
+    def _entries(test: LabTest) -> tuple[NameEntry, ...]:
+        entries = []
+        terse = test.specimen not in BLOOD_FAMILY
+        for name, curated, needs_specimen in (
+            (test.long_name, False, False),
+            (test.component, False, False),
+            *((alias, True, False) for alias in test.aliases),
+            *((label, True, terse) for label in test.labels),
+        ):
+            parsed = parse_name(name)
+            if not parsed.words or (curated and parsed.words <= _TOO_GENERIC):
+                continue
+            entries.append(NameEntry(parsed.words, curated, parsed, needs_specimen))
+        return tuple(entries)
 
     def choice_names(self) -> tuple[list[str], list[str]]:
         """Parallel lists (normalized name, code) over all names: the fuzzy/embedding corpus."""
@@ -78,28 +143,45 @@ def lookup_keys(forms: NameForms) -> list[str]:
     return [key for key in dict.fromkeys(keys) if key and key not in ("~", "#")]
 
 
-def _parse_test(raw: dict[str, object]) -> LabTest:
-    units_raw = raw["units"]
-    assert isinstance(units_raw, dict)
+def parse_units(text: str) -> dict[str, tuple[float, float]]:
+    """``mg/dL=1; mmol/L=18.016; %=10.929,-23.49735`` -> {unit: (factor, offset)}."""
+    units: dict[str, tuple[float, float]] = {}
+    for part in text.split(";"):
+        if not part.strip():
+            continue
+        unit, _, numbers = part.strip().rpartition("=")
+        factor, _, offset = numbers.partition(",")
+        units[unit.strip()] = (float(factor), float(offset or 0.0))
+    return units
+
+
+def _parse_row(row: dict[str, str]) -> LabTest:
     return LabTest(
-        loinc_code=str(raw["loinc_code"]),
-        long_name=str(raw["long_name"]),
-        component=str(raw["component"]),
-        specimen=str(raw["specimen"]),
-        canonical_unit=str(raw["canonical_unit"]),
-        units={unit: (float(f), float(o)) for unit, (f, o) in units_raw.items()},
-        aliases=tuple(str(alias) for alias in raw["aliases"]),  # type: ignore[attr-defined]
-        rank=int(raw["rank"]),  # type: ignore[call-overload]
-        value_kind=str(raw["value_kind"]),
+        loinc_code=row["loinc_code"].strip(),
+        long_name=row["long_name"].strip(),
+        component=row["component"].strip(),
+        specimen=row["specimen"].strip(),
+        canonical_unit=row["canonical_unit"].strip(),
+        units=parse_units(row["units"]),
+        aliases=tuple(a.strip() for a in row["aliases"].split("|") if a.strip()),
+        rank=int(row["rank"]),
+        value_kind=row["value_kind"].strip(),
+        labels=tuple(a.strip() for a in row.get("labels", "").split("|") if a.strip()),
+        property_class=row["property"].strip(),
+        method=row["method"].strip(),
+        decimals=int(row["decimals"] or 2),
     )
 
 
 def read_catalog(path: Path) -> Catalog:
     payload = path.read_bytes()
-    document = json.loads(payload)
+    text = payload.decode("utf-8")
+    notice_lines = [line[1:].strip() for line in text.splitlines() if line.startswith("#")]
+    body = "\n".join(line for line in text.splitlines() if not line.startswith("#"))
+    tests = [_parse_row(row) for row in csv.DictReader(io.StringIO(body))]
     return Catalog(
-        tests=[_parse_test(raw) for raw in document["tests"]],
-        notice=document["notice"],
+        tests=tests,
+        notice=" ".join(notice_lines),
         content_hash=hashlib.sha256(payload).hexdigest()[:16],
     )
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import tempfile
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,10 +23,25 @@ from typing import Any, Protocol
 
 import numpy as np
 from rapidfuzz import fuzz, process
+from rapidfuzz.distance import Levenshtein
 
-from tasks.labs.catalog import BLOOD_FAMILY, Catalog, LabTest, load_catalog, lookup_keys
+from tasks.labs.catalog import BLOOD_FAMILY, Catalog, LabTest, load_catalog
 from tasks.labs.errors import CategorizationFailed
-from tasks.labs.normalize import NameForms, NormalizedUnit, analyze_name, normalize_unit
+from tasks.labs.normalize import (
+    NameForms,
+    NormalizedUnit,
+    analyze_name,
+    normalize_text,
+    normalize_unit,
+)
+from tasks.labs.parse import (
+    KNOWN_OTHER_ANALYTES,
+    ParsedName,
+    methods_conflict,
+    parse_name,
+    properties_conflict,
+    specimen_fit,
+)
 from tasks.progress import notice
 
 TOP_K = 5
@@ -55,29 +71,16 @@ class Matcher(Protocol):
 # ------------------------------------------------------------------------------------- evidence
 
 
-def specimen_score(test: LabTest, hint: str | None) -> float:
-    """+1 when the name's specimen word fits the test, -1 when it contradicts it."""
-    in_blood = test.specimen in BLOOD_FAMILY
-    if hint is None:
-        # An unqualified name on a report means a serum/plasma test, else a whole-blood one.
-        if test.specimen in ("serum", "plasma"):
-            return 0.3
-        return 0.2 if in_blood else 0.0
-    if hint == "urine":
-        return 1.0 if test.specimen == "urine" else -1.0
-    if not in_blood:
-        return -1.0
-    if hint == "whole_blood":
-        return 1.0 if test.specimen == "blood" else 0.0
-    if hint == "serum":
-        return 1.0 if test.specimen in ("serum", "plasma") else 0.0
-    return 0.3  # plain "blood" is what people say for serum too
+def specimen_score(test: LabTest, specimen: str | None) -> float:
+    """How the name's specimen fits the test: -1 when it contradicts it."""
+    fit = specimen_fit(specimen, test.specimen)
+    return -1.0 if fit is None else fit
 
 
 def unit_score(test: LabTest, unit: NormalizedUnit) -> float:
     """+1 canonical unit, +0.6 convertible, -1 known but foreign unit, 0 no information."""
-    if not unit.known:
-        return 0.0
+    if not unit.known or (test.canonical_unit == "" and test.value_kind == "numeric"):
+        return 0.0  # no information: an unknown spelling, or a code the catalog has no unit for
     if unit.canonical == "":
         return 0.3 if "" in test.units else 0.0
     if unit.canonical == test.canonical_unit:
@@ -85,8 +88,8 @@ def unit_score(test: LabTest, unit: NormalizedUnit) -> float:
     return 0.6 if unit.canonical in test.units else -1.0
 
 
-def evidence(test: LabTest, hint: str | None, unit: NormalizedUnit) -> float:
-    return specimen_score(test, hint) + unit_score(test, unit)
+def evidence(test: LabTest, specimen: str | None, unit: NormalizedUnit) -> float:
+    return specimen_score(test, specimen) + unit_score(test, unit)
 
 
 def _none_result(candidates: Sequence[tuple[str, float]] = ()) -> MatchResult:
@@ -100,65 +103,181 @@ def _rounded(candidates: Sequence[tuple[str, float]]) -> tuple[tuple[str, float]
 # ---------------------------------------------------------------------------------- alias stage
 
 ALIAS_CONFIDENCE = {"exact": 1.0, "alias": 0.98}
-UNIT_CONFLICT_CONFIDENCE = 0.8  # the name is certain, but the unit will not convert
+COVER_CONFIDENCE = 0.95  # the name is two of the test's names at once ("TSH Thyrotropin")
+TYPO_CONFIDENCE = 0.9  # one misspelled word, corrected to the only catalog word it can be
+# Properties a name must state (or an alias must carry) before a code with them is given: a bare
+# "Carbon dioxide" is the total CO2 of a chemistry panel, not the pCO2 of a blood gas.
+_MARKED_PROPERTIES = frozenset({"pressure", "presence", "titer", "nominal"})
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    test: LabTest
+    quality: int  # 4 written as the catalog writes it, 3 LOINC name, 2 alias, 1 two names
+    fit: float  # specimen and unit evidence
 
 
 class AliasMatcher:
-    """Normalized exact lookup of the name, then of its outside-bracket part and bracket parts."""
+    """Parse the name, then take the codes whose analyte words agree with it exactly.
+
+    A code is a candidate only when the name's analyte words equal one of its names' (or the
+    union of two of them), so near-homonyms never meet. Candidates that the name's specimen,
+    property, method, ratio denominator or unit contradict are vetoed; among the rest (sibling
+    codes of one analyte) the specimen and unit evidence, then how the name matched, then the
+    catalog's frequency rank decide. No model, no string distance: microseconds per name.
+    """
 
     def __init__(self, catalog: Catalog | None = None) -> None:
         self.catalog = catalog or load_catalog()
+        self._typo_cache: dict[str, str | None] = {}
 
     def match_many(self, queries: Sequence[LabQuery]) -> list[MatchResult]:
         return [self.match_one(query) for query in queries]
 
     def match_one(self, query: LabQuery) -> MatchResult:
-        forms = analyze_name(query.test_name)
-        unit = normalize_unit(query.unit)
-        for variant in self._variants(query.test_name, forms):
-            result = self._lookup(variant, forms.specimen_hint, unit)
-            if result is not None:
-                return result
-        return _none_result()
-
-    @staticmethod
-    def _variants(raw: str, forms: NameForms) -> list[NameForms]:
-        variants = [forms]
-        if forms.bracketed:
-            variants.append(analyze_name(forms.outside))
-            variants.extend(analyze_name(inner) for inner in forms.bracketed)
-        return variants
-
-    def _lookup(
-        self, forms: NameForms, hint: str | None, unit: NormalizedUnit
-    ) -> MatchResult | None:
-        for key in lookup_keys(forms):
-            exact = self.catalog.exact_index.get(key, set())
-            alias = self.catalog.alias_index.get(key, set())
-            if exact or alias:
-                return self._decide(exact, alias, hint, unit)
-        return None
-
-    def _decide(
-        self, exact: set[str], alias: set[str], hint: str | None, unit: NormalizedUnit
-    ) -> MatchResult | None:
-        tests = [self.catalog.by_code[code] for code in exact | alias]
-        scored = sorted(
-            ((evidence(test, hint, unit), -test.rank, test) for test in tests),
-            key=lambda item: (item[0], item[1]),
-            reverse=True,
-        )
-        best = scored[0][2]
-        if specimen_score(best, hint) < 0:
-            return None  # "Calcium (urine)" must not become serum calcium
-        method = "exact" if best.loinc_code in exact else "alias"
-        confidence = ALIAS_CONFIDENCE[method]
-        if unit_score(best, unit) < 0:
-            confidence = UNIT_CONFLICT_CONFIDENCE
-        candidates = [(test.loinc_code, confidence if test is best else 0.9) for *_, test in scored]
+        ranked = self.agreeing(query)
+        if not ranked:
+            return _none_result()
+        best = ranked[0]
+        parsed = parse_name(query.test_name)
+        if self._typo(parsed):
+            method, confidence = "fuzzy", TYPO_CONFIDENCE
+        elif best.quality == 1:
+            method, confidence = "alias", COVER_CONFIDENCE
+        elif any(
+            not entry.curated and entry.words == parsed.words
+            for entry in self.catalog.name_entries[best.test.loinc_code]
+        ):
+            method, confidence = "exact", ALIAS_CONFIDENCE["exact"]
+        else:
+            method, confidence = "alias", ALIAS_CONFIDENCE["alias"]
+        candidates = [(c.test.loinc_code, confidence if c is best else 0.9) for c in ranked]
         return MatchResult(
-            best.loinc_code, best.long_name, confidence, method, _rounded(candidates[:TOP_K])
+            best.test.loinc_code,
+            best.test.long_name,
+            confidence,
+            method,
+            _rounded(candidates[:TOP_K]),
         )
+
+    def _typo(self, parsed: ParsedName) -> bool:
+        return any(word not in self.catalog.word_index for word in parsed.words)
+
+    def agreeing_codes(self, query: LabQuery) -> frozenset[str]:
+        return frozenset(candidate.test.loinc_code for candidate in self.agreeing(query))
+
+    def agreeing(self, query: LabQuery) -> list[_Candidate]:
+        """Codes whose analyte agrees with the name and that nothing vetoes, best first."""
+        parsed = parse_name(query.test_name)
+        if not parsed.words:
+            return []
+        words = self._known_words(parsed.words)
+        if words is None:
+            return []
+        codes: frozenset[str] | None = None
+        for word in sorted(words, key=lambda w: len(self.catalog.word_index[w])):
+            found = self.catalog.word_index[word]
+            codes = found if codes is None else codes & found
+            if not codes:
+                return []
+        assert codes is not None
+        unit = normalize_unit(query.unit)
+        typo = words != parsed.words
+        written = self.catalog.text_index.get(normalize_text(query.test_name), set())
+        ranked: list[tuple[tuple[float, int, int, int], _Candidate]] = []
+        for code in codes:
+            test = self.catalog.by_code[code]
+            quality = self._quality(code, words, parsed)
+            if quality == 0:
+                continue
+            fit = self._fit(test, parsed, unit, typo)
+            if fit is None:
+                continue
+            if code in written and not typo:
+                quality = 4
+            candidate = _Candidate(test, quality, fit)
+            same_method = int(parsed.method == (test.method or None))
+            ranked.append(((round(fit, 3), quality, same_method, -test.rank), candidate))
+        ranked.sort(key=lambda item: item[0], reverse=True)
+        return [candidate for _, candidate in ranked]
+
+    def _known_words(self, words: frozenset[str]) -> frozenset[str] | None:
+        """The name's words, a misspelled one corrected; None when a word is nobody's."""
+        known = []
+        for word in words:
+            if word in self.catalog.word_index:
+                known.append(word)
+                continue
+            fixed = self._correct(word)
+            if fixed is None:
+                return None
+            known.append(fixed)
+        return frozenset(known)
+
+    def _correct(self, word: str) -> str | None:
+        """The one catalog word a long misspelled word is an edit away from ("trigliceride").
+
+        Short words and words with digits are never corrected (T3/T4, CD3/CD23), and neither are
+        real analyte names that the catalog lacks (procalcitonin, cysteine): those stay unknown.
+        """
+        if word in self._typo_cache:
+            return self._typo_cache[word]
+        fixed: str | None = None
+        if len(word) >= 8 and word.isalpha() and word not in KNOWN_OTHER_ANALYTES:
+            close = [
+                known
+                for known in self.catalog.word_index
+                if abs(len(known) - len(word)) <= 1
+                and known[0] == word[0]
+                and Levenshtein.distance(word, known, score_cutoff=1) <= 1
+            ]
+            fixed = close[0] if len(close) == 1 else None
+        self._typo_cache[word] = fixed
+        return fixed
+
+    def _quality(self, code: str, words: frozenset[str], parsed: ParsedName) -> int:
+        best = 0
+        entries = self.catalog.name_entries[code]
+        test = self.catalog.by_code[code]
+        marked = test.property_class in _MARKED_PROPERTIES and parsed.property is None
+        inside = []
+        # Outside the blood family (urine, fluids), a name that states no specimen takes the code
+        # only through an alias written for it ("Urobilinogen", "Pus Cells").
+        bare_elsewhere = parsed.specimen is None and test.specimen not in BLOOD_FAMILY
+        for entry in entries:
+            if bare_elsewhere and (entry.needs_specimen or not entry.curated):
+                continue
+            if entry.words == words:
+                if entry.curated:
+                    best = max(best, 2)
+                elif not marked:
+                    best = max(best, 3)
+            elif entry.words < words and (entry.curated or not marked):
+                inside.append(entry.words)
+        if best == 0 and inside:
+            covered = frozenset().union(*inside)
+            if covered == words:
+                best = 1
+        return best
+
+    def _fit(
+        self, test: LabTest, parsed: ParsedName, unit: NormalizedUnit, typo: bool
+    ) -> float | None:
+        """Specimen and unit evidence for a sibling; None when the name contradicts the code."""
+        specimen = specimen_fit(parsed.specimen, test.specimen)
+        if specimen is None:
+            return None
+        if properties_conflict(parsed.property, test.property_class or None):
+            return None
+        if methods_conflict(parsed.method, test.method or None):
+            return None
+        denominator = self.catalog.denominators[test.loinc_code]
+        if parsed.denominator and denominator and parsed.denominator != denominator:
+            return None
+        units = unit_score(test, unit)
+        if units < 0:
+            return None  # a value in a unit the code cannot take is another measurement
+        return specimen + units
 
 
 # -------------------------------------------------------------------------- scored (vector) base
@@ -166,34 +285,36 @@ class AliasMatcher:
 
 @dataclass(frozen=True)
 class _QueryContext:
+    query: LabQuery
     forms: NameForms
+    parsed: ParsedName
     unit: NormalizedUnit
 
 
 def _contexts(queries: Sequence[LabQuery]) -> list[_QueryContext]:
-    return [_QueryContext(analyze_name(q.test_name), normalize_unit(q.unit)) for q in queries]
+    return [
+        _QueryContext(q, analyze_name(q.test_name), parse_name(q.test_name), normalize_unit(q.unit))
+        for q in queries
+    ]
 
 
 class _CorpusScorer:
-    """Shared layout: catalog names grouped per test, scores reduced to one per test."""
+    """Shared layout: catalog names grouped per test, scores reduced to one per test.
+
+    Similarity scores rank review candidates; they never give a code on their own. A code comes
+    only from a candidate whose analyte agrees with the name (``AliasMatcher.agreeing``): string
+    distance cannot tell procalcitonin from prolactin, the parse can.
+    """
 
     EVIDENCE_WEIGHT = 0.04  # score points (0..1 scale) per unit of evidence
     SPECIMEN_CONFLICT_PENALTY = 0.3  # "urine calcium" must not drift to serum calcium
 
     def __init__(self, catalog: Catalog | None) -> None:
         self.catalog = catalog or load_catalog()
+        self.judge = AliasMatcher(self.catalog)
         self.names, name_codes = self.catalog.choice_names()
         self.test_codes = list(dict.fromkeys(name_codes))
         self.tests = [self.catalog.by_code[code] for code in self.test_codes]
-        self._vocabulary: dict[str, frozenset[str]] = {
-            code: frozenset(
-                word
-                for name, owner in zip(self.names, name_codes, strict=True)
-                if owner == code
-                for word in name.split()
-            )
-            for code in self.test_codes
-        }
         self._bonus_cache: dict[tuple[str | None, NormalizedUnit], np.ndarray] = {}
         self.group_starts = np.array(
             [name_codes.index(code) for code in self.test_codes], dtype=np.int64
@@ -206,63 +327,42 @@ class _CorpusScorer:
     def with_evidence(self, scores: np.ndarray, contexts: Sequence[_QueryContext]) -> np.ndarray:
         adjusted = scores.astype(np.float32, copy=True)
         for row, context in enumerate(contexts):
-            adjusted[row] += self._bonus_vector(context.forms.specimen_hint, context.unit)
+            adjusted[row] += self._bonus_vector(context.parsed.specimen, context.unit)
         return np.clip(adjusted, 0.0, 1.0)
 
-    def _bonus_vector(self, hint: str | None, unit: NormalizedUnit) -> np.ndarray:
+    def _bonus_vector(self, specimen: str | None, unit: NormalizedUnit) -> np.ndarray:
         # Few distinct (specimen, unit) pairs occur in a batch: compute each once.
-        key = (hint, unit)
+        key = (specimen, unit)
         cached = self._bonus_cache.get(key)
         if cached is None:
-            cached = np.asarray([self._bonus(t, hint, unit) for t in self.tests], np.float32)
+            cached = np.asarray([self._bonus(t, specimen, unit) for t in self.tests], np.float32)
             self._bonus_cache[key] = cached
         return cached
 
-    def _bonus(self, test: LabTest, hint: str | None, unit: NormalizedUnit) -> float:
-        bonus = self.EVIDENCE_WEIGHT * evidence(test, hint, unit)
-        if specimen_score(test, hint) < 0:
+    def _bonus(self, test: LabTest, specimen: str | None, unit: NormalizedUnit) -> float:
+        bonus = self.EVIDENCE_WEIGHT * evidence(test, specimen, unit)
+        if specimen_score(test, specimen) < 0:
             bonus -= self.SPECIMEN_CONFLICT_PENALTY
         return bonus
 
-    def coverage(self, query_core: str, code: str) -> float:
-        """Share of the query's words that some name of the test contains (spelling-tolerant).
-
-        Similarity scores forgive a missing word; a name that carries a word no name of the
-        test has ("Lipoprotein (a)", "Vitamin A") is probably a different analyte.
-        """
-        words = query_core.split()
-        if not words:
-            return 0.0
-        vocabulary = self._vocabulary[code]
-        covered = sum(
-            1
-            for word in words
-            if word in vocabulary
-            or (len(word) >= 4 and any(fuzz.ratio(word, known) >= 85 for known in vocabulary))
-        )
-        return covered / len(words)
-
-    def top_candidates(self, row: np.ndarray, query_core: str) -> list[tuple[str, float]]:
-        order = np.argsort(-row, kind="stable")[: TOP_K * 2]
-        refined = [
-            (
-                self.test_codes[i],
-                float(row[i]) * (1.0 - COVERAGE_WEIGHT * (1.0 - self.coverage(query_core, c))),
-            )
-            for i in order
-            if (c := self.test_codes[i])
-        ]
-        return sorted(refined, key=lambda item: -item[1])[:TOP_K]
+    def top_candidates(self, row: np.ndarray) -> list[tuple[str, float]]:
+        order = np.argsort(-row, kind="stable")[:TOP_K]
+        return [(self.test_codes[i], float(row[i])) for i in order]
 
     def decide(
-        self, row: np.ndarray, threshold: float, method: str, query_core: str
+        self, row: np.ndarray, threshold: float, method: str, context: _QueryContext
     ) -> MatchResult:
-        candidates = self.top_candidates(row, query_core)
-        code, score = candidates[0]
-        if score < threshold:
-            return _none_result(_rounded(candidates))
-        test = self.catalog.by_code[code]
-        return MatchResult(code, test.long_name, round(score, 4), method, _rounded(candidates))
+        """The agreeing code, if any; the similarity ranking otherwise, as review candidates."""
+        agreeing = self.judge.agreeing(context.query)
+        if not agreeing:
+            return _none_result(_rounded(self.top_candidates(row)))
+        best = agreeing[0].test
+        score = max(float(row[self.test_codes.index(best.loinc_code)]), threshold)
+        others = [(c, min(s, score)) for c, s in self.top_candidates(row) if c != best.loinc_code]
+        candidates = [(best.loinc_code, score), *others][:TOP_K]
+        return MatchResult(
+            best.loinc_code, best.long_name, round(score, 4), method, _rounded(candidates)
+        )
 
 
 # ---------------------------------------------------------------------------------- fuzzy stage
@@ -277,15 +377,15 @@ def _digit_signature(text: str) -> str:
 
 
 def _fuzzy_similarity(queries: list[str], names: list[str]) -> np.ndarray:
-    """(queries, names) similarity in 0..1.
+    """(queries, names) similarity in 0..1, for ranking review candidates.
 
-    token_sort_ratio punishes extra words ("hdl cholesterol" vs "cholesterol"); WRatio rewards
-    abbreviations inside longer names; their mean ranks report names best. Both run in C via
-    cdist; the digit rule is vectorized on top, because a Python scorer would be ~50x slower.
+    token_sort_ratio ignores word order, ratio keeps it; both run in C via cdist at about 40x
+    the speed of WRatio, which mattered once the catalog held every coded MIMIC-IV item. The
+    digit rule is vectorized on top, because a Python scorer would be ~50x slower.
     """
     sort = process.cdist(queries, names, scorer=fuzz.token_sort_ratio, dtype=np.float32)
-    weighted = process.cdist(queries, names, scorer=fuzz.WRatio, dtype=np.float32)
-    similarity = (sort + weighted) / 200.0
+    plain = process.cdist(queries, names, scorer=fuzz.ratio, dtype=np.float32)
+    similarity = (sort + plain) / 200.0
     query_signatures = [_digit_signature(query) for query in queries]
     name_signatures = [_digit_signature(name) for name in names]
     vocabulary = {signature: i for i, signature in enumerate({*query_signatures, *name_signatures})}
@@ -317,7 +417,7 @@ class FuzzyMatcher(_CorpusScorer):
     def match_many(self, queries: Sequence[LabQuery]) -> list[MatchResult]:
         contexts = _contexts(queries)
         return [
-            self.decide(row, self.threshold, "fuzzy", context.forms.core)
+            self.decide(row, self.threshold, "fuzzy", context)
             for row, context in zip(self.scores(contexts), contexts, strict=True)
         ]
 
@@ -344,7 +444,7 @@ def load_model(model_path: str) -> tuple[Any, Any]:
             return _MODELS[model_path]
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        notice("loading the lab-name model (some names need it; a few seconds)")
+        notice("loading the lab-name model (it ranks review candidates; a few seconds)")
         try:
             import torch
             from transformers import AutoModel, AutoTokenizer
@@ -363,6 +463,23 @@ def load_model(model_path: str) -> tuple[Any, Any]:
             ) from error
         _MODELS[model_path] = (tokenizer, model)
         return tokenizer, model
+
+
+def save_atomically(path: Path, vectors: np.ndarray) -> None:
+    """Write an .npy file so that no reader ever sees half of it.
+
+    The temp name is unique per call (not per process: the threads of one worker share a pid),
+    and the rename is atomic, so concurrent writers of the same cache never clobber each other's
+    temp file and readers see either the old file, or a whole new one.
+    """
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.stem + ".", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            np.save(stream, vectors)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 class EmbeddingMatcher(_CorpusScorer):
@@ -430,9 +547,7 @@ class EmbeddingMatcher(_CorpusScorer):
         vectors = self.embed(self.names)
         if cache_path is not None:
             cache_path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = cache_path.with_suffix(f".{os.getpid()}.tmp.npy")
-            np.save(temporary, vectors)
-            temporary.replace(cache_path)  # atomic: parallel workers never read half a file
+            save_atomically(cache_path, vectors)
         self._catalog_vectors = vectors
         return vectors
 
@@ -447,7 +562,7 @@ class EmbeddingMatcher(_CorpusScorer):
     def match_many(self, queries: Sequence[LabQuery]) -> list[MatchResult]:
         contexts = _contexts(queries)
         return [
-            self.decide(row, self.threshold, "embedding", context.forms.core)
+            self.decide(row, self.threshold, "embedding", context)
             for row, context in zip(self.scores(contexts), contexts, strict=True)
         ]
 
@@ -456,11 +571,18 @@ class EmbeddingMatcher(_CorpusScorer):
 
 
 class CombinedMatcher:
-    """Alias -> fuzzy (when confident) -> fuzzy + embedding blend; "none" below the threshold."""
+    """The parse decides; fuzzy and the model rank review candidates for what it leaves open.
 
-    FUZZY_ACCEPT = 0.93  # a fuzzy score this high (with a clear margin) needs no model
+    A name gets a code only from ``AliasMatcher`` (analyte agreement, vetoes, evidence) and only
+    when its confidence reaches the threshold. The rest get method "none" and their top
+    candidates, ordered by fuzzy similarity, or by the fuzzy + embedding blend where fuzzy alone
+    is unsure.
+    """
+
+    FUZZY_ACCEPT = 0.93  # a fuzzy ranking this clear needs no model to order the candidates
     FUZZY_MARGIN = 0.05
     FUZZY_WEIGHT = 0.5
+    HOPELESS_BELOW = 0.6  # nothing in the catalog resembles the name: no candidates worth ranking
 
     def __init__(
         self,
@@ -468,9 +590,11 @@ class CombinedMatcher:
         model_path: str | None = None,
         cache_dir: str | Path | None = None,
         threshold: float | None = None,
+        use_model: bool = True,
     ) -> None:
         self.catalog = catalog or load_catalog()
         self.threshold = DEFAULT_THRESHOLD if threshold is None else threshold
+        self.use_model = use_model
         self.alias = AliasMatcher(self.catalog)
         self.fuzzy = FuzzyMatcher(self.catalog)
         self.embedding = EmbeddingMatcher(self.catalog, model_path, cache_dir)
@@ -480,8 +604,10 @@ class CombinedMatcher:
         pending: list[int] = []
         for index, query in enumerate(queries):
             alias_result = self.alias.match_one(query)
-            results.append(alias_result if alias_result.loinc_code else None)
-            if alias_result.loinc_code is None:
+            if alias_result.loinc_code is not None and alias_result.confidence >= self.threshold:
+                results.append(alias_result)
+            else:
+                results.append(None)
                 pending.append(index)
         if pending:
             self._match_unresolved(queries, pending, results)
@@ -493,25 +619,22 @@ class CombinedMatcher:
         pending: list[int],
         results: list[MatchResult | None],
     ) -> None:
+        """Names the parse cannot place stay uncategorized; similarity ranks their candidates.
+
+        Every code the parse can justify was already tried, so neither stage below gives a code:
+        the fuzzy scores, and the model where fuzzy alone is unsure, only order the candidates a
+        reviewer sees.
+        """
         contexts = _contexts([queries[i] for i in pending])
         fuzzy_scores = self.fuzzy.scores(contexts)
         need_model: list[int] = []
-        # The blend cannot reach the threshold when fuzzy is this low, whatever the model says.
-        hopeless_below = (self.threshold - (1.0 - self.FUZZY_WEIGHT) * 1.1) / self.FUZZY_WEIGHT
         for row, index in enumerate(pending):
+            results[index] = _none_result(_rounded(self.fuzzy.top_candidates(fuzzy_scores[row])))
             top_two = np.sort(fuzzy_scores[row])[-2:]
-            if top_two[-1] < hopeless_below:
-                candidates = self.fuzzy.top_candidates(fuzzy_scores[row], contexts[row].forms.core)
-                results[index] = _none_result(_rounded(candidates))
-                continue
             confident = top_two[-1] >= self.FUZZY_ACCEPT and (
                 top_two[-1] - top_two[0] >= self.FUZZY_MARGIN
             )
-            if confident:
-                results[index] = self.fuzzy.decide(
-                    fuzzy_scores[row], self.threshold, "fuzzy", contexts[row].forms.core
-                )
-            else:
+            if self.use_model and top_two[-1] >= self.HOPELESS_BELOW and not confident:
                 need_model.append(row)
         if not need_model:
             return
@@ -521,6 +644,4 @@ class CombinedMatcher:
                 self.FUZZY_WEIGHT * fuzzy_scores[row]
                 + (1.0 - self.FUZZY_WEIGHT) * embedding_scores[position]
             )
-            results[pending[row]] = self.fuzzy.decide(
-                blended, self.threshold, "embedding", contexts[row].forms.core
-            )
+            results[pending[row]] = _none_result(_rounded(self.fuzzy.top_candidates(blended)))

@@ -154,6 +154,8 @@ class NameForms:
 
 
 def _ascii_lower(text: str) -> str:
+    if text.isascii():
+        return text.lower()
     text = text.replace("µ", "u").replace("μ", "u")
     decomposed = unicodedata.normalize("NFKD", text)
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).lower()
@@ -380,6 +382,13 @@ _register("mm[Hg]", "mmhg")
 _register("mg/(24.h)", "mg/24hr", "mg/24h", "mg/day", "mg/24 hrs")
 _register("{EU}/dL", "eu/dl", "ehrlich units/dl", "ehrlich unit/dl")
 _register("L/L", "l/l")
+_register(
+    "ug/mL{FEU}", "ug/ml feu", "mcg/ml feu", "µg/ml feu", "ug/mlfeu", "ug feu/ml", "ug/ml(feu)"
+)
+_register("mg/L{FEU}", "mg/l feu", "mg/l(feu)", "mg feu/l")
+_register("ng/mL{FEU}", "ng/ml feu", "ng/ml(feu)", "ng feu/ml")
+_register("ng/mL{DDU}", "ng/ml ddu", "ng/ml(ddu)")
+_register("ug/mL{DDU}", "ug/ml ddu", "mcg/ml ddu")
 _register("", "-", "n/a", "na", "none", "nil unit")
 
 
@@ -417,4 +426,18 @@ def convert(test: LabTest | str, value: float, unit: str | None) -> tuple[float,
     if factor_offset is None:
         return value, given_unit, FLAG_UNKNOWN_UNIT
     factor, offset = factor_offset
-    return value * factor + offset, test.canonical_unit, FLAG_OK
+    if factor == 1.0 and offset == 0.0:
+        return value, test.canonical_unit, FLAG_OK  # the report's own precision stands
+    return round_to_precision(value * factor + offset, test.decimals), test.canonical_unit, FLAG_OK
+
+
+def round_to_precision(value: float, decimals: int) -> float:
+    """Round a converted value to the decimals its unit carries on reports (37.1232 -> 37.1).
+
+    A conversion adds digits that were never measured. Small values keep three significant
+    figures, so that a TSH of 0.0042 does not round to 0.
+    """
+    if value == 0 or not math.isfinite(value):
+        return value
+    significant = 2 - math.floor(math.log10(abs(value)))
+    return round(value, max(decimals, significant))

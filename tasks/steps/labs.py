@@ -54,10 +54,53 @@ def _dedup_key(row: Any, normalized_name: str) -> str:
     return f"at:{row.observed_at.isoformat()}|{normalized_name}"
 
 
-def categorize_claim(
-    conn: Connection, *, claim_id: str, user_id: int, matcher: Any
+def read_claim_rows(conn: Connection, *, claim_id: str, user_id: int) -> list[Any]:
+    """The claim's rows that carry a value, as plain tuples (no lock is held afterwards)."""
+    params = {"claim_id": claim_id, "user_id": user_id}
+    return list(
+        conn.execute(
+            text(
+                f"""
+                SELECT r.id, r.report_id, r.test_name, r.value, r.value_text, r.unit,
+                       COALESCE(r.collected_at, r.collected_local AT TIME ZONE tz.name)
+                           AS observed_at,
+                       {LOCAL_DATE_SQL["labs"]} AS local_date
+                FROM lab_report_raw r, {USER_ZONE_SQL}
+                WHERE r.claim_id = :claim_id AND r.user_id = :user_id
+                  AND r.status = 'processing'
+                  AND r.value_text IS NOT NULL AND btrim(r.value_text) <> ''
+                ORDER BY r.id
+                """
+            ),
+            params,
+        ).all()
+    )
+
+
+def match_rows(rows: list[Any], matcher: Any) -> dict[tuple[str, str], Any]:
+    """Match each distinct (name, unit) once: reports repeat the same names. No database."""
+    from tasks.labs import LabQuery
+
+    distinct = sorted({(r.test_name, r.unit or "") for r in rows})
+    return dict(
+        zip(
+            distinct,
+            matcher.match_many([LabQuery(name, unit) for name, unit in distinct]),
+            strict=True,
+        )
+    )
+
+
+def write_results(
+    conn: Connection,
+    *,
+    claim_id: str,
+    user_id: int,
+    rows: list[Any],
+    results: dict[tuple[str, str], Any],
 ) -> CategorizeOutput:
-    from tasks.labs import LabQuery, convert, normalize_text
+    """Reject value-less rows and write the categorized rows, in one short transaction."""
+    from tasks.labs import convert, normalize_text
     from tasks.labs.normalize import FLAG_OK
 
     params = {"claim_id": claim_id, "user_id": user_id}
@@ -70,31 +113,21 @@ def categorize_claim(
         ),
         params,
     ).rowcount
-    rows = conn.execute(
-        text(
-            f"""
-            SELECT r.id, r.report_id, r.test_name, r.value, r.value_text, r.unit,
-                   COALESCE(r.collected_at, r.collected_local AT TIME ZONE tz.name) AS observed_at,
-                   {LOCAL_DATE_SQL["labs"]} AS local_date
-            FROM lab_report_raw r, {USER_ZONE_SQL}
-            WHERE r.claim_id = :claim_id AND r.user_id = :user_id AND r.status = 'processing'
-            ORDER BY r.id
-            """
-        ),
-        params,
-    ).all()
-    # Reports repeat the same names: match each distinct (name, unit) once.
-    distinct = sorted({(r.test_name, r.unit or "") for r in rows})
-    results = dict(
-        zip(
-            distinct,
-            matcher.match_many([LabQuery(name, unit) for name, unit in distinct]),
-            strict=True,
-        )
+    # Rows read before inference are written only if the claim still holds them.
+    still_held = set(
+        conn.execute(
+            text(
+                "SELECT id FROM lab_report_raw WHERE claim_id = :claim_id "
+                "AND user_id = :user_id AND status = 'processing' FOR UPDATE"
+            ),
+            params,
+        ).scalars()
     )
     records = []
     categorized = uncategorized = 0
     for row in rows:
+        if row.id not in still_held:
+            continue
         match = results[(row.test_name, row.unit or "")]
         value, unit, flag = row.value, row.unit, None
         if match.loinc_code is not None:
@@ -161,6 +194,15 @@ def categorize_claim(
     )
 
 
+def categorize_claim(
+    conn: Connection, *, claim_id: str, user_id: int, matcher: Any
+) -> CategorizeOutput:
+    """Read, match and write on one connection (callers that already hold a transaction)."""
+    rows = read_claim_rows(conn, claim_id=claim_id, user_id=user_id)
+    results = match_rows(rows, matcher)
+    return write_results(conn, claim_id=claim_id, user_id=user_id, rows=rows, results=results)
+
+
 def _count_inserted(conn: Connection, params: dict[str, Any]) -> int:
     return conn.execute(
         text(
@@ -176,7 +218,12 @@ def categorize_labs(payload: ClaimRef) -> CategorizeOutput:
     from tasks.steps.definitions import transaction
 
     matcher = get_matcher()  # outside the transaction: a model load holds no locks
+    # Inference runs between two short transactions, never inside one: a transaction left open
+    # for the model's seconds would hold a connection and the rows' locks all that time.
     with transaction() as conn:
-        return categorize_claim(
-            conn, claim_id=payload.claim_id, user_id=payload.user_id, matcher=matcher
+        rows = read_claim_rows(conn, claim_id=payload.claim_id, user_id=payload.user_id)
+    results = match_rows(rows, matcher)
+    with transaction() as conn:
+        return write_results(
+            conn, claim_id=payload.claim_id, user_id=payload.user_id, rows=rows, results=results
         )

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
-import json
+import csv
+from pathlib import Path
 
-from tasks.labs.catalog import CATALOG_PATH, load_catalog
+from tasks.labs.catalog import CATALOG_PATH, SPECIMENS, load_catalog
 
 PANEL_CODES = {
     # CBC with differential (percent and absolute)
@@ -26,15 +27,32 @@ PANEL_CODES = {
 
 
 def test_catalog_carries_the_loinc_notice() -> None:
-    document = json.loads(CATALOG_PATH.read_text(encoding="utf-8"))
-    assert "loinc.org/license" in document["notice"]
-    assert "Regenstrief" in document["notice"]
+    head = CATALOG_PATH.read_text(encoding="utf-8").split("loinc_code,", 1)[0]
+    assert "loinc.org/license" in head and "Regenstrief" in head
+    notice = load_catalog().notice
+    assert "loinc.org/license" in notice and "Regenstrief" in notice
 
 
-def test_catalog_covers_the_panels_and_the_frequent_reference_items() -> None:
+def test_catalog_covers_the_panels_and_every_coded_reference_item() -> None:
     catalog = load_catalog()
-    assert len(catalog.tests) >= 250
+    assert len(catalog.tests) >= 1100  # every MIMIC-IV lab item with a LOINC code
     assert set(catalog.by_code) >= PANEL_CODES
+
+
+def test_catalog_is_a_reviewable_table() -> None:
+    with CATALOG_PATH.open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(line for line in handle if not line.startswith("#")))
+    assert {"loinc_code", "long_name", "component", "specimen", "canonical_unit", "units"} <= set(
+        rows[0]
+    )
+    assert {"aliases", "labels", "property", "method", "decimals"} <= set(rows[0])
+    d_dimer = next(row for row in rows if row["loinc_code"] == "48065-7")
+    assert d_dimer["canonical_unit"] == "ug/mL{FEU}"
+
+
+def test_the_package_ships_the_catalog() -> None:
+    pyproject = (Path(__file__).resolve().parents[3] / "pyproject.toml").read_text()
+    assert "labs/*.csv" in pyproject
 
 
 def test_every_test_is_well_formed() -> None:
@@ -42,7 +60,7 @@ def test_every_test_is_well_formed() -> None:
         assert test.value_kind in ("numeric", "ordinal")
         assert test.canonical_unit in test.units
         assert test.units[test.canonical_unit] == (1.0, 0.0)
-        assert test.specimen in ("blood", "serum", "plasma", "urine")
+        assert test.specimen in SPECIMENS
         assert test.long_name and test.rank > 0
 
 

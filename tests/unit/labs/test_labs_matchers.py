@@ -63,8 +63,11 @@ def test_specimen_words_are_evidence() -> None:
         "2161-8",
         "2160-0",
     ]
-    # No urine calcium in the catalog: the serum code must not be taken instead.
-    assert codes(matcher, ("Calcium (Urine)", "mg/dL")) == [None]
+    # Urine calcium is its own code; the serum one is never taken for it.
+    assert codes(matcher, ("Calcium (Urine)", "mg/dL"), ("Calcium Ur", "mg/dL")) == [
+        "17862-4",
+        "17862-4",
+    ]
 
 
 def test_alias_matcher_leaves_unknown_names_alone() -> None:
@@ -138,4 +141,6 @@ def test_combined_matcher_uncategorizes_below_threshold(
         assert (result.loinc_code, result.loinc_name, result.method) == (None, None, "none")
         assert result.candidates  # kept for review
     strict = get_default_matcher(cache_dir=embedding_cache_dir, threshold=0.999)
-    assert strict.match_many([LabQuery("Thrombocytes", "/cumm")])[0].loinc_code is None
+    # A corrected misspelling carries less than full confidence: a strict threshold refuses it.
+    assert strict.match_many([LabQuery("Trigliceride", "mg/dL")])[0].loinc_code is None
+    assert strict.match_many([LabQuery("Triglyceride", "mg/dL")])[0].loinc_code == "2571-8"

@@ -1,0 +1,78 @@
+"""The categorize step infers between two short transactions, never inside one."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from sqlalchemy import Engine, text
+
+from tasks.ingest import ingest_lines
+from tasks.labs.matcher import AliasMatcher, LabQuery, MatchResult
+from tasks.lifecycle import claim_pending
+from tasks.steps.labs import categorize_labs, get_matcher, set_matcher
+from tasks.steps.models import ClaimRef
+
+
+class _WatchingMatcher:
+    """The model-free matcher, recording the sessions left open while it runs."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.inner = AliasMatcher()
+        self.open_transactions: list[int] = []
+
+    def match_many(self, queries: Sequence[LabQuery]) -> list[MatchResult]:
+        with self.engine.connect() as conn:
+            self.open_transactions.append(
+                conn.execute(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%'"
+                    )
+                ).scalar_one()
+            )
+        return self.inner.match_many(queries)
+
+
+def test_categorize_runs_inference_outside_any_transaction(engine: Engine) -> None:
+    lines = [
+        json.dumps(
+            {
+                "user_id": 5,
+                "report_id": "R1",
+                "test_name": name,
+                "value": value,
+                "unit": unit,
+                "collected_at": "2024-03-01",
+            }
+        )
+        for name, value, unit in (
+            ("S. Creatinine", 1.1, "mg/dL"),
+            ("Procalcitonin", 0.4, "ng/mL"),
+            ("Glucose", 5.5, "mmol/L"),
+        )
+    ]
+    ingest_lines(engine, "labs", lines)
+    with engine.begin() as conn:
+        claim_pending(conn, domain="labs", user_id=5, claim_id="exec-1")
+    watcher = _WatchingMatcher(engine)
+    previous = get_matcher()
+    set_matcher(watcher)
+    try:
+        out = categorize_labs(ClaimRef(claim_id="exec-1", user_id=5))
+    finally:
+        set_matcher(previous)
+    assert watcher.open_transactions == [0]
+    assert (out.categorized, out.uncategorized) == (2, 1)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT loinc_code, value, unit FROM lab_report_categorized ORDER BY raw_id")
+        ).all()
+    # 5.5 mmol/L glucose converts to 99.088 mg/dL, rounded to the catalog's precision for
+    # glucose (whole mg/dL) but never below three significant figures: 99.1.
+    assert [tuple(r) for r in rows] == [
+        ("2160-0", 1.1, "mg/dL"),
+        (None, 0.4, "ng/mL"),
+        ("2345-7", 99.1, "mg/dL"),
+    ]
