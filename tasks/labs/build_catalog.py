@@ -961,6 +961,7 @@ _QUALITATIVE = (
 
 # Specimen classes of the catalog (``tasks.labs.parse`` reads names into the same classes).
 _SYSTEM_SPECIMENS: tuple[tuple[str, str], ...] = (
+    ("control", "control"),  # a control sample, never a patient's result
     ("24 hour urine", "urine_24h"),
     ("urine", "urine"),
     ("cerebral spinal fluid", "csf"),
@@ -983,6 +984,7 @@ _SYSTEM_SPECIMENS: tuple[tuple[str, str], ...] = (
     ("serum", "serum"),
     ("red blood cells", "blood"),
     ("blood", "blood"),
+    ("specimen", "any"),  # LOINC's unspecified system: the name need not say it
 )
 _FLUID_SPECIMENS = {
     "Blood": "blood",

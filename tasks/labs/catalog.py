@@ -34,6 +34,8 @@ SPECIMENS = frozenset(
         "stool",
         "bone_marrow",
         "other",
+        "control",
+        "any",
     }
 )
 # Aliases that parse to nothing but a qualifier would match any name carrying it.

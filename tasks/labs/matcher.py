@@ -244,7 +244,7 @@ class AliasMatcher:
         inside = []
         # Outside the blood family (urine, fluids), a name that states no specimen takes the code
         # only through an alias written for it ("Urobilinogen", "Pus Cells").
-        bare_elsewhere = parsed.specimen is None and test.specimen not in BLOOD_FAMILY
+        bare_elsewhere = parsed.specimen is None and test.specimen not in (*BLOOD_FAMILY, "any")
         for entry in entries:
             if bare_elsewhere and (entry.needs_specimen or not entry.curated):
                 continue

@@ -110,11 +110,13 @@ _SPECIMEN_WORDS: dict[str, str] = {
     "fecal": "stool",
     "marrow": "bone_marrow",
     "fluid": "body_fluid",
+    "control": "control",
     "bdy": "body_fluid",
     "fld": "body_fluid",
 }
 # Most specific wins when a name states two ("Urine sediment ... Blood" is urine).
 _SPECIMEN_PRIORITY = (
+    "control",
     "urine_24h",
     "csf",
     "pleural",
@@ -304,7 +306,7 @@ NOISE_WORDS = _word_set(
     impedance cytometry analyzer cyanmethemoglobin sls test tests level levels levl lvl
     estimation value values result results assay by of the for in on at measurement measured
     quantitative quant count counts cell cells lab csh er is istat poc point care
-    concentration conc homogeneous urease gldh arsenazo
+    concentration conc homogeneous urease gldh arsenazo specimen
     """
 )
 
@@ -624,6 +626,8 @@ def specimen_fit(query: str | None, test: str) -> float | None:
     """
     if test == "plasma":
         test = SERUM
+    if test == "any":
+        return 0.05  # LOINC's unspecified specimen takes any name, below a stated match
     if query is None:
         if test == SERUM:
             return 0.3

@@ -168,3 +168,21 @@ def test_resolve_known_gives_the_full_matchers_codes() -> None:
     known = resolve_known(queries)
     full = CombinedMatcher(use_model=False).match_many(queries)
     assert [k.loinc_code if k else None for k in known] == [f.loinc_code for f in full]
+
+
+def test_every_catalog_long_name_keeps_its_analyte() -> None:
+    from tasks.labs import load_catalog, resolve_known
+
+    catalog = load_catalog()
+    queries = [LabQuery(test.long_name, test.canonical_unit) for test in catalog.tests]
+    results = resolve_known(queries)
+    own = other_analyte = 0
+    for test, result in zip(catalog.tests, results, strict=True):
+        if result is None:
+            continue
+        if result.loinc_code == test.loinc_code:
+            own += 1
+        elif parse_name(test.long_name).words != parse_name(result.loinc_name or "").words:
+            other_analyte += 1
+    assert other_analyte == 0
+    assert own >= 0.95 * len(catalog.tests)
