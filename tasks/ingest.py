@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import (
@@ -27,6 +27,8 @@ from pydantic import (
     ConfigDict,
     PositiveInt,
     ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
     field_validator,
 )
 from sqlalchemy import Engine, text
@@ -42,13 +44,34 @@ class Line(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
+def _offset_with_seconds(value: Any, handler: ValidatorFunctionWrapHandler) -> datetime:
+    """pydantic reads offsets to the minute only; ISO 8601 (and the hourly export's labels)
+    also has offsets with seconds, like Africa/Monrovia's -00:44:30 before 1972. Only a value
+    pydantic refuses pays for the second parse."""
+    try:
+        return handler(value)
+    except ValidationError:
+        if not isinstance(value, str) or len(value) < 25:  # no room for seconds in the offset
+            raise
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            parsed = None
+        if parsed is None:
+            raise  # pydantic's own error, which names no value
+        return handler(parsed)
+
+
+Instant = Annotated[AwareDatetime, WrapValidator(_offset_with_seconds)]
+
+
 class VitalLine(Line):
     user_id: PositiveInt
     metric: str
     value: float | str
     unit: str | None = None
-    start_time: AwareDatetime
-    end_time: AwareDatetime | None = None
+    start_time: Instant
+    end_time: Instant | None = None
     source: str | None = None
 
 

@@ -147,3 +147,34 @@ def test_the_reported_cases(engine) -> None:  # type: ignore[no-untyped-def]
         ("2", "2024-04-07T01:00:00+11:00", "2"),
         ("2", "2024-04-07T01:30:00+10:30", "2"),
     ]
+
+
+def test_offsets_with_seconds_round_trip(engine) -> None:  # type: ignore[no-untyped-def]
+    # Africa/Monrovia kept -00:44:30 until 1972: the hourly export labels its hours with that
+    # offset, and ingest reads such an offset back as the same instant.
+    from tasks.export import export_rows
+
+    ingest_lines(engine, "users", ['{"user_id": 3, "timezone": "Africa/Monrovia"}'])
+    report = ingest_lines(
+        engine,
+        "vitals",
+        [
+            '{"user_id": 3, "metric": "heart_rate", "value": 60, "unit": "bpm", '
+            '"start_time": "1971-06-01T10:20:00-00:44:30", "end_time": "1971-06-01T11:05:00Z"}',
+            '{"user_id": 3, "metric": "heart_rate", "value": 70, "unit": "bpm", '
+            '"start_time": "1971-06-01T11:04:30Z"}',
+        ],
+    )
+    assert (report.inserted, report.malformed) == (2, 0)
+    assert all(run.error is None for run in process_pending(["vitals"]))
+    hourly = [(r[3], r[4]) for r in list(export_rows(engine, "vitals", "hourly"))[1:]]
+    assert hourly == [("1971-06-01T10:00:00-00:44:30", "2")]  # the same instant, twice
+    again = ingest_lines(
+        engine,
+        "vitals",
+        [
+            '{"user_id": 3, "metric": "steps", "value": 5, "unit": "count", '
+            f'"start_time": "{hourly[0][0]}"}}'
+        ],
+    )
+    assert (again.inserted, again.malformed) == (1, 0)
