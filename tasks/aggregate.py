@@ -69,16 +69,26 @@ def lock_user_domain(conn: Connection, domain: str, user_id: int) -> None:
     conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
-def pin_bucket_plans(conn: Connection) -> None:
-    """Every recompute is "for each touched bucket, an index range scan of the level below".
+def without_jit(conn: Connection) -> None:
+    """No JIT compilation in this transaction.
 
-    Pin that plan shape for this transaction. With statistics that lag a bulk load, the
-    planner once chose to scan all of a user's readings for each of 7,000 touched hours: 30 s
-    instead of 0.15 s (bench/aggregate.py). A per-bucket index scan is never the wrong plan
-    here, since the touched buckets are few next to the history.
-    """
-    for setting in ("enable_seqscan", "enable_hashjoin", "enable_mergejoin"):
-        conn.execute(text(f"SET LOCAL {setting} = off"))
+    A stock PostgreSQL built with LLVM compiles every statement whose estimated cost passes
+    `jit_above_cost`; the recompute statements are many and small, and compiling one took
+    150-300 ms against the few milliseconds it runs (direct mode was 16-22x slower with JIT on:
+    bench/servers.py). Nothing here runs long enough to win the compile time back."""
+    conn.execute(text("SET LOCAL jit = off"))
+
+
+def _analyze(conn: Connection, table: str) -> None:
+    """Give the planner the real size of a fresh temp table (it has no statistics otherwise).
+
+    Every recompute is "for each touched bucket, an index range scan of the level below". With
+    an unanalyzed temp table and statistics that lag a bulk load, the planner once chose to scan
+    all of a user's readings for each of 7,000 touched hours: 30 s instead of 0.15 s. Knowing
+    how many buckets are touched, it picks the per-bucket index scans on its own, so no
+    planner setting has to be forced (forcing them made every cost estimate huge, which is what
+    set off JIT compilation)."""
+    conn.execute(text(f"ANALYZE {table}"))
 
 
 def _touched_dates(conn: Connection, domain: str, claim_id: str, user_id: int) -> None:
@@ -94,6 +104,7 @@ def _touched_dates(conn: Connection, domain: str, claim_id: str, user_id: int) -
         ),
         {"claim_id": claim_id, "user_id": user_id},
     )
+    _analyze(conn, "touched_dates")
 
 
 _PERIOD_LENGTH = {"week": "1 week", "month": "1 month", "quarter": "3 months", "year": "1 year"}
@@ -112,14 +123,25 @@ def _touched_periods(conn: Connection, unit: str) -> None:
             """
         )
     )
+    _analyze(conn, "touched_periods")
 
 
 def _replace_buckets(
-    conn: Connection, table: str, touched: str, match: str, insert_sql: str, params: dict
+    conn: Connection, table: str, touched: str, bucket: str, insert_sql: str, params: dict
 ) -> int:
-    """Delete the touched buckets of `table`, then insert their recomputed contents."""
+    """Delete the touched buckets of `table`, then insert their recomputed contents.
+
+    Plans that no estimate can derail, without forcing planner settings: the deletion finds
+    the buckets by primary key through an array, and every insert reads the level below with
+    one LATERAL subquery per touched bucket (it aggregates, so the planner cannot flatten it
+    into a join, and for each bucket an index range scan is cheaper than any scan of the
+    history). An unanalyzed join of the touched buckets with a large history was planned as a
+    scan of all of a user's readings per bucket: 3 s instead of 0.05 s (bench/aggregate.py)."""
     conn.execute(
-        text(f"DELETE FROM {table} a USING {touched} t WHERE a.user_id = :user_id AND {match}"),
+        text(
+            f"DELETE FROM {table} a WHERE a.user_id = :user_id "
+            f"AND a.bucket_start = ANY(ARRAY(SELECT t.{bucket} FROM {touched} t))"
+        ),
         params,
     )
     return conn.execute(text(insert_sql), params).rowcount
@@ -144,14 +166,17 @@ def _rollup(
         conn,
         target,
         "touched_periods",
-        "a.bucket_start = t.period_start",
+        "period_start",
         f"""
         INSERT INTO {target} ({shape.columns})
-        SELECT :user_id, f.{shape.key}, t.period_start, {shape.merge}
-        FROM touched_periods t
-        JOIN {source} f ON f.user_id = :user_id
-             AND f.bucket_start >= t.period_start AND f.bucket_start < t.period_end
-        GROUP BY f.{shape.key}, t.period_start
+        SELECT :user_id, s.*
+        FROM touched_periods t CROSS JOIN LATERAL (
+            SELECT f.{shape.key}, t.period_start, {shape.merge}
+            FROM {source} f
+            WHERE f.user_id = :user_id
+              AND f.bucket_start >= t.period_start AND f.bucket_start < t.period_end
+            GROUP BY f.{shape.key}
+        ) s
         """,
         params,
     )
@@ -169,61 +194,75 @@ def _rollup(
 # buckets, no bucket is longer than an hour, and every bucket lies within one local date.
 
 
-def _local(ts: str) -> str:
-    """The local wall time of instant `ts` in the user's zone (relation `tz`)."""
-    return f"({ts} AT TIME ZONE tz.name)"
+def _offset_at(ts: str) -> str:
+    """The UTC offset of instant `ts` in the user's zone (relation `tz`)."""
+    return f"((({ts}) AT TIME ZONE tz.name) - (({ts}) AT TIME ZONE 'UTC'))"
 
 
-def _utc_offset(ts: str) -> str:
-    return f"({_local(ts)} - ({ts} AT TIME ZONE 'UTC'))"
-
-
-def hour_bucket_sql(ts: str) -> str:
-    """The first instant of the hourly bucket that holds instant `ts`.
-
-    `hour` is where the local hour starts if the offset has not changed during it. If the
-    offset there differs, a change happened within this local hour (at most one: the tz
-    database has no two changes an hour apart), and the bucket starts at that change, found to
-    the second (offsets and changes are whole seconds); this runs only for instants in the
-    hour after a change."""
-    hour = f"({ts} - ({_local(ts)} - date_trunc('hour', {_local(ts)})))"
-    return f"""
-        CASE WHEN {_utc_offset(hour)} = {_utc_offset(ts)} THEN {hour}
-        ELSE (SELECT min(x) FROM generate_series({hour}, {ts}, interval '1 second') x
-              WHERE {_utc_offset("x")} = {_utc_offset(ts)})
-        END"""
+def _first_second(start: str, end: str, condition: str) -> str:
+    """The first whole second in [start, end] where `condition` (on `x`) holds. Used only for
+    the rare bucket that an offset change cuts (offsets and changes are whole seconds)."""
+    return (
+        f"(SELECT min(x) FROM generate_series({start}, {end}, interval '1 second') x "
+        f"WHERE {condition})"
+    )
 
 
 def _vitals_hourly(conn: Connection, params: dict) -> int:
+    # Per reading (one zone conversion, kept once by OFFSET 0): `hour`, where its local hour
+    # starts if the offset held all hour, and its offset. Per distinct (hour, offset): the
+    # bucket starts at `hour` if the offset there is the same, else at the change inside the
+    # hour; it ends at the hour's end, or at a change before it. (At most one change per hour:
+    # the tz database has no two changes an hour apart.)
+    hour_end = "h.hour + interval '1 hour'"
+    last_second = "h.hour + interval '59 min 59 s'"
+    change_into = _first_second("h.hour", hour_end, f"{_offset_at('x')} = h.utc_offset")
+    second_before = "x - interval '1 second'"
+    change_away = _first_second(
+        "h.hour",
+        hour_end,
+        f"{_offset_at('x')} <> h.utc_offset AND {_offset_at(second_before)} = h.utc_offset",
+    )
     conn.execute(
         text(
             f"""
             CREATE TEMP TABLE touched_hours ON COMMIT DROP AS
-            SELECT DISTINCT {hour_bucket_sql("r.start_time")} AS hour_start
-            FROM vitals_raw_data r, {USER_ZONE_SQL}
-            WHERE r.claim_id = :claim_id AND r.user_id = :user_id
+            WITH hours AS (
+                SELECT DISTINCT q.ts - (q.local - date_trunc('hour', q.local)) AS hour,
+                       q.local - (q.ts AT TIME ZONE 'UTC') AS utc_offset
+                FROM (SELECT r.start_time AS ts, r.start_time AT TIME ZONE tz.name AS local
+                      FROM vitals_raw_data r, {USER_ZONE_SQL}
+                      WHERE r.claim_id = :claim_id AND r.user_id = :user_id
+                      OFFSET 0) q
+            ), bounded AS (
+                SELECT CASE WHEN {_offset_at("h.hour")} = h.utc_offset THEN h.hour
+                            ELSE {change_into} END AS hour_start,
+                       CASE WHEN {_offset_at(last_second)} = h.utc_offset THEN {hour_end}
+                            ELSE {change_away} END AS hour_end
+                FROM hours h, {USER_ZONE_SQL}
+            )
+            SELECT DISTINCT hour_start, hour_end FROM bounded
             """
         ),
         params,
     )
-    # A bucket is never longer than an hour, so its readings lie in [start, start + 1 hour);
-    # of those, it holds the ones with its local hour and offset.
+    _analyze(conn, "touched_hours")
     return _replace_buckets(
         conn,
         "vitals_agg_hourly",
         "touched_hours",
-        "a.bucket_start = t.hour_start",
+        "hour_start",
         f"""
         INSERT INTO vitals_agg_hourly ({_MEASURE_COLUMNS})
-        SELECT :user_id, c.loinc_code, t.hour_start,
-               {_reading_stats("c.value", "c.start_time")}, min(c.unit)
-        FROM touched_hours t, {USER_ZONE_SQL}
-        JOIN vitals_categorized c ON c.user_id = :user_id
-        WHERE c.start_time >= t.hour_start AND c.start_time < t.hour_start + interval '1 hour'
-          AND date_trunc('hour', {_local("c.start_time")})
-              = date_trunc('hour', {_local("t.hour_start")})
-          AND {_utc_offset("c.start_time")} = {_utc_offset("t.hour_start")}
-        GROUP BY c.loinc_code, t.hour_start
+        SELECT :user_id, s.*
+        FROM touched_hours t CROSS JOIN LATERAL (
+            SELECT c.loinc_code, t.hour_start,
+                   {_reading_stats("c.value", "c.start_time")}, min(c.unit)
+            FROM vitals_categorized c
+            WHERE c.user_id = :user_id
+              AND c.start_time >= t.hour_start AND c.start_time < t.hour_end
+            GROUP BY c.loinc_code
+        ) s
         """,
         params,
     )
@@ -239,16 +278,19 @@ def _vitals_daily(conn: Connection, params: dict) -> int:
         conn,
         "vitals_agg_daily",
         "touched_dates",
-        "a.bucket_start = t.day",
+        "day",
         f"""
         INSERT INTO vitals_agg_daily ({_MEASURE_COLUMNS})
-        SELECT :user_id, f.loinc_code, t.day, {_MERGE_MEASURES}
-        FROM touched_dates t, {USER_ZONE_SQL}
-        JOIN vitals_agg_hourly f ON f.user_id = :user_id
-        WHERE f.bucket_start >= ((t.day - 1)::timestamp AT TIME ZONE 'UTC')
-          AND f.bucket_start < ((t.day + 2)::timestamp AT TIME ZONE 'UTC')
-          AND {_local("f.bucket_start")}::date = t.day
-        GROUP BY f.loinc_code, t.day
+        SELECT :user_id, s.*
+        FROM touched_dates t, {USER_ZONE_SQL} CROSS JOIN LATERAL (
+            SELECT f.loinc_code, t.day, {_MERGE_MEASURES}
+            FROM vitals_agg_hourly f
+            WHERE f.user_id = :user_id
+              AND f.bucket_start >= ((t.day - 1)::timestamp AT TIME ZONE 'UTC')
+              AND f.bucket_start < ((t.day + 2)::timestamp AT TIME ZONE 'UTC')
+              AND (f.bucket_start AT TIME ZONE tz.name)::date = t.day
+            GROUP BY f.loinc_code
+        ) s
         """,
         params,
     )
@@ -262,16 +304,18 @@ def _labs_daily(conn: Connection, params: dict) -> int:
         conn,
         "labs_agg_daily",
         "touched_dates",
-        "a.bucket_start = t.day",
+        "day",
         f"""
         INSERT INTO labs_agg_daily ({_MEASURE_COLUMNS})
-        SELECT :user_id, c.loinc_code, t.day,
-               {_reading_stats("c.value", "c.observed_at")}, min(c.unit)
-        FROM touched_dates t
-        JOIN lab_report_categorized c ON c.user_id = :user_id AND c.local_date = t.day
-        WHERE c.status = 'categorized' AND c.value IS NOT NULL
-          AND c.unit_flag IS NULL
-        GROUP BY c.loinc_code, t.day
+        SELECT :user_id, s.*
+        FROM touched_dates t CROSS JOIN LATERAL (
+            SELECT c.loinc_code, t.day,
+                   {_reading_stats("c.value", "c.observed_at")}, min(c.unit)
+            FROM lab_report_categorized c
+            WHERE c.user_id = :user_id AND c.local_date = t.day
+              AND c.status = 'categorized' AND c.value IS NOT NULL AND c.unit_flag IS NULL
+            GROUP BY c.loinc_code
+        ) s
         """,
         params,
     )
@@ -291,14 +335,17 @@ def _nutrition_daily(conn: Connection, params: dict) -> int:
         conn,
         "nutrition_agg_daily",
         "touched_dates",
-        "a.bucket_start = t.day",
+        "day",
         f"""
         INSERT INTO nutrition_agg_daily ({_NUTRITION_COLUMNS})
-        SELECT :user_id, COALESCE(n.meal_type, 'all'), n.meal_date, count(*), {sums}
-        FROM touched_dates t
-        JOIN nutrition_raw_data n ON n.user_id = :user_id AND n.meal_date = t.day
-        WHERE n.status IN {_ACCEPTED_NUTRITION}
-        GROUP BY GROUPING SETS ((n.meal_date, n.meal_type), (n.meal_date))
+        SELECT :user_id, s.*
+        FROM touched_dates t CROSS JOIN LATERAL (
+            SELECT COALESCE(n.meal_type, 'all'), t.day, count(*), {sums}
+            FROM nutrition_raw_data n
+            WHERE n.user_id = :user_id AND n.meal_date = t.day
+              AND n.status IN {_ACCEPTED_NUTRITION}
+            GROUP BY GROUPING SETS ((n.meal_type), ())
+        ) s
         """,
         params,
     )
@@ -346,7 +393,7 @@ def aggregate(
     """Recompute the `granularity` buckets of `domain` that the claim touches."""
     target = aggregate_table(domain, granularity)
     lock_user_domain(conn, domain, user_id)
-    pin_bucket_plans(conn)
+    without_jit(conn)
     params = {"claim_id": claim_id, "user_id": user_id}
     if granularity != "hourly":  # every calendar level starts from the claim's local dates
         _touched_dates(conn, domain, claim_id, user_id)
@@ -428,6 +475,7 @@ def copy_vitals_to_categorized(conn: Connection, *, claim_id: str, user_id: int)
     Rows of the big tables are found by primary key through arrays, a plan that no stale
     statistic can turn into a scan of the whole history.
     """
+    without_jit(conn)
     _load_conversions(conn)
     params = {"claim_id": claim_id, "user_id": user_id}
     conn.execute(
