@@ -21,7 +21,7 @@ from sqlalchemy import Connection, text
 
 from tasks.catalog import nutrient_keys, vital_types
 from tasks.errors import HealthflowError
-from tasks.lifecycle import LOCAL_DATE_SQL, USER_ZONE_SQL, table_of
+from tasks.lifecycle import LOCAL_DATE_SQL, USER_ZONE_SQL, reset_for_reprocessing, table_of
 
 GRANULARITIES = {
     "vitals": ("hourly", "daily", "weekly", "monthly"),
@@ -385,6 +385,43 @@ def aggregate_table(domain: str, granularity: str) -> str:
             f"{domain} has no {granularity!r} aggregates (choose from: {known})"
         )
     return f"{_TABLE_PREFIX[domain]}_{granularity}"
+
+
+# Domains whose buckets depend on the user's zone (nutrition entries carry their local date).
+ZONED_DOMAINS = ("vitals", "labs")
+
+
+def rezone_users(conn: Connection, zones: dict[int, str]) -> list[int]:
+    """Before users' zones are stored: forget what was aggregated in another zone.
+
+    For each user whose zone changes (a user that had none was aggregated in UTC), delete the
+    vitals and labs aggregates and put the settled rows back to pending, so the next claim
+    recomputes every bucket in the new zone (a lab result's local date is derived again when
+    its claim categorizes it). Rows a live execution holds keep going; their buckets are
+    recomputed in the zone current when each step runs. Returns the users that changed."""
+    if not zones:
+        return []
+    stored: dict[int, str] = {
+        row.user_id: row.timezone
+        for row in conn.execute(
+            text("SELECT user_id, timezone FROM user_settings WHERE user_id = ANY(:ids)"),
+            {"ids": list(zones)},
+        )
+    }
+    changed = sorted(u for u, zone in zones.items() if stored.get(u, "UTC") != zone)
+    for domain in ZONED_DOMAINS:
+        for user_id in changed:  # in user order: two concurrent calls cannot deadlock
+            lock_user_domain(conn, domain, user_id)
+            for granularity in GRANULARITIES[domain]:
+                conn.execute(
+                    text(
+                        f"DELETE FROM {aggregate_table(domain, granularity)} "
+                        "WHERE user_id = :user_id"
+                    ),
+                    {"user_id": user_id},
+                )
+            reset_for_reprocessing(conn, domain=domain, user_id=user_id)
+    return changed
 
 
 def aggregate(

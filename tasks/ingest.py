@@ -33,6 +33,7 @@ from pydantic import (
 )
 from sqlalchemy import Engine, text
 
+from tasks.aggregate import rezone_users
 from tasks.catalog import meal_types, nutrients, vital_types
 
 Row = tuple[Any, ...]
@@ -412,6 +413,7 @@ def ingest_users(engine: Engine, lines: Iterable[str]) -> IngestReport:
         users[record.user_id] = zone
     with engine.begin() as conn:
         if users:
+            rezone_users(conn, users)
             conn.execute(
                 text(
                     "INSERT INTO user_settings (user_id, timezone) VALUES (:user_id, :timezone) "

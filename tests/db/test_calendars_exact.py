@@ -178,3 +178,61 @@ def test_offsets_with_seconds_round_trip(engine) -> None:  # type: ignore[no-unt
         ],
     )
     assert (again.inserted, again.malformed) == (1, 0)
+
+
+def _settled(engine, table: str) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    with engine.connect() as conn:
+        return dict(conn.execute(text(f"SELECT status, count(*) FROM {table} GROUP BY 1")).all())
+
+
+def test_a_zone_that_arrives_or_changes_recomputes_the_users_buckets(engine) -> None:  # type: ignore[no-untyped-def]
+    from tests.support.reference import generate
+
+    readings = [r for r in generate(seed=17, per_user=150) if r.user_id == 104]
+    ingest_lines(engine, "vitals", [r.line() for r in readings])
+    lab = (
+        '{"user_id": 104, "test_name": "Glucose", "value": 90, "unit": "mg/dL", '
+        '"collected_at": "2024-03-10T20:30:00+00:00", "report_id": "r1"}'
+    )
+    ingest_lines(engine, "labs", [lab])
+    with engine.begin() as conn:  # labs as an earlier run left them: aggregated in UTC
+        conn.execute(text("UPDATE lab_report_raw SET status = 'aggregated'"))
+        conn.execute(
+            text(
+                "INSERT INTO labs_agg_daily (user_id, loinc_code, bucket_start, count, sum, min, "
+                "max, last_value, last_time, unit) VALUES (104, '2345-7', '2024-03-10', 1, 90, "
+                "90, 90, 90, '2024-03-10T20:30:00+00:00', 'mg/dL')"
+            )
+        )
+    assert all(run.error is None for run in process_pending(["vitals"]))
+    # No zone yet: UTC.
+    assert_vitals_match(engine, readings, {104: "UTC"})
+    for zone in ("Asia/Kathmandu", "America/Havana"):  # the zone arrives, then changes
+        report = ingest_lines(engine, "users", [f'{{"user_id": 104, "timezone": "{zone}"}}'])
+        assert report.inserted == 1
+        assert _settled(engine, "vitals_raw_data") == {"pending": len(readings)}
+        assert _settled(engine, "lab_report_raw") == {"pending": 1}
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM labs_agg_daily")).scalar_one() == 0
+        assert all(run.error is None for run in process_pending(["vitals"]))
+        assert_vitals_match(engine, readings, {104: zone})
+    # The same zone again changes nothing.
+    ingest_lines(engine, "users", ['{"user_id": 104, "timezone": "America/Havana"}'])
+    assert _settled(engine, "vitals_raw_data") == {"aggregated": len(readings)}
+
+
+def assert_vitals_match(engine, readings, zones) -> None:  # type: ignore[no-untyped-def]
+    for granularity in GRANULARITIES:
+        expected = vitals_reference(readings, granularity, zones)
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT user_id, loinc_code, bucket_start, count, sum "
+                    f"FROM vitals_agg_{granularity}"
+                )
+            ).all()
+        actual = {(r[0], r[1], r[2]): (r[3], r[4]) for r in rows}
+        assert sorted(actual) == sorted(expected), granularity
+        for key, stats in expected.items():
+            assert actual[key][0] == stats.count, (granularity, key)
+            assert math.isclose(actual[key][1], stats.total, rel_tol=1e-9), (granularity, key)
