@@ -1,9 +1,13 @@
 """JSON Lines ingest: validate each line with pydantic, store good and implausible rows in bulk.
 
-A line that cannot be read as the domain's record (bad JSON, missing field, naive timestamp) is
-reported by line number and skipped. A line that reads but cannot be accepted (unknown metric,
-non-finite or impossible value, unconvertible unit) is stored as `rejected` with its reason, so it
-is kept and never aggregated. Reasons name fields and rules, never the values (health data).
+A line that cannot be read as the domain's record (bad JSON, missing or blank field, naive
+timestamp, NUL character, user id out of range) is reported by line number and skipped. A line
+that reads but cannot be accepted (unknown metric, non-finite or impossible value, implausible
+time, ambiguous decimal comma, unconvertible unit) is stored as `rejected` with its reason, so it
+is kept and never aggregated: whatever could make a step fail on a value stops here. A line whose
+user and `entry_id` are already stored is a duplicate and is not stored again. Every non-blank
+line is counted exactly once: lines = pending + rejected + malformed + duplicates. Reasons and
+errors name fields and rules, never the values (health data).
 """
 
 from __future__ import annotations
@@ -12,20 +16,23 @@ import csv
 import io
 import math
 import queue
+import re
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import IO, Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+import psycopg2
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
-    PositiveInt,
+    Field,
     ValidationError,
     ValidatorFunctionWrapHandler,
     WrapValidator,
@@ -35,14 +42,64 @@ from sqlalchemy import Engine, text
 
 from tasks.aggregate import rezone_users
 from tasks.catalog import meal_types, nutrients, vital_types
+from tasks.errors import HealthflowError
+from tasks.steps.models import MAX_USER_ID
 
 Row = tuple[Any, ...]
+
+
+class IngestFailed(HealthflowError):
+    """The database refused a batch; the file was rolled back. The message is one line with
+    the error class and code, never the failing row (it would print health values)."""
+
+
+# A number, not a string or a boolean; positive and within what the per-user lock key holds.
+UserId = Annotated[int, Field(strict=True, gt=0, le=MAX_USER_ID)]
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+# A text field the row cannot do without (an empty CSV field would reach COPY as NULL).
+Required = Annotated[str, AfterValidator(_not_blank)]
+EntryId = Annotated[str | int, Field(union_mode="left_to_right")]
+
+# Times outside this window are no reading of a living person's health: rejected, never claimed
+# (a year-1 instant is year 0 in a zone west of UTC, which no step can turn into a date).
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+FUTURE_SLACK = timedelta(days=1)
+# No lab, vital or nutrient value comes near this; a larger one overflows conversions.
+LARGEST_VALUE = 1e12
+
+
+def _latest() -> datetime:
+    return datetime.now(UTC) + FUTURE_SLACK
+
+
+def _implausible_instant(*instants: datetime | None) -> bool:
+    latest = _latest()
+    return any(t is not None and not EARLIEST <= t <= latest for t in instants)
+
+
+def _implausible_date(day: date) -> bool:
+    return not EARLIEST.date() <= day <= _latest().date()
 
 
 class Line(BaseModel):
     # Backends may send more fields than we use; unknown ones are ignored, not errors.
     # (No str_strip_whitespace: it doubles the validation time; text is stripped where used.)
     model_config = ConfigDict(extra="ignore")
+    entry_id: EntryId | None = None
+
+    @field_validator("entry_id")
+    @classmethod
+    def _entry_id(cls, value: str | int | None) -> str | int | None:
+        if isinstance(value, str) and not 0 < len(value.strip()) <= 200:
+            raise ValueError("must be 1 to 200 characters")
+        return value
 
 
 def _offset_with_seconds(value: Any, handler: ValidatorFunctionWrapHandler) -> datetime:
@@ -67,8 +124,8 @@ Instant = Annotated[AwareDatetime, WrapValidator(_offset_with_seconds)]
 
 
 class VitalLine(Line):
-    user_id: PositiveInt
-    metric: str
+    user_id: UserId
+    metric: Required
     value: float | str
     unit: str | None = None
     start_time: Instant
@@ -84,8 +141,8 @@ def parse_collection_time(value: str) -> datetime | date:
 
 
 class LabLine(Line):
-    user_id: PositiveInt
-    test_name: str
+    user_id: UserId
+    test_name: Required
     value: float | str | None = None
     unit: str | None = None
     reference_range: str | None = None
@@ -97,20 +154,24 @@ class LabLine(Line):
     @field_validator("collected_at")
     @classmethod
     def _collection_time(cls, value: str) -> str:
-        parse_collection_time(value)
+        try:
+            parse_collection_time(value)
+        except ValueError:
+            # Not the parser's message: it quotes the value, which may be health data.
+            raise ValueError("not an ISO 8601 date or date and time") from None
         return value
 
 
 class NutritionLine(Line):
     model_config = ConfigDict(extra="allow")
-    user_id: PositiveInt
+    user_id: UserId
     meal_date: date
-    meal_type: str
-    food_name: str
+    meal_type: Required
+    food_name: Required
 
 
 class UserLine(Line):
-    user_id: PositiveInt
+    user_id: UserId
     timezone: str
 
 
@@ -120,6 +181,10 @@ class IngestReport:
     inserted: int = 0
     rejected: int = 0
     malformed: int = 0
+    # Lines whose user and entry_id were already stored (or came earlier in the same file).
+    duplicates: int = 0
+    # Non-blank lines read: always inserted + rejected + malformed + duplicates.
+    lines: int = 0
     # (line number, reason): malformed lines and rejected rows alike.
     problems: list[tuple[int, str]] = field(default_factory=list)
 
@@ -129,8 +194,9 @@ class IngestReport:
 
     def summary(self) -> str:
         return (
-            f"{self.domain}: {self.inserted} inserted as pending, {self.rejected} stored as "
-            f"rejected, {self.malformed} malformed lines skipped"
+            f"{self.domain}: {self.lines} lines: {self.inserted} inserted as pending, "
+            f"{self.rejected} stored as rejected, {self.malformed} malformed lines skipped, "
+            f"{self.duplicates} duplicates"
         )
 
 
@@ -139,16 +205,42 @@ def _none_if_blank(value: str | None) -> str | None:
     return value if value else None
 
 
+# "1,234.5" groups thousands; "5,5" or "5,500" may be a decimal comma: never guessed.
+_GROUPED = re.compile(r"[+-]?\d{1,3}(,\d{3})+\.\d+")
+_NUMERIC_WITH_COMMA = re.compile(r"[+-]?[\d.,]*\d,[\d.,]*")
+
+
 def _number(value: float | str | None) -> float | None:
     """The numeric reading of a value, or None when it is not a number."""
     if value is None or isinstance(value, float):
         return value
     if isinstance(value, int):
         return float(value)
+    if "," in value:
+        text = value.strip()
+        if not _GROUPED.fullmatch(text):
+            return None
+        value = text.replace(",", "")
     try:
-        return float(value.replace(",", "")) if value else None
+        return float(value) if value else None
     except ValueError:
         return None
+
+
+def _decimal_comma(value: object) -> bool:
+    """A number written with a comma that could be a decimal separator ("5,5")."""
+    if not isinstance(value, str) or "," not in value:
+        return False
+    text = value.strip()
+    return bool(_NUMERIC_WITH_COMMA.fullmatch(text)) and not _GROUPED.fullmatch(text)
+
+
+def _value_reason(number: float | None) -> str | None:
+    if number is not None and not math.isfinite(number):
+        return "non_finite_value"
+    if number is not None and abs(number) > LARGEST_VALUE:
+        return "out_of_range"
+    return None
 
 
 def _vital_row(line: VitalLine) -> tuple[Row, str | None]:
@@ -160,7 +252,9 @@ def _vital_row(line: VitalLine) -> tuple[Row, str | None]:
     if vital is None:
         reason = "unknown_metric"
     elif number is None:
-        reason = "unparseable_value"
+        reason = "ambiguous_decimal_comma" if _decimal_comma(line.value) else "unparseable_value"
+    elif _implausible_instant(line.start_time, line.end_time):
+        reason = "implausible_time"
     elif line.end_time is not None and line.end_time < line.start_time:
         reason = "end_before_start"
     else:
@@ -175,8 +269,13 @@ def _vital_row(line: VitalLine) -> tuple[Row, str | None]:
         line.start_time,
         line.end_time,
         _none_if_blank(line.source),
+        _entry(line),
     )
     return row, reason
+
+
+def _entry(line: Line) -> str | None:
+    return None if line.entry_id is None else str(line.entry_id).strip()
 
 
 def _lab_row(line: LabLine) -> tuple[Row, str | None]:
@@ -184,13 +283,21 @@ def _lab_row(line: LabLine) -> tuple[Row, str | None]:
     value_text = None if line.value is None else str(line.value).strip()
     reason = None
     test_name = line.test_name.strip()
-    if not test_name:
-        reason = "missing_test_name"
-    elif value_text is None or value_text == "":
+    if value_text is None or value_text == "":
         reason = "missing_value"
-    elif number is not None and not math.isfinite(number):
-        reason = "non_finite_value"
+    elif _decimal_comma(value_text):
+        reason = "ambiguous_decimal_comma"
+    else:
+        reason = _value_reason(number)
     collected = parse_collection_time(line.collected_at)
+    if isinstance(collected, datetime) and collected.tzinfo is not None:
+        implausible = _implausible_instant(collected)
+    else:
+        implausible = _implausible_date(
+            collected.date() if isinstance(collected, datetime) else collected
+        )
+    if implausible:
+        reason = reason or "implausible_time"
     collected_at: str | None
     collected_local: str | datetime | None
     if isinstance(collected, datetime) and collected.tzinfo is not None:
@@ -209,6 +316,7 @@ def _lab_row(line: LabLine) -> tuple[Row, str | None]:
         _none_if_blank(line.reference_range),
         collected_at,
         collected_local,
+        _entry(line),
     )
     return row, reason
 
@@ -217,14 +325,15 @@ def _nutrition_row(line: NutritionLine) -> tuple[Row, str | None]:
     extra = line.model_extra or {}
     meal_type, food_name = line.meal_type.strip().lower(), line.food_name.strip()
     reason = None if meal_type in meal_types() else "unknown_meal_type"
-    if not food_name:
-        reason = reason or "missing_food_name"
+    if _implausible_date(line.meal_date):
+        reason = reason or "implausible_time"
     amounts: list[float | None] = []
     for nutrient in nutrients():
         raw = extra.get(nutrient.key)
         amount = _number(raw) if isinstance(raw, (int, float, str)) else None
         if raw is not None and (amount is None or isinstance(raw, bool)):
-            reason = reason or f"unparseable_value:{nutrient.key}"
+            problem = "ambiguous_decimal_comma" if _decimal_comma(raw) else "unparseable_value"
+            reason = reason or f"{problem}:{nutrient.key}"
             amount = None
         elif amount is not None and not math.isfinite(amount):
             reason = reason or f"non_finite_value:{nutrient.key}"
@@ -238,6 +347,7 @@ def _nutrition_row(line: NutritionLine) -> tuple[Row, str | None]:
         meal_type,
         food_name,
         *amounts,
+        _entry(line),
     )
     return row, reason
 
@@ -254,7 +364,17 @@ DOMAIN_SPECS: dict[str, DomainSpec] = {
     "vitals": DomainSpec(
         "vitals_raw_data",
         VitalLine,
-        ("user_id", "metric", "value", "raw_value", "unit", "start_time", "end_time", "source"),
+        (
+            "user_id",
+            "metric",
+            "value",
+            "raw_value",
+            "unit",
+            "start_time",
+            "end_time",
+            "source",
+            "entry_id",
+        ),
         _vital_row,
     ),
     "labs": DomainSpec(
@@ -270,13 +390,21 @@ DOMAIN_SPECS: dict[str, DomainSpec] = {
             "reference_range",
             "collected_at",
             "collected_local",
+            "entry_id",
         ),
         _lab_row,
     ),
     "nutrition": DomainSpec(
         "nutrition_raw_data",
         NutritionLine,
-        ("user_id", "meal_date", "meal_type", "food_name", *(n.key for n in nutrients())),
+        (
+            "user_id",
+            "meal_date",
+            "meal_type",
+            "food_name",
+            *(n.key for n in nutrients()),
+            "entry_id",
+        ),
         _nutrition_row,
     ),
 }
@@ -294,30 +422,63 @@ def describe_validation_error(error: ValidationError) -> str:
 class CopyWriter:
     """COPY batches into one table on one connection, in a background thread, in one
     transaction: parsing the next batch (Python) overlaps the server storing the last one, and
-    a file lands whole or not at all (a rerun after a crash cannot leave half a file twice)."""
+    a file lands whole or not at all (a rerun after a crash cannot leave half a file twice).
+
+    A batch that carries entry ids goes through a temp table and `INSERT ... ON CONFLICT DO
+    NOTHING`, so a line whose user and entry id are stored already is dropped, not an error;
+    `dropped` counts those duplicates by status. Other batches are copied straight in.
+    """
 
     def __init__(self, engine: Engine, table: str, columns: Iterable[str]) -> None:
-        self._sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv)"
+        self._table, names = table, ", ".join(columns)
+        self._sql = f"COPY {table} ({names}) FROM STDIN WITH (FORMAT csv)"
+        self._stage_sql = f"COPY ingest_stage ({names}) FROM STDIN WITH (FORMAT csv)"
+        self._create_stage = (
+            f"CREATE TEMP TABLE ingest_stage ON COMMIT DROP AS "
+            f"SELECT {names} FROM {table} WITH NO DATA"
+        )
+        self._merge = (
+            f"WITH stored AS (INSERT INTO {table} ({names}) SELECT {names} FROM ingest_stage "
+            "ON CONFLICT (user_id, entry_id) WHERE entry_id IS NOT NULL DO NOTHING "
+            "RETURNING status) SELECT status, count(*) FROM stored GROUP BY status"
+        )
+        self._staged = False
+        self.dropped: Counter[str] = Counter()
         self._raw = engine.raw_connection()
-        self._batches: queue.Queue[io.StringIO | None] = queue.Queue(maxsize=2)
+        self._batches: queue.Queue[tuple[io.StringIO, Counter[str] | None] | None] = queue.Queue(
+            maxsize=2
+        )
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="copy-writer", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         with self._raw.cursor() as cursor:  # type: ignore[attr-defined]
-            while (buffer := self._batches.get()) is not None:
+            while (item := self._batches.get()) is not None:
                 if self._error is None:
                     try:
-                        cursor.copy_expert(self._sql, buffer)
+                        self._store(cursor, *item)
                     except BaseException as error:  # reported by close(); keep draining
                         self._error = error
 
-    def write(self, rows: Iterable[Row]) -> None:
+    def _store(self, cursor: Any, buffer: io.StringIO, statuses: Counter[str] | None) -> None:
+        if statuses is None:
+            cursor.copy_expert(self._sql, buffer)
+            return
+        cursor.execute("TRUNCATE ingest_stage" if self._staged else self._create_stage)
+        self._staged = True
+        cursor.copy_expert(self._stage_sql, buffer)
+        cursor.execute(self._merge)
+        stored = dict(cursor.fetchall())
+        for status, count in statuses.items():
+            self.dropped[status] += count - stored.get(status, 0)
+
+    def write(self, rows: Iterable[Row], *, statuses: Counter[str] | None = None) -> None:
+        """Queue a batch; `statuses` (rows per status) asks for the duplicate-dropping path."""
         buffer = io.StringIO()
         csv.writer(buffer, lineterminator="\n").writerows(rows)
         buffer.seek(0)
-        self._batches.put(buffer)
+        self._batches.put((buffer, statuses))
 
     def close(self, *, commit: bool = True) -> None:
         """Wait for every batch, then commit; roll back (and raise) if any batch failed, or
@@ -328,11 +489,20 @@ class CopyWriter:
             if self._error is not None or not commit:
                 self._raw.rollback()
                 if self._error is not None:
-                    raise self._error
+                    raise self._described(self._error)
             else:
                 self._raw.commit()
         finally:
             self._raw.close()
+
+    def _described(self, error: BaseException) -> BaseException:
+        """A database error as one line without row values (its DETAIL quotes the row)."""
+        if isinstance(error, psycopg2.Error):
+            return IngestFailed(
+                f"the database refused a batch for {self._table}: {type(error).__name__} "
+                f"(SQLSTATE {error.pgcode}); nothing from this file was stored"
+            )
+        return error
 
 
 def copy_rows(engine: Engine, table: str, columns: Iterable[str], rows: Iterable[Row]) -> None:
@@ -342,17 +512,31 @@ def copy_rows(engine: Engine, table: str, columns: Iterable[str], rows: Iterable
     writer.close()
 
 
+def _nul_fields(record: BaseModel) -> list[str]:
+    """Fields whose text holds a NUL character, which PostgreSQL text cannot store."""
+    values = {**dict(record), **(record.model_extra or {})}
+    return sorted(k for k, v in values.items() if isinstance(v, str) and "\x00" in v)
+
+
 def _parse_lines(
     spec: DomainSpec, lines: Iterable[str], report: IngestReport
 ) -> Iterator[tuple[Row, str | None]]:
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
+        report.lines += 1
         try:
             record = spec.model.model_validate_json(line)
         except ValidationError as error:
             report.malformed += 1
             report.problems.append((number, describe_validation_error(error)))
+            continue
+        # JSON can only carry a NUL as the escape \u0000: look closer only then.
+        if "\\u0000" in line and (fields := _nul_fields(record)):
+            report.malformed += 1
+            report.problems.append(
+                (number, f"malformed: {', '.join(fields)}: contains a NUL character")
+            )
             continue
         row, reason = spec.to_row(record)
         if reason is not None:
@@ -363,30 +547,41 @@ def _parse_lines(
 def ingest_lines(
     engine: Engine, domain: str, lines: Iterable[str], *, batch_rows: int = 50_000
 ) -> IngestReport:
-    """Insert a domain's JSON lines: good ones as pending, implausible ones as rejected."""
+    """Insert a domain's JSON lines: good ones as pending, implausible ones as rejected,
+    repeated entry ids counted as duplicates."""
     if domain == "users":
         return ingest_users(engine, lines)
     spec = DOMAIN_SPECS[domain]
     report = IngestReport(domain)
     writer = CopyWriter(engine, spec.table, (*spec.columns, "status", "error"))
+    entry_at = spec.columns.index("entry_id")
     batch: list[Row] = []
+    statuses: Counter[str] = Counter()
+    totals: Counter[str] = Counter()
+    with_entry_ids = False
+
+    def flush() -> None:
+        writer.write(batch, statuses=statuses if with_entry_ids else None)
+
     try:
         for row, reason in _parse_lines(spec, lines, report):
-            if reason is None:
-                batch.append((*row, "pending", None))
-                report.inserted += 1
-            else:
-                batch.append((*row, "rejected", reason))
-                report.rejected += 1
+            status = "pending" if reason is None else "rejected"
+            batch.append((*row, status, reason))
+            statuses[status] += 1
+            totals[status] += 1
+            with_entry_ids = with_entry_ids or row[entry_at] is not None
             if len(batch) >= batch_rows:
-                writer.write(batch)
-                batch = []
+                flush()
+                batch, statuses, with_entry_ids = [], Counter(), False
         if batch:
-            writer.write(batch)
+            flush()
     except BaseException:
         writer.close(commit=False)
         raise
     writer.close()
+    report.inserted = totals["pending"] - writer.dropped["pending"]
+    report.rejected = totals["rejected"] - writer.dropped["rejected"]
+    report.duplicates = sum(writer.dropped.values())
     return report
 
 

@@ -18,8 +18,10 @@ derived from (seed, user_id), so vitals, labs and nutrition of one user tell one
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -1021,6 +1023,18 @@ def write_jsonl(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> int:
     return count
 
 
+def with_entry_ids(rows: Iterable[Mapping[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Rows with the source record's id a backend would send (`entry_id`): derived from the
+    record itself, so the same dataset written twice carries the same ids and ingesting it twice
+    stores it once; identical records (the same meal eaten twice) get distinct ids."""
+    seen: Counter[str] = Counter()
+    for row in rows:
+        digest = hashlib.sha256(json.dumps(row, sort_keys=True).encode()).hexdigest()[:24]
+        seen[digest] += 1
+        occurrence = seen[digest]
+        yield {**row, "entry_id": digest if occurrence == 1 else f"{digest}-{occurrence}"}
+
+
 def write_sample_dataset(
     out_dir: str | Path,
     n_users: int,
@@ -1034,9 +1048,9 @@ def write_sample_dataset(
     users = generate_users(n_users, seed)
     sources: dict[str, Iterable[Mapping[str, Any]]] = {
         "users": users,
-        "vitals": iter_vitals(users, start, days, seed, rate),
-        "labs": iter_labs(users, start, days, seed),
-        "nutrition": iter_nutrition(users, start, days, seed),
+        "vitals": with_entry_ids(iter_vitals(users, start, days, seed, rate)),
+        "labs": with_entry_ids(iter_labs(users, start, days, seed)),
+        "nutrition": with_entry_ids(iter_nutrition(users, start, days, seed)),
     }
     paths: dict[str, Path] = {}
     for name, rows in sources.items():

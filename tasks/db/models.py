@@ -27,6 +27,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
 from tasks.catalog import nutrient_keys
+from tasks.steps.models import MAX_USER_ID as MAX_USER_ID
 
 STATUSES = ("pending", "processing", "aggregated", "failed", "rejected")
 DOMAINS = ("labs", "vitals", "nutrition")
@@ -100,6 +101,8 @@ class RawRow:
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
     claimed_at: Mapped[datetime | None]
     processed_at: Mapped[datetime | None]
+    # The source record's id: the same user and id arriving again is a duplicate, not a row.
+    entry_id: Mapped[str | None]
 
     @declared_attr.directive
     @classmethod
@@ -127,6 +130,13 @@ class RawRow:
                 f"ix_{cls.__tablename__}_claim",  # type: ignore[attr-defined]
                 "claim_id",
                 postgresql_where=text("claim_id IS NOT NULL"),
+            ),
+            Index(
+                f"uq_{cls.__tablename__}_entry",  # type: ignore[attr-defined]
+                "user_id",
+                "entry_id",
+                unique=True,
+                postgresql_where=text("entry_id IS NOT NULL"),
             ),
             # Claims also look for a user's stale `processing` and retryable `failed` rows;
             # both are few, so this index stays small however long the history grows.

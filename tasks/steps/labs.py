@@ -91,6 +91,32 @@ def match_rows(rows: list[Any], matcher: Any) -> dict[tuple[str, str], Any]:
     )
 
 
+# Results that can be below zero: a base excess, a gap or a difference of two measurements.
+_SIGNED = ("excess", "gap", "difference")
+
+
+def implausible_result(code: str, value: float | None, unit: str | None) -> str | None:
+    """Why a coded numeric result cannot be a real one (ingest knows no code yet, so this is
+    where the catalog's ranges apply): not finite once converted, outside the range the vital
+    catalog gives the same code, or below zero for a quantity that cannot be."""
+    if value is None:
+        return None
+    if not math.isfinite(value):
+        return "non_finite_value"
+    from tasks.catalog import vital_types
+    from tasks.labs.catalog import load_catalog
+
+    vital = vital_types().get(code)
+    if vital is not None and unit == vital.canonical_unit:
+        return None if vital.low <= value <= vital.high else "out_of_range"
+    if value < 0:
+        test = load_catalog().by_code.get(code)
+        name = test.long_name.lower() if test else ""
+        if not any(word in name for word in _SIGNED):
+            return "out_of_range"
+    return None
+
+
 def write_results(
     conn: Connection,
     *,
@@ -124,6 +150,7 @@ def write_results(
         ).scalars()
     )
     records = []
+    implausible: dict[str, list[int]] = {}
     categorized = uncategorized = 0
     for row in rows:
         if row.id not in still_held:
@@ -131,11 +158,15 @@ def write_results(
         match = results[(row.test_name, row.unit or "")]
         value, unit, flag = row.value, row.unit, None
         if match.loinc_code is not None:
-            categorized += 1
             if row.value is not None and math.isfinite(row.value):
                 value, unit, flag = convert(match.loinc_code, row.value, row.unit)
                 # Only problems are flagged; a flagged value is kept but never aggregated.
                 flag = None if flag == FLAG_OK else flag
+            reason = implausible_result(match.loinc_code, value, unit)
+            if reason is not None:
+                implausible.setdefault(reason, []).append(row.id)
+                continue
+            categorized += 1
         else:
             uncategorized += 1
         records.append(
@@ -157,6 +188,14 @@ def write_results(
                 row.local_date,
             )
         )
+    for reason, ids in implausible.items():
+        rejected += conn.execute(
+            text(
+                "UPDATE lab_report_raw SET status = 'rejected', error = :reason, "
+                "processed_at = now(), updated_at = now() WHERE id = ANY(:ids)"
+            ),
+            {"reason": reason, "ids": ids},
+        ).rowcount
     # A rerun of this claim replaces what an earlier try wrote.
     conn.execute(
         text(

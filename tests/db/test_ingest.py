@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import pytest
@@ -132,3 +133,222 @@ def test_a_file_lands_whole_or_not_at_all(engine) -> None:
         ingest_lines(engine, "vitals", lines(), batch_rows=2)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM vitals_raw_data")).scalar_one() == 0
+
+
+# ---------------------------------------------------------------------------- robustness
+
+
+def _vital(**fields: object) -> str:
+    line = {"user_id": 1, "metric": "heart_rate", "value": 70, "unit": "bpm",
+            "start_time": "2024-03-10T08:00:00+00:00", **fields}  # fmt: skip
+    return json.dumps(line)
+
+
+def _rows(engine, table: str) -> list[tuple]:
+    with engine.connect() as conn:
+        return [
+            tuple(r)
+            for r in conn.execute(text(f"SELECT status, error FROM {table} ORDER BY id")).all()
+        ]
+
+
+def _balanced(report) -> bool:
+    parts = report.inserted + report.rejected + report.malformed + report.duplicates
+    return report.lines == parts
+
+
+def test_one_bad_line_never_aborts_a_file(engine) -> None:
+    """Each of these used to abort the whole file with a traceback quoting the row."""
+    lines = [
+        _vital(),
+        _vital(metric=""),  # an empty CSV field: COPY reads it as NULL
+        _vital(metric="   "),
+        _vital(source="watch\u0000"),  # PostgreSQL text cannot hold NUL
+        _vital(unit="b\u0000pm"),
+        _vital(user_id=2**63),  # above bigint
+        _vital(user_id=2**48),  # above the advisory-lock key's range
+        _vital(user_id=True),
+        _vital(user_id="2"),
+        _vital(value=71),
+    ]
+    report = ingest_lines(engine, "vitals", lines)
+    assert (report.lines, report.inserted, report.rejected, report.malformed) == (10, 2, 0, 8)
+    assert _balanced(report)
+    reasons = dict(report.problems)
+    assert "metric: Value error, must not be blank" in reasons[2]
+    assert reasons[4] == "malformed: source: contains a NUL character"
+    assert reasons[5] == "malformed: unit: contains a NUL character"
+    assert all("user_id" in reasons[n] for n in (6, 7, 8, 9))
+    labs = [
+        '{"user_id": 1, "test_name": "", "value": "5.1", "collected_at": "2024-01-02"}',
+        '{"user_id": 1, "test_name": "TSH", "value": "2.1", "collected_at": "2024-01-02"}',
+    ]
+    meals = [
+        '{"user_id": 1, "meal_date": "2024-01-02", "meal_type": "lunch", "food_name": ""}',
+        '{"user_id": 1, "meal_date": "2024-01-02", "meal_type": "", "food_name": "Dal"}',
+        '{"user_id": 1, "meal_date": "2024-01-02", "meal_type": "lunch", "food_name": "Dal"}',
+    ]
+    lab_report = ingest_lines(engine, "labs", labs)
+    meal_report = ingest_lines(engine, "nutrition", meals)
+    assert (lab_report.inserted, lab_report.malformed) == (1, 1)
+    assert (meal_report.inserted, meal_report.malformed) == (1, 2)
+    assert _balanced(lab_report) and _balanced(meal_report)
+
+
+def test_values_no_step_could_handle_are_rejected_with_a_reason(engine) -> None:
+    vitals = [
+        _vital(start_time="0001-01-01T00:00:00+00:00"),  # year 0 in New York
+        _vital(start_time="3000-01-01T00:00:00+00:00"),
+        _vital(end_time="9999-12-31T23:59:59+00:00"),
+        _vital(metric="blood_glucose", value=1e308, unit="mmol/L"),  # inf once converted
+        _vital(metric="blood_glucose", value=-5, unit="mg/dL"),
+        _vital(value="5,5"),
+        _vital(value="1,234.5", metric="steps", unit="count"),  # thousands, unambiguous
+    ]
+    labs = [
+        '{"user_id": 1, "test_name": "Glucose", "value": 1e308, "unit": "mmol/L", '
+        '"collected_at": "2024-01-02"}',
+        '{"user_id": 1, "test_name": "Glucose", "value": "5,5", "unit": "mmol/L", '
+        '"collected_at": "2024-01-02"}',
+        '{"user_id": 1, "test_name": "Glucose", "value": "5.5", "unit": "mmol/L", '
+        '"collected_at": "0001-01-01T00:00:00+00:00"}',
+        '{"user_id": 1, "test_name": "Glucose", "value": "5.5", "unit": "mmol/L", '
+        '"collected_at": "0001-01-01"}',
+    ]
+    meals = [
+        '{"user_id": 1, "meal_date": "0001-01-01", "meal_type": "lunch", "food_name": "Dal"}',
+        '{"user_id": 1, "meal_date": "2024-01-02", "meal_type": "lunch", "food_name": "Dal", '
+        '"calories": "5,5"}',
+    ]
+    assert [r for _, r in ingest_lines(engine, "vitals", vitals).problems] == [
+        "implausible_time",
+        "implausible_time",
+        "implausible_time",
+        "out_of_range",
+        "out_of_range",
+        "ambiguous_decimal_comma",
+    ]
+    assert [r for _, r in ingest_lines(engine, "labs", labs).problems] == [
+        "out_of_range",
+        "ambiguous_decimal_comma",
+        "implausible_time",
+        "implausible_time",
+    ]
+    assert [r for _, r in ingest_lines(engine, "nutrition", meals).problems] == [
+        "implausible_time",
+        "ambiguous_decimal_comma:calories",
+    ]
+    with engine.connect() as conn:
+        steps = conn.execute(
+            text("SELECT status, value FROM vitals_raw_data WHERE metric = 'steps'")
+        ).one()
+    assert tuple(steps) == ("pending", 1234.5)
+    assert ("rejected", "ambiguous_decimal_comma") in _rows(engine, "lab_report_raw")
+
+
+def test_a_user_with_an_implausible_row_is_processed_not_blocked(engine) -> None:
+    from tasks.process import process_pending
+
+    ingest_lines(engine, "users", ['{"user_id": 1, "timezone": "America/New_York"}'])
+    ingest_lines(engine, "vitals", [_vital(start_time="0001-01-01T00:00:00+00:00"), _vital()])
+    runs = process_pending(["vitals"])
+    assert [r.error for r in runs] == [None]
+    assert _rows(engine, "vitals_raw_data") == [
+        ("rejected", "implausible_time"),
+        ("aggregated", None),
+    ]
+
+
+def test_database_errors_are_one_line_without_row_values(engine) -> None:
+    from tasks.ingest import IngestFailed
+
+    with engine.begin() as conn:  # a constraint the rows cannot meet
+        conn.execute(
+            text("ALTER TABLE vitals_raw_data ADD CONSTRAINT hf_test_no CHECK (value < 0)")
+        )
+    try:
+        with pytest.raises(IngestFailed) as raised:
+            ingest_lines(engine, "vitals", [_vital(value=173.37)])
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE vitals_raw_data DROP CONSTRAINT hf_test_no"))
+    message = str(raised.value)
+    assert "\n" not in message and "173.37" not in message and "CheckViolation" in message
+    assert raised.value.__cause__ is None and raised.value.__context__ is None
+
+
+def test_validation_messages_name_the_field_not_the_value(engine) -> None:
+    report = ingest_lines(
+        engine,
+        "labs",
+        ['{"user_id": 1, "test_name": "HIV", "value": "positive", '
+         '"collected_at": "HIV positive 173.37"}'],
+    )  # fmt: skip
+    [(_, reason)] = report.problems
+    assert reason == "malformed: collected_at: Value error, not an ISO 8601 date or date and time"
+
+
+def test_entry_ids_make_ingest_idempotent(engine) -> None:
+    meals = [
+        json.dumps({"user_id": 4, "meal_date": "2024-01-02", "meal_type": "lunch",
+                    "food_name": "Dal", "calories": 300, "entry_id": f"m{i}"})
+        for i in range(3)
+    ] + [
+        json.dumps({"user_id": 4, "meal_date": "2024-01-02", "meal_type": "dinner",
+                    "food_name": "Soup", "calories": 200})  # no id: always a new entry
+    ]  # fmt: skip
+    first = ingest_lines(engine, "nutrition", meals)
+    assert (first.inserted, first.duplicates) == (4, 0)
+    again = ingest_lines(engine, "nutrition", [*meals, meals[0]], batch_rows=2)
+    assert (again.lines, again.inserted, again.duplicates) == (5, 1, 4)
+    assert _balanced(again)
+    # The same id from another user is another entry; a vitals and a lab line dedupe too.
+    other = json.loads(meals[0]) | {"user_id": 5}
+    assert ingest_lines(engine, "nutrition", [json.dumps(other)]).inserted == 1
+    for domain, line in (
+        ("vitals", _vital(entry_id=77)),
+        ("labs", '{"user_id": 1, "test_name": "TSH", "value": 2, "collected_at": "2024-01-02", '
+                 '"entry_id": "lab-1"}'),
+    ):  # fmt: skip
+        assert ingest_lines(engine, domain, [line]).inserted == 1
+        repeat = ingest_lines(
+            engine, domain, [line, _vital(value=99) if domain == "vitals" else line]
+        )
+        assert repeat.duplicates >= 1 and _balanced(repeat)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM nutrition_raw_data")).scalar_one() == 6
+        assert (
+            conn.execute(
+                text("SELECT count(*) FROM vitals_raw_data WHERE entry_id = '77'")
+            ).scalar_one()
+            == 1
+        )
+
+
+def test_coded_lab_results_outside_physiology_are_rejected_at_categorization() -> None:
+    from tasks.steps.labs import implausible_result
+
+    glucose_blood, creatinine, base_excess = "2339-0", "2160-0", "11555-0"
+    assert implausible_result(glucose_blood, -5.0, "mg/dL") == "out_of_range"
+    assert implausible_result(glucose_blood, 99.0, "mg/dL") is None
+    assert implausible_result(glucose_blood, float("inf"), "mg/dL") == "non_finite_value"
+    assert implausible_result(creatinine, -0.4, "mg/dL") == "out_of_range"
+    assert implausible_result(base_excess, -3.0, "meq/L") is None
+    assert implausible_result(creatinine, None, None) is None
+
+
+def test_the_demo_data_ingested_twice_is_stored_once(engine, tmp_path) -> None:
+    from datetime import date
+
+    from tasks.sample import write_sample_dataset
+
+    def demo(out):  # the `healthflow run --demo` dataset, written afresh each run
+        return write_sample_dataset(out, 4, date(2024, 3, 4), 14, 7, "light")
+
+    first, second = demo(tmp_path / "a"), demo(tmp_path / "b")
+    for domain in ("labs", "vitals", "nutrition"):
+        once = ingest_file(engine, domain, first[domain])
+        twice = ingest_file(engine, domain, second[domain])
+        assert once.duplicates == 0 and once.inserted > 0
+        assert (twice.inserted, twice.rejected, twice.duplicates) == (0, 0, once.lines)
+        assert _balanced(once) and _balanced(twice)
