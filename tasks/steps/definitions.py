@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +21,7 @@ from tasks.db.migrate import ensure_current
 from tasks.errors import InvalidMessage
 from tasks.steps.models import (
     DOMAIN_OF_JOB,
+    MAX_MESSAGE_BYTES,
     AggregateInput,
     AggregateOutput,
     ClaimInput,
@@ -52,7 +55,13 @@ def transaction() -> Iterator[Connection]:
         yield session.connection()
 
 
-def _message_body(payload: ValidateInput) -> object:
+def _fingerprint(body: bytes) -> str:
+    """What a dead letter may keep of a body that failed validation: size and hash, not text."""
+    return f"body of {len(body)} bytes, sha256 {hashlib.sha256(body).hexdigest()}"
+
+
+def _message_body(payload: ValidateInput) -> tuple[object, bytes]:
+    """The trigger message and the bytes it came as (the SQS body, or the manual input)."""
     records = payload.records
     if isinstance(records, list):
         if len(records) != 1:
@@ -60,32 +69,54 @@ def _message_body(payload: ValidateInput) -> object:
         body = records[0].get("body")
         if not isinstance(body, str):
             raise InvalidMessage("SQS record has no body")
+        raw = body.encode("utf-8", "surrogatepass")
+        if len(raw) > MAX_MESSAGE_BYTES:
+            raise InvalidMessage(f"message body is larger than 256 KiB; {_fingerprint(raw)}")
         try:
-            return json.loads(body)
+            return json.loads(body), raw
         except json.JSONDecodeError:
-            raise InvalidMessage("message body is not valid JSON") from None
-    if isinstance(records, dict):
-        return records
-    return payload.model_extra or {}
+            raise InvalidMessage(f"message body is not valid JSON; {_fingerprint(raw)}") from None
+    message = records if isinstance(records, dict) else (payload.model_extra or {})
+    raw = json.dumps(message, sort_keys=True, default=str).encode()
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise InvalidMessage(f"message is larger than 256 KiB; {_fingerprint(raw)}")
+    return message, raw
+
+
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}")
+
+
+def describe_problems(error: ValidationError) -> str:
+    """Field and rule of each problem, never the value. An unexpected field's name is the
+    sender's text: it is named only when it looks like a field name, else counted."""
+    problems, unnamed = set(), 0
+    for item in error.errors(include_input=False, include_url=False, include_context=False):
+        where = ".".join(map(str, item["loc"])) or "body"
+        if item["type"] == "extra_forbidden" and not all(
+            _FIELD_NAME.fullmatch(str(part)) for part in item["loc"]
+        ):
+            unnamed += 1
+            continue
+        problems.add(f"{where}: {item['msg']}")
+    if unnamed:
+        problems.add(f"{unnamed} unexpected field(s): Extra inputs are not permitted")
+    return "; ".join(sorted(problems))
 
 
 @step("validate_message", ValidateInput)
 def validate_message(payload: ValidateInput) -> ValidatedMessage:
-    body = _message_body(payload)
+    body, raw = _message_body(payload)
     try:
         message = TriggerMessage.model_validate(body)
     except ValidationError as error:
-        problems = sorted(
-            f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}"
-            for e in error.errors(include_input=False, include_url=False)
-        )
-        raise InvalidMessage("; ".join(problems)[:500]) from None
+        raise InvalidMessage(f"{describe_problems(error)[:400]}; {_fingerprint(raw)}") from None
     return ValidatedMessage(
         job_type=message.job_type,
         domain=DOMAIN_OF_JOB[message.job_type],
         user_id=message.user_id,
         priority=message.priority,
         reprocess=message.reprocess,
+        trigger=message,
     )
 
 

@@ -4,9 +4,33 @@ names, values or food names, which would land in execution history."""
 from __future__ import annotations
 
 from datetime import date
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PositiveInt, model_validator
+
+# The largest user id: the per-user advisory lock key packs the domain above 48 bits of user id.
+MAX_USER_ID = 2**48 - 1
+# SQS refuses larger message bodies; a trigger that big is no trigger.
+MAX_MESSAGE_BYTES = 256 * 1024
+
+# A JSON number, never a boolean or a string ("2", true are refused, not read as 2 and 1).
+StrictUserId = Annotated[int, Field(strict=True, gt=0, le=MAX_USER_ID)]
+
+
+def _iso_date(value: Any) -> Any:
+    # Only `YYYY-MM-DD` text (or a date built in Python): lax parsing would read a number as a
+    # Unix time.
+    if isinstance(value, date):
+        return value
+    if not isinstance(value, str) or len(value) != 10:
+        raise ValueError("must be a YYYY-MM-DD date")
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValueError("must be a YYYY-MM-DD date") from None
+
+
+IsoDate = Annotated[date, BeforeValidator(_iso_date)]
 
 Domain = Literal["labs", "vitals", "nutrition"]
 JobType = Literal["process_pending_labs", "process_pending_vitals", "process_pending_nutrition"]
@@ -24,8 +48,8 @@ class StepModel(BaseModel):
 
 class DateRange(StepModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-    date_from: date = Field(alias="from")
-    date_to: date = Field(alias="to")
+    date_from: IsoDate = Field(alias="from")
+    date_to: IsoDate = Field(alias="to")
 
     @model_validator(mode="after")
     def _ordered(self) -> DateRange:
@@ -38,7 +62,7 @@ class TriggerMessage(StepModel):
     """What a backend sends to the queue (and an operator to StartExecution)."""
 
     job_type: JobType
-    user_id: PositiveInt
+    user_id: StrictUserId
     priority: Literal["normal", "high"] = "normal"
     reprocess: DateRange | None = None
 
@@ -58,6 +82,9 @@ class ValidatedMessage(StepModel):
     user_id: int
     priority: Literal["normal", "high"]
     reprocess: DateRange | None = None
+    # The trigger as validated (its fields only, extras never pass validation): what a dead
+    # letter keeps and `dlq redrive` re-sends, instead of the raw execution input.
+    trigger: TriggerMessage | None = None
 
 
 class ClaimInput(StepModel):
