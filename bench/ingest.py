@@ -53,6 +53,7 @@ def main() -> None:
                 r["start_time"],
                 end,
                 source,
+                None,  # entry_id
                 "pending",
             )
         )
