@@ -22,7 +22,7 @@ from sqlalchemy import Connection, text
 from tasks.db.models import RAW_TABLES
 from tasks.settings import get_settings
 
-log = logging.getLogger("healthflow.recovery")
+log = logging.getLogger(__name__)
 
 # The local date of a raw row, per domain; `tz` is the user's zone (UTC when unknown).
 LOCAL_DATE_SQL = {
@@ -331,7 +331,8 @@ def mark_failed(conn: Connection, *, domain: str, claim_id: str, error: str) -> 
     """Rows of a failed claim become `failed` with the error name; attempts counts the tries.
 
     A row that reaches `max_attempts` is set aside: it keeps its reason and is not retried.
-    That is logged as `rows_set_aside` (an alarm's metric filter matches it).
+    That is logged as `rows_set_aside`, and the step's `set_aside` count becomes the
+    RowsSetAside metric that the alarm watches.
     """
     table = table_of(domain)
     derived = (

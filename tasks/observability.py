@@ -33,6 +33,11 @@ BUSINESS_METRICS: dict[str, str] = {
     "buckets": "BucketsRecomputed",
     "uncategorized": "NamesUncategorized",
     "rejected": "RowsRejected",
+    # Recovery: rows taken over from a claim whose execution is gone, failed rows retried, and
+    # rows set aside after their last attempt (the alarm's metric).
+    "taken_over": "RowsTakenOver",
+    "retried": "RowsRetried",
+    "set_aside": "RowsSetAside",
 }
 
 _logger: Any = None

@@ -224,9 +224,14 @@ def test_failed_rows_are_retried_then_isolated_then_set_aside(engine, caplog) ->
     with Session(engine) as s, s.begin():
         lifecycle.mark_aggregated(s.connection(), domain="vitals", claim_id="c3")
     assert _claim(engine, "c4").claimed == 1
-    with caplog.at_level("WARNING", logger="healthflow.recovery"):
+    with caplog.at_level("WARNING", logger="tasks.lifecycle"):
         assert _fail(engine, "c4") == lifecycle.FailedClaim(failed=1, set_aside=1)
     assert "rows_set_aside domain=vitals user_id=1 claim_id=c4 rows=1" in caplog.text
+    from tasks.observability import business_counts
+    from tasks.steps.models import MarkFailedOutput
+
+    output = MarkFailedOutput(failed=1, set_aside=1).model_dump()
+    assert business_counts(output) == {"RowsSetAside": 1}
     assert _claim(engine, "c5").claimed == 1
     with Session(engine) as s, s.begin():
         lifecycle.mark_aggregated(s.connection(), domain="vitals", claim_id="c5")
