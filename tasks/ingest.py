@@ -27,6 +27,7 @@ from typing import IO, Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import psycopg2
+import psycopg2.errors
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -424,9 +425,10 @@ class CopyWriter:
     transaction: parsing the next batch (Python) overlaps the server storing the last one, and
     a file lands whole or not at all (a rerun after a crash cannot leave half a file twice).
 
-    A batch that carries entry ids goes through a temp table and `INSERT ... ON CONFLICT DO
-    NOTHING`, so a line whose user and entry id are stored already is dropped, not an error;
-    `dropped` counts those duplicates by status. Other batches are copied straight in.
+    A batch that carries entry ids is copied straight in under a savepoint; if an id is stored
+    already it goes again through a temp table and `INSERT ... ON CONFLICT DO NOTHING`, so a
+    line whose user and entry id are stored is dropped, not an error; `dropped` counts those
+    duplicates by status.
     """
 
     def __init__(self, engine: Engine, table: str, columns: Iterable[str]) -> None:
@@ -465,6 +467,16 @@ class CopyWriter:
         if statuses is None:
             cursor.copy_expert(self._sql, buffer)
             return
+        # Fresh records, the usual case, are copied straight in; only a batch that repeats an
+        # entry id already stored (or twice in itself) pays for the temp table.
+        cursor.execute("SAVEPOINT entry_ids")
+        try:
+            cursor.copy_expert(self._sql, buffer)
+            cursor.execute("RELEASE SAVEPOINT entry_ids")
+            return
+        except psycopg2.errors.UniqueViolation:
+            cursor.execute("ROLLBACK TO SAVEPOINT entry_ids")
+        buffer.seek(0)
         cursor.execute("TRUNCATE ingest_stage" if self._staged else self._create_stage)
         self._staged = True
         cursor.copy_expert(self._stage_sql, buffer)
