@@ -194,6 +194,11 @@ class IngestReport:
         return Counter(reason.split(":")[0] for _, reason in self.problems)
 
     def summary(self) -> str:
+        if self.domain == "users":  # settings, not raw rows: nothing is pending
+            return (
+                f"users: {self.lines} lines: {self.inserted} time zones stored, "
+                f"{self.malformed} malformed lines skipped"
+            )
         return (
             f"{self.domain}: {self.lines} lines: {self.inserted} inserted as pending, "
             f"{self.rejected} stored as rejected, {self.malformed} malformed lines skipped, "
@@ -604,6 +609,7 @@ def ingest_users(engine: Engine, lines: Iterable[str]) -> IngestReport:
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
+        report.lines += 1
         try:
             record = UserLine.model_validate_json(line)
             zone = record.timezone.strip()

@@ -35,7 +35,9 @@ def cli(engine, capsys):  # type: ignore[no-untyped-def]
 def test_ingest_process_export_contract(cli, tmp_path) -> None:
     users = tmp_path / "users.jsonl"
     users.write_text('{"user_id": 1, "timezone": "America/New_York"}\n')
-    assert cli("ingest", "users", str(users))[0] == 0
+    code, out, _ = cli("ingest", "users", str(users))
+    assert code == 0 and out.startswith("users: 1 lines: 1 time zones stored")
+    assert "pending" not in out  # a time zone is a setting, not a raw row waiting
     code, out, _ = cli("ingest", "vitals", str(DATA / "ingest" / "vitals_mixed.jsonl"))
     assert code == 0 and "5 inserted as pending, 6 stored as rejected, 4 malformed" in out
     assert "line 5: malformed" in out
