@@ -150,3 +150,21 @@ def test_non_finite_value_is_flagged() -> None:
     value, _, flag = convert(load_catalog().by_code["2345-7"], math.inf, "mg/dL")
     assert flag == FLAG_INVALID_VALUE
     assert math.isinf(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "unit"), [(0.52, "ug/mL FEU"), (520, "ng/mL FEU"), (0.52, "mg/L FEU")]
+)
+def test_d_dimer_feu_units_convert(value: float, unit: str) -> None:
+    assert convert("48065-7", value, unit) == (0.52, "ug/mL{FEU}", "ok")
+
+
+def test_converted_values_carry_the_catalogs_precision_not_more() -> None:
+    # 2.06 mmol/L glucose is 37.11296 mg/dL: reports give glucose in whole mg/dL, and three
+    # significant figures are kept.
+    assert convert("2345-7", 2.06, "mmol/L")[0] == 37.1
+    assert convert("2160-0", 88.4, "umol/L")[0] == 1.0
+    # A value already in the canonical unit keeps the report's own precision.
+    assert convert("2345-7", 37.1232, "mg/dL")[0] == 37.1232
+    # Small values keep three significant figures rather than rounding to zero.
+    assert convert("2842-3", 0.1, "mIU/L")[0] == 0.00472
