@@ -72,6 +72,7 @@ class NameEntry:
     curated: bool  # an alias (a whole name as reports write it) rather than the LOINC name
     parsed: ParsedName
     needs_specimen: bool = False  # a terse hospital label of a code outside the blood family
+    label: bool = False  # a hospital label (MIMIC-IV), not a LOINC name or a curated alias
 
 
 @dataclass
@@ -102,7 +103,7 @@ class Catalog:
             self.denominators[test.loinc_code] = parse_name(test.long_name).denominator
             for word in self.vocabulary[test.loinc_code]:
                 word_index[word].add(test.loinc_code)
-            for name in test.names:
+            for name in (test.long_name, test.component, *test.aliases):
                 self.text_index[normalize_text(name)].add(test.loinc_code)
         self.word_index = {word: frozenset(codes) for word, codes in word_index.items()}
 
@@ -110,16 +111,18 @@ class Catalog:
     def _entries(test: LabTest) -> tuple[NameEntry, ...]:
         entries = []
         terse = test.specimen not in BLOOD_FAMILY
-        for name, curated, needs_specimen in (
+        for name, curated, is_label in (
             (test.long_name, False, False),
             (test.component, False, False),
             *((alias, True, False) for alias in test.aliases),
-            *((label, True, terse) for label in test.labels),
+            *((label, True, True) for label in test.labels),
         ):
             parsed = parse_name(name)
             if not parsed.words or (curated and parsed.words <= _TOO_GENERIC):
                 continue
-            entries.append(NameEntry(parsed.words, curated, parsed, needs_specimen))
+            entries.append(
+                NameEntry(parsed.words, curated, parsed, is_label and terse, label=is_label)
+            )
         return tuple(entries)
 
     def choice_names(self) -> tuple[list[str], list[str]]:

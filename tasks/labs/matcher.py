@@ -109,6 +109,7 @@ TYPO_CONFIDENCE = 0.9  # one misspelled word, corrected to the only catalog word
 # Properties a name must state (or an alias must carry) before a code with them is given: a bare
 # "Carbon dioxide" is the total CO2 of a chemistry panel, not the pCO2 of a blood gas.
 _MARKED_PROPERTIES = frozenset({"pressure", "presence", "titer", "nominal"})
+_BLOOD_WORDS = frozenset({*BLOOD_FAMILY, "blood_any"})
 
 
 @dataclass(frozen=True)
@@ -185,10 +186,10 @@ class AliasMatcher:
         unit = normalize_unit(query.unit)
         typo = words != parsed.words
         written = self.catalog.text_index.get(normalize_text(query.test_name), set())
-        ranked: list[tuple[tuple[float, int, int, int], _Candidate]] = []
+        ranked: list[tuple[tuple[int, float, int, int, int], _Candidate]] = []
         for code in codes:
             test = self.catalog.by_code[code]
-            quality = self._quality(code, words, parsed)
+            quality, trusted = self._quality(code, words, parsed)
             if quality == 0:
                 continue
             fit = self._fit(test, parsed, unit, typo)
@@ -198,7 +199,8 @@ class AliasMatcher:
                 quality = 4
             candidate = _Candidate(test, quality, fit)
             same_method = int(parsed.method == (test.method or None))
-            ranked.append(((round(fit, 3), quality, same_method, -test.rank), candidate))
+            key = (int(trusted), round(fit, 3), quality, same_method, -test.rank)
+            ranked.append((key, candidate))
         ranked.sort(key=lambda item: item[0], reverse=True)
         return [candidate for _, candidate in ranked]
 
@@ -236,8 +238,15 @@ class AliasMatcher:
         self._typo_cache[word] = fixed
         return fixed
 
-    def _quality(self, code: str, words: frozenset[str], parsed: ParsedName) -> int:
+    def _quality(self, code: str, words: frozenset[str], parsed: ParsedName) -> tuple[int, bool]:
+        """How the name matches the code's names, and whether a trusted name carries it.
+
+        Trusted: a LOINC name or a curated alias. A hospital label alone is terse ("Hemoglobin"
+        on the plasma free hemoglobin code), so a code matched only through labels yields to a
+        sibling matched through a trusted name.
+        """
         best = 0
+        trusted = False
         entries = self.catalog.name_entries[code]
         test = self.catalog.by_code[code]
         marked = test.property_class in _MARKED_PROPERTIES and parsed.property is None
@@ -248,18 +257,26 @@ class AliasMatcher:
         for entry in entries:
             if bare_elsewhere and (entry.needs_specimen or not entry.curated):
                 continue
+            stated = entry.parsed.specimen
+            elsewhere = parsed.specimen is None and stated not in (None, *_BLOOD_WORDS)
             if entry.words == words:
+                if elsewhere:
+                    continue  # "Hemoglobin Urine" is no name for a bare "Hemoglobin"
                 if entry.curated:
                     best = max(best, 2)
+                    trusted = trusted or not entry.label
                 elif not marked:
                     best = max(best, 3)
+                    trusted = True
             elif entry.words < words and (entry.curated or not marked):
-                inside.append(entry.words)
+                inside.append((entry, elsewhere))
         if best == 0 and inside:
-            covered = frozenset().union(*inside)
-            if covered == words:
+            covered = frozenset().union(*(entry.words for entry, _ in inside))
+            # A name that states another specimen may complete a cover, never make one alone.
+            if covered == words and not all(elsewhere for _, elsewhere in inside):
                 best = 1
-        return best
+                trusted = all(not entry.label for entry, _ in inside)
+        return best, trusted
 
     def _fit(
         self, test: LabTest, parsed: ParsedName, unit: NormalizedUnit, typo: bool

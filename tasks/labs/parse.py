@@ -275,7 +275,9 @@ _METHOD_WORDS: dict[str, str] = {
 # states one of these never takes a code without it.
 _DISTINCT_METHODS = frozenset({"electrophoresis", "immunofixation"})
 # Methods that do not contradict a code that states no method.
-_SOFT_METHODS = frozenset({"automated", "calculated", "strip", "microscopy", "glucometer"})
+_SOFT_METHODS = frozenset(
+    {"automated", "calculated", "estimated", "strip", "microscopy", "glucometer"}
+)
 
 
 def methods_conflict(query: str | None, test: str | None) -> bool:
@@ -283,6 +285,8 @@ def methods_conflict(query: str | None, test: str | None) -> bool:
         return False
     if test is None:
         return query in _DISTINCT_METHODS or query == "manual"
+    if query in ("calculated", "estimated") and test.startswith("other:"):
+        return False  # "Estimated GFR" is the formula-based code, whatever formula it names
     if query in _SOFT_METHODS and test in _SOFT_METHODS:
         # Analyzers calculate some counts (hematocrit from MCV x RBC): both are machine results.
         return {query, test} == {"automated", "strip"} or "microscopy" in (query, test)
