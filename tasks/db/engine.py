@@ -201,6 +201,11 @@ def get_engine() -> Engine:
         return _engine
 
 
+def current_engine() -> Engine | None:
+    """The process's engine if one is installed or made already (never starts a server)."""
+    return _engine
+
+
 def set_engine(engine: Engine | None) -> None:
     """Install the process's engine (the local cloud and tests share theirs with the steps)."""
     global _engine

@@ -165,11 +165,14 @@ class LocalCloud:
         heartbeat_seconds: float = 5.0,
         poll_seconds: float = 0.02,
         execution_timeout_seconds: float = 120.0,
+        max_running: int | None = None,
     ) -> None:
         self.region = region
         self._definition_path = definition_path
         self._poll_seconds = poll_seconds
         self._execution_timeout = execution_timeout_seconds
+        self._max_running = max_running
+        self.peak_running = 0  # the most executions one drain had running at once
         self._lambda_dispatcher = lambda_dispatcher or lambda_dispatcher_for(run_step)
         self._container_runner = container_runner or container_runner_for(
             run_step, region, heartbeat_seconds
@@ -247,15 +250,54 @@ class LocalCloud:
     # ------------------------------------------------------------------ the pipe
 
     def drain(self, max_messages: int | None = None) -> list[ExecutionResult]:
-        """Start one execution per queued message, then wait for all of them to finish."""
-        started: list[str] = []
-        while max_messages is None or len(started) < max_messages:
-            batch_size = 10 if max_messages is None else min(10, max_messages - len(started))
-            messages = self._receive(self.queue_url, batch_size, visibility_timeout=30)
-            if not messages:
+        """Start one execution per queued message and wait for all of them to finish.
+
+        At most `max_running` executions run at once (by default what the database pool
+        holds: every running execution may hold a connection), as a deployment bounds Lambda
+        concurrency by the database's connection slots; the rest of the queue waits its turn.
+        There is no deadline for the whole drain: it waits as long as executions keep
+        finishing, and gives up only when none has finished for `execution_timeout_seconds`."""
+        limit = self._max_running or _pool_capacity()
+        started = 0
+        running: list[str] = []
+        results: dict[str, ExecutionResult] = {}
+        order: list[str] = []
+        queue_empty = False
+        last_progress = time.monotonic()
+        while True:
+            while not queue_empty and len(running) < limit:
+                if max_messages is not None and started >= max_messages:
+                    queue_empty = True
+                    break
+                want = min(10, limit - len(running))
+                if max_messages is not None:
+                    want = min(want, max_messages - started)
+                messages = self._receive(self.queue_url, want, visibility_timeout=30)
+                if not messages:
+                    queue_empty = True
+                    break
+                for message in messages:
+                    arn = self._start_for_message(message)
+                    started += 1
+                    running.append(arn)
+                    order.append(arn)
+            self.peak_running = max(self.peak_running, len(running))
+            if not running:
                 break
-            started.extend(self._start_for_message(message) for message in messages)
-        return [self.wait(execution_arn) for execution_arn in started]
+            for arn in list(running):
+                described = self._sfn.describe_execution(executionArn=arn)
+                if described["status"] in _TERMINAL:
+                    results[arn] = _result_of(described)
+                    running.remove(arn)
+                    last_progress = time.monotonic()
+            if running and time.monotonic() - last_progress > self._execution_timeout:
+                raise TimeoutError(
+                    f"no execution finished in {self._execution_timeout:.0f} s; "
+                    f"{len(running)} still running"
+                )
+            if running:
+                time.sleep(self._poll_seconds)
+        return [results[arn] for arn in dict.fromkeys(order)]
 
     def _start_for_message(self, message: Mapping[str, Any]) -> str:
         record = pipe_record(message, self.queue_arn, self.region)
@@ -387,3 +429,17 @@ __all__ = [
     "execution_name_for",
     "pipe_record",
 ]
+
+
+def _pool_capacity() -> int:
+    """How many connections the process's database pool can hand out at once (less one for
+    the pipe's own bookkeeping), or a small default when no engine is installed yet."""
+    from tasks.db import engine as db_engine
+
+    engine = db_engine.current_engine()
+    pool = getattr(engine, "pool", None) if engine is not None else None
+    size = getattr(pool, "size", None)
+    if pool is None or not callable(size):
+        return 4
+    capacity = int(size()) + max(int(getattr(pool, "_max_overflow", 0)), 0)
+    return max(capacity - 1, 1)
