@@ -93,12 +93,19 @@ def _private_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None
 
 
 @pytest.fixture(scope="session")
-def lab_matcher(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def embedding_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache of catalog embeddings for the whole run: computed once, shared by every
+    matcher the tests build."""
+    return tmp_path_factory.mktemp("lab-embeddings")
+
+
+@pytest.fixture(scope="session")
+def lab_matcher(embedding_cache_dir: Path):  # type: ignore[no-untyped-def]
     """The production matcher, loaded once per session and installed for the steps."""
     from tasks.labs import get_default_matcher
     from tasks.steps.labs import set_matcher
 
-    matcher = get_default_matcher(cache_dir=tmp_path_factory.mktemp("lab-embeddings"))
+    matcher = get_default_matcher(cache_dir=embedding_cache_dir)
     set_matcher(matcher)
     return matcher
 

@@ -13,11 +13,6 @@ EVAL_SET = Path(__file__).resolve().parents[2] / "data" / "labs" / "eval_set.csv
 
 
 @pytest.fixture(scope="session")
-def embedding_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("lab-embeddings")
-
-
-@pytest.fixture(scope="session")
 def combined_matcher(embedding_cache_dir: Path) -> CombinedMatcher:
     return CombinedMatcher(cache_dir=embedding_cache_dir, use_model=True)
 
