@@ -133,9 +133,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"local cloud: {triggers} {noun} queued; draining through the state machine")
         results = cloud.drain()
         for result in results:
-            events = cloud.history(result.execution_arn)
-            store.save_execution(result.name, result.status, events)
-            print("\n".join(format_trace(result.name, result.status, events)))
+            print("\n".join(_keep_and_trace(store, cloud, result)))
         dead = cloud.dlq_messages()
         store.add_dead_letters(d.body for d in dead)
         for dead_letter in dead:
@@ -226,12 +224,23 @@ def cmd_start_execution(args: argparse.Namespace) -> int:
 
     with LocalCloud() as cloud:
         result = cloud.wait(cloud.start_execution(execution_input, name))
-        events = cloud.history(result.execution_arn)
-        _store().save_execution(result.name, result.status, events)
+        lines = _keep_and_trace(_store(), cloud, result)
         dead = cloud.dlq_messages()
         _store().add_dead_letters(d.body for d in dead)
-    print("\n".join(format_trace(result.name, result.status, events)))
+    print("\n".join(lines))
     return 0 if result.succeeded else 1
+
+
+def _keep_and_trace(store: LocalStore, cloud: Any, result: Any) -> list[str]:
+    """Save an execution (and its labs child) for `trace`; return its timeline."""
+    events = cloud.history(result.execution_arn)
+    child = None
+    if result.child is not None:
+        child_events = cloud.history(result.child.execution_arn)
+        child = (result.child.name, result.child.status, child_events)
+    store.save_execution(result.name, result.status, events, child=child)
+    record = store.load_execution(result.name)
+    return format_trace(record["name"], record["status"], record["events"], record.get("child"))
 
 
 # ---------------------------------------------------------------------------- trace / dlq
@@ -253,7 +262,11 @@ def cmd_trace(args: argparse.Namespace) -> int:
         print("\n".join(format_trace(described["name"], described["status"], events)))
         return 0
     record = _store().load_execution(args.execution)
-    print("\n".join(format_trace(record["name"], record["status"], record["events"])))
+    print(
+        "\n".join(
+            format_trace(record["name"], record["status"], record["events"], record.get("child"))
+        )
+    )
     return 0
 
 
@@ -296,8 +309,10 @@ def cmd_dlq(args: argparse.Namespace) -> int:
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
+    from tasks.statemachines import LABS_ASL
+
     definition = json.loads(get_settings().state_machine_file.read_text(encoding="utf-8"))
-    chart = mermaid(definition)
+    chart = mermaid(definition, json.loads(LABS_ASL.read_text(encoding="utf-8")))
     if args.output:
         Path(args.output).write_text(chart + "\n", encoding="utf-8")
     else:
@@ -344,15 +359,21 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
             command.add_argument("--to", dest="date_to", help="YYYY-MM-DD")
             command.add_argument("--name", help="execution name (default: generated)")
 
-    trace = targeted(sub.add_parser("trace", help="state-by-state timeline of an execution"))
-    trace.add_argument("execution", help="execution name (local) or ARN (aws)")
+    trace = targeted(
+        sub.add_parser("trace", help="state-by-state timeline of an execution and its labs child")
+    )
+    trace.add_argument(
+        "execution",
+        help="execution name (local) or ARN (aws: a labs execution; Express executions are "
+        "read in the console from their CloudWatch log, see README)",
+    )
     trace.set_defaults(handler=cmd_trace)
 
     dlq = targeted(sub.add_parser("dlq", help="dead-letter queue"))
     dlq.add_argument("action", choices=["list", "redrive"])
     dlq.set_defaults(handler=cmd_dlq)
 
-    graph = sub.add_parser("graph", help="the state machine as a Mermaid diagram")
+    graph = sub.add_parser("graph", help="the two state machines as a Mermaid diagram")
     graph.add_argument("--output")
     graph.set_defaults(handler=cmd_graph)
 

@@ -36,6 +36,8 @@ def step_plan(domain: str, claim_id: str, user_id: int) -> Iterator[tuple[str, s
     """(label, step name, input) for the work after a claim, in workflow order."""
     ref = {"claim_id": claim_id, "user_id": user_id}
     if domain == "labs":
+        # The model-free tier first, as in the labs workflow; the model step takes the rest.
+        yield "resolve", "resolve_known_labs", ref
         yield "categorize", "categorize_labs", ref
     elif domain == "vitals":
         yield "copy", "copy_vitals_to_categorized", ref

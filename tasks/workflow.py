@@ -63,8 +63,26 @@ def trace_steps(events: Sequence[Mapping[str, Any]]) -> list[TraceStep]:
     return sorted(steps, key=lambda s: s.started)
 
 
-def format_trace(name: str, status: str, events: Sequence[Mapping[str, Any]]) -> list[str]:
-    lines = [f"execution {name}: {status}"]
+def format_trace(
+    name: str,
+    status: str,
+    events: Sequence[Mapping[str, Any]],
+    child: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """The timeline of an execution and, after it, of the labs execution it started."""
+    lines = _trace_lines(f"execution {name}", status, events)
+    if child:
+        lines += [
+            "  " + line
+            for line in _trace_lines(
+                f"labs workflow (Standard) {child['name']}", child["status"], child["events"]
+            )
+        ]
+    return lines
+
+
+def _trace_lines(title: str, status: str, events: Sequence[Mapping[str, Any]]) -> list[str]:
+    lines = [f"{title}: {status}"]
     for step in trace_steps(events):
         took = f"{step.duration * 1000:8.0f} ms" if step.duration is not None else "        --"
         lines.append(f"  +{step.started:7.3f}s  {step.state:<28} {took}  {step.outcome}")
@@ -100,26 +118,47 @@ def _iso(value: Any) -> str:
 # ---------------------------------------------------------------------------- graph
 
 
-def mermaid(definition: Mapping[str, Any]) -> str:
-    """The state machine as a Mermaid flowchart (Next, Choice branches, Catch edges dashed)."""
-    lines = ["flowchart TD", f"  start((start)) --> {definition['StartAt']}"]
+def mermaid(definition: Mapping[str, Any], labs: Mapping[str, Any] | None = None) -> str:
+    """The state machine(s) as a Mermaid flowchart (Next, Choice branches, Catch edges dashed).
+
+    With ``labs``, the Express parent and the Standard labs child are two subgraphs, and
+    StartLabsWorkflow points at the child's first state.
+    """
+    if labs is None:
+        return "\n".join(["flowchart TD", *_mermaid_states(definition, "")])
+    lines = ["flowchart TD", "  subgraph express [Express: one execution per message]"]
+    lines += ["  " + line for line in _mermaid_states(definition, "")]
+    lines += ["  end", "  subgraph labs [Standard: labs workflow]"]
+    lines += ["  " + line for line in _mermaid_states(labs, "labs_")]
+    lines += ["  end", f"  StartLabsWorkflow -. startExecution .-> labs_{labs['StartAt']}"]
+    return "\n".join(lines)
+
+
+def _mermaid_states(definition: Mapping[str, Any], prefix: str) -> list[str]:
+    start = f"{prefix}start"
+    lines = [f"  {start}((start)) --> {prefix}{definition['StartAt']}"]
     for name, state in definition["States"].items():
         kind = state["Type"]
         shape = {"Choice": "{{{}}}", "Succeed": "([{}])", "Fail": "([{}])"}.get(kind, "[{}]")
-        lines.append(f"  {name}{shape.format(name)}")
+        node = prefix + name
+        lines.append(f"  {node}{shape.format(name)}")
         if "Next" in state:
-            lines.append(f"  {name} --> {state['Next']}")
+            lines.append(f"  {node} --> {prefix}{state['Next']}")
         for choice in state.get("Choices", []):
             label = choice.get("StringEquals") or ("yes" if choice.get("BooleanEquals") else "no")
             if "BooleanEquals" not in choice and "StringEquals" not in choice:
                 label = "match"
-            lines.append(f"  {name} -->|{label}| {choice['Next']}")
+            if "NumericGreaterThan" in choice:
+                label = f"> {choice['NumericGreaterThan']}"
+            if "StringMatches" in choice:
+                label = choice["StringMatches"].strip("*")
+            lines.append(f"  {node} -->|{label}| {prefix}{choice['Next']}")
         if "Default" in state:
-            lines.append(f"  {name} -->|otherwise| {state['Default']}")
+            lines.append(f"  {node} -->|otherwise| {prefix}{state['Default']}")
         for catch in state.get("Catch", []):
             errors = ", ".join(catch["ErrorEquals"])
-            lines.append(f"  {name} -.->|{errors}| {catch['Next']}")
-    return "\n".join(lines)
+            lines.append(f"  {node} -.->|{errors}| {prefix}{catch['Next']}")
+    return lines
 
 
 # ---------------------------------------------------------------------------- cost
@@ -300,9 +339,23 @@ class LocalStore:
         self.ack_queued(len(bodies))
         return [json.dumps(body) for body in bodies]
 
-    def save_execution(self, name: str, status: str, events: Sequence[Mapping[str, Any]]) -> None:
+    def save_execution(
+        self,
+        name: str,
+        status: str,
+        events: Sequence[Mapping[str, Any]],
+        child: tuple[str, str, Sequence[Mapping[str, Any]]] | None = None,
+    ) -> None:
+        """Keep a slim history; ``child`` is the labs execution's (name, status, events)."""
         self._ensure()
-        record = {"name": name, "status": status, "events": slim_history(events)}
+        record: dict[str, Any] = {"name": name, "status": status, "events": slim_history(events)}
+        if child is not None:
+            child_name, child_status, child_events = child
+            record["child"] = {
+                "name": child_name,
+                "status": child_status,
+                "events": slim_history(child_events),
+            }
         (self.executions / f"{name}.json").write_text(json.dumps(record), encoding="utf-8")
 
     def load_execution(self, name: str) -> dict[str, Any]:

@@ -28,11 +28,10 @@ from aws_cdk import aws_lambda as lambda_
 
 from healthflow_infra.paths import REQUIREMENTS_LOCK, TASKS_PACKAGE_DIR
 
-# The runtime dependencies of the light steps (validate, claim, copy, aggregate, mark, migrate).
-# The `tasks` package imports the matching stack (rapidfuzz, numpy, torch, transformers) lazily,
-# in the categorization step only, which runs in the ml-worker image. Keeping them out matters
-# twice: the 250 MB package limit, and the python3.11 runtime's Amazon Linux 2 (glibc 2.26),
-# for which the pinned numpy/rapidfuzz have no wheel (manylinux_2_28 only).
+# The runtime dependencies of the light steps (validate, claim, resolve known lab names, copy,
+# aggregate, mark, migrate). numpy and rapidfuzz come with the lab matcher's model-free tier
+# (ResolveKnownNames); torch and transformers stay in the ml-worker image (the 250 MB package
+# limit). boto3 signs the IAM database token and is in the Lambda runtime already.
 LAMBDA_RUNTIME_PACKAGES: tuple[str, ...] = (
     "sqlalchemy",
     "alembic",
@@ -42,11 +41,15 @@ LAMBDA_RUNTIME_PACKAGES: tuple[str, ...] = (
     "platformdirs",
     # JSON logs and EMF metrics (tasks.observability); pure Python.
     "aws-lambda-powertools",
+    "numpy",
+    "rapidfuzz",
 )
 
-_PIP_PLATFORM_BY_ARCHITECTURE = {
-    "arm64": "manylinux2014_aarch64",
-    "x86_64": "manylinux2014_x86_64",
+# python3.12+ runs on Amazon Linux 2023 (glibc 2.34): manylinux_2_28 wheels and the older
+# manylinux2014 ones both fit, and pip takes one --platform per accepted tag.
+_PIP_PLATFORMS_BY_ARCHITECTURE = {
+    "arm64": ("manylinux_2_28_aarch64", "manylinux2014_aarch64"),
+    "x86_64": ("manylinux_2_28_x86_64", "manylinux2014_x86_64"),
 }
 
 _IGNORED_SOURCE_PATTERNS = ("__pycache__", "*.pyc", "*.pyo", ".mypy_cache", ".pytest_cache")
@@ -60,13 +63,13 @@ class LocalPipBundling:
         self,
         *,
         architecture: lambda_.Architecture,
-        python_version: str = "3.11",
+        python_version: str = "3.12",
         install_dependencies: bool = True,
         package_dir: Path = TASKS_PACKAGE_DIR,
         constraints_file: Path = REQUIREMENTS_LOCK,
         packages: tuple[str, ...] = LAMBDA_RUNTIME_PACKAGES,
     ) -> None:
-        self._pip_platform = _PIP_PLATFORM_BY_ARCHITECTURE[architecture.name]
+        self._pip_platforms = _PIP_PLATFORMS_BY_ARCHITECTURE[architecture.name]
         self._python_version = python_version
         self._install_dependencies = install_dependencies
         self._package_dir = package_dir
@@ -97,8 +100,7 @@ class LocalPipBundling:
             "--no-compile",  # Lambda's filesystem is read-only; .pyc written at build are stale
             "--target",
             str(output),
-            "--platform",
-            self._pip_platform,
+            *(flag for platform in self._pip_platforms for flag in ("--platform", platform)),
             "--implementation",
             "cp",
             "--python-version",
@@ -112,16 +114,18 @@ class LocalPipBundling:
 
 
 def steps_function_code(
-    *, architecture: lambda_.Architecture, install_dependencies: bool
+    *, architecture: lambda_.Architecture, python_version: str, install_dependencies: bool
 ) -> lambda_.Code:
     """The asset for the steps Lambda; the handler path is `tasks.runners.lambda_handler`."""
     return lambda_.Code.from_asset(
         str(TASKS_PACKAGE_DIR),
         bundling=BundlingOptions(
             # Required by the API but never pulled: LocalPipBundling always succeeds.
-            image=DockerImage.from_registry("public.ecr.aws/sam/build-python3.11"),
+            image=DockerImage.from_registry(f"public.ecr.aws/sam/build-python{python_version}"),
             local=LocalPipBundling(
-                architecture=architecture, install_dependencies=install_dependencies
+                architecture=architecture,
+                python_version=python_version,
+                install_dependencies=install_dependencies,
             ),
         ),
     )

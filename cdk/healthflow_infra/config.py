@@ -12,7 +12,7 @@ from typing import Any
 
 from constructs import Construct
 
-from healthflow_infra.paths import DEFAULT_ASL_PATH
+from healthflow_infra.paths import DEFAULT_ASL_PATH, DEFAULT_LABS_ASL_PATH
 
 CONTEXT_PREFIX = "healthflow:"
 
@@ -22,6 +22,15 @@ def _as_bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
     return str(value).strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _as_list(value: Any) -> tuple[str, ...]:
+    # `-c healthflow:lambdaSubnetIds=subnet-a,subnet-b` arrives as one string; cdk.json may hold
+    # a JSON list.
+    if value is None:
+        return ()
+    items = value if isinstance(value, list | tuple) else str(value).split(",")
+    return tuple(str(item).strip() for item in items if str(item).strip())
 
 
 def _as_optional_str(value: Any) -> str | None:
@@ -37,28 +46,51 @@ class HealthflowConfig:
 
     env_name: str = "dev"
     asl_path: Path = DEFAULT_ASL_PATH
+    labs_asl_path: Path = DEFAULT_LABS_ASL_PATH
     # Whether the pipe moves messages (RUNNING) and what /healthflow/<env>/enabled says.
     enabled: bool = True
     # Tests and offline synth: package only the `tasks` sources, no `pip install` of deps.
     skip_bundling: bool = False
-    # Database: a new Aurora Serverless v2 cluster unless both existing_* values are given.
-    existing_db_secret_arn: str | None = None
-    existing_db_security_group_id: str | None = None
+    # Network. "public" (default): no NAT and no interface endpoint; the ml-worker runs in public
+    # subnets with a public IP and a security group without ingress. "isolated": no internet
+    # route at all, the AWS APIs through interface endpoints (they bill by the hour, see
+    # cdk/README.md). Ignored when the VPC is brought (vpc_id).
+    network: str = "public"
+    # Bring your own VPC (ids only: no lookup, so synth needs no credentials).
+    vpc_id: str | None = None
+    availability_zones: tuple[str, ...] = ()
+    lambda_subnet_ids: tuple[str, ...] = ()
+    ml_worker_subnet_ids: tuple[str, ...] = ()
+    ml_worker_public_ip: bool = True
+    # Bring your own PostgreSQL: the app connects as db_user with IAM authentication.
+    db_host: str | None = None
+    db_port: int = 5432
+    db_name: str = "healthflow"
+    db_user: str = "healthflow_app"
+    # DbiResourceId (db-...) or DbClusterResourceId (cluster-...): the rds-db:connect ARN's id.
+    db_resource_id: str | None = None
+    db_security_group_id: str | None = None
+    # New Aurora Serverless v2 (when no db_host is given).
     db_min_capacity_acu: float = 0.0
     db_max_capacity_acu: float = 2.0
     db_auto_pause_minutes: int = 10
     db_deletion_protection: bool = True
     run_migrations_on_deploy: bool = True
-    # Compute sizes.
-    steps_function_memory_mb: int = 1024
-    steps_function_timeout_seconds: int = 300
+    # Switches for what bills while idle.
+    queue_cmk: bool = False
+    dashboard: bool = False
+    tracing: bool = False
+    # Compute sizes. The ml-worker's measured peak RSS is 672 MB (bench/categorize.py), so
+    # 1 GB with 0.5 vCPU (the smallest Fargate size that holds it with headroom).
+    steps_function_memory_mb: int = 512
+    steps_function_timeout_seconds: int = 120
     # None (default): no reservation. A new account has 10 concurrent executions in all and
     # Lambda keeps 100 unreserved, so any reservation fails the deploy there; the database is
     # protected instead by one connection per invocation and the throttling retry in the ASL.
     # An account with room may opt in: -c healthflow:stepsFunctionReservedConcurrency=20.
     steps_function_reserved_concurrency: int | None = None
-    ml_worker_cpu: int = 2048
-    ml_worker_memory_mib: int = 4096
+    ml_worker_cpu: int = 512
+    ml_worker_memory_mib: int = 1024
     # Monitoring.
     alarm_email: str | None = None
     create_alarm_topic: bool = False
@@ -66,8 +98,12 @@ class HealthflowConfig:
     log_retention_days: int = 30
 
     @property
-    def uses_existing_database(self) -> bool:
-        return bool(self.existing_db_secret_arn and self.existing_db_security_group_id)
+    def brings_vpc(self) -> bool:
+        return self.vpc_id is not None
+
+    @property
+    def brings_database(self) -> bool:
+        return self.db_host is not None
 
     @property
     def wants_alarm_topic(self) -> bool:
@@ -86,18 +122,33 @@ class HealthflowConfig:
         kwargs: dict[str, Any] = {}
         string_keys = {
             "env": "env_name",
-            "existingDbSecretArn": "existing_db_secret_arn",
-            "existingDbSecurityGroupId": "existing_db_security_group_id",
+            "network": "network",
+            "vpcId": "vpc_id",
+            "dbHost": "db_host",
+            "dbName": "db_name",
+            "dbUser": "db_user",
+            "dbResourceId": "db_resource_id",
+            "dbSecurityGroupId": "db_security_group_id",
             "alarmEmail": "alarm_email",
+        }
+        list_keys = {
+            "availabilityZones": "availability_zones",
+            "lambdaSubnetIds": "lambda_subnet_ids",
+            "mlWorkerSubnetIds": "ml_worker_subnet_ids",
         }
         bool_keys = {
             "enabled": "enabled",
             "skipBundling": "skip_bundling",
+            "mlWorkerPublicIp": "ml_worker_public_ip",
             "dbDeletionProtection": "db_deletion_protection",
             "runMigrationsOnDeploy": "run_migrations_on_deploy",
+            "queueCmk": "queue_cmk",
+            "dashboard": "dashboard",
+            "tracing": "tracing",
             "createAlarmTopic": "create_alarm_topic",
         }
         number_keys = {
+            "dbPort": ("db_port", int),
             "dbMinCapacity": ("db_min_capacity_acu", float),
             "dbMaxCapacity": ("db_max_capacity_acu", float),
             "dbAutoPauseMinutes": ("db_auto_pause_minutes", int),
@@ -113,6 +164,10 @@ class HealthflowConfig:
             value = _as_optional_str(ctx(key))
             if value is not None:
                 kwargs[field] = value
+        for key, field in list_keys.items():
+            value = ctx(key)
+            if value is not None:
+                kwargs[field] = _as_list(value)
         for key, field in bool_keys.items():
             value = ctx(key)
             if value is not None:
@@ -122,6 +177,9 @@ class HealthflowConfig:
             if value is not None:
                 kwargs[field] = convert(value)
         asl_from_context = _as_optional_str(ctx("aslPath"))
+        labs_asl_from_context = _as_optional_str(ctx("labsAslPath"))
+        if labs_asl_from_context is not None:
+            kwargs["labs_asl_path"] = Path(labs_asl_from_context)
         if asl_path is not None:
             kwargs["asl_path"] = asl_path
         elif asl_from_context is not None:
@@ -135,10 +193,23 @@ class HealthflowConfig:
             raise ValueError(
                 f"healthflow:env must be alphanumeric (dashes allowed): {self.env_name}"
             )
-        if bool(self.existing_db_secret_arn) != bool(self.existing_db_security_group_id):
+        if self.network not in {"public", "isolated"}:
+            raise ValueError("healthflow:network must be public or isolated")
+        if self.brings_vpc:
+            if len(self.availability_zones) < 2:
+                raise ValueError("healthflow:vpcId needs healthflow:availabilityZones (two)")
+            if len(self.lambda_subnet_ids) < 2 or len(self.ml_worker_subnet_ids) < 2:
+                raise ValueError(
+                    "healthflow:vpcId needs two healthflow:lambdaSubnetIds and two "
+                    "healthflow:mlWorkerSubnetIds"
+                )
+        if self.brings_database and not self.brings_vpc:
             raise ValueError(
-                "An existing database needs both healthflow:existingDbSecretArn and "
-                "healthflow:existingDbSecurityGroupId"
+                "healthflow:dbHost (your database) needs healthflow:vpcId (the VPC it lives in)"
+            )
+        if self.brings_database and not self.db_resource_id:
+            raise ValueError(
+                "healthflow:dbHost needs healthflow:dbResourceId (for the rds-db:connect grant)"
             )
         if not 0 <= self.db_min_capacity_acu <= self.db_max_capacity_acu:
             raise ValueError("Need 0 <= healthflow:dbMinCapacity <= healthflow:dbMaxCapacity")

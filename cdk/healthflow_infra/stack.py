@@ -10,7 +10,7 @@ from constructs import Construct
 
 from healthflow_infra.config import HealthflowConfig
 from healthflow_infra.constructs.database import Database, DatabaseMigrations
-from healthflow_infra.constructs.functions import StepFunctions
+from healthflow_infra.constructs.functions import StepFunctions, database_environment
 from healthflow_infra.constructs.ml_worker import MlWorker
 from healthflow_infra.constructs.monitoring import Monitoring
 from healthflow_infra.constructs.network import Network
@@ -42,7 +42,8 @@ def _retention(days: int) -> logs.RetentionDays:
 
 
 class HealthflowStack(Stack):
-    """The whole deployment: queue -> pipe -> state machine -> Lambda / ECS -> PostgreSQL."""
+    """The whole deployment: queue -> pipe -> Express machine (-> Standard labs machine)
+    -> Lambda / ECS -> PostgreSQL."""
 
     def __init__(
         self,
@@ -56,30 +57,50 @@ class HealthflowStack(Stack):
         self.config = config
         retention = _retention(config.log_retention_days)
 
-        self.trigger_queue = TriggerQueue(self, "TriggerQueue", env_name=config.env_name)
-        self.network = Network(self, "Network")
+        self.trigger_queue = TriggerQueue(
+            self, "TriggerQueue", env_name=config.env_name, customer_managed_key=config.queue_cmk
+        )
+        self.network = Network(
+            self,
+            "Network",
+            layout=config.network,
+            vpc_id=config.vpc_id,
+            availability_zones=config.availability_zones,
+            lambda_subnet_ids=config.lambda_subnet_ids,
+            ml_worker_subnet_ids=config.ml_worker_subnet_ids,
+            ml_worker_public_ip=config.ml_worker_public_ip,
+        )
         self.database = Database(
             self,
             "Database",
             env_name=config.env_name,
             vpc=self.network.vpc,
-            subnet_selection=self.network.subnet_selection,
+            subnets=self.network.database_subnets,
             min_capacity_acu=config.db_min_capacity_acu,
             max_capacity_acu=config.db_max_capacity_acu,
             auto_pause=Duration.minutes(config.db_auto_pause_minutes),
             deletion_protection=config.db_deletion_protection,
             log_retention=retention,
-            secrets_manager_endpoint=self.network.endpoints["SecretsManager"],
-            existing_secret_arn=config.existing_db_secret_arn,
-            existing_security_group_id=config.existing_db_security_group_id,
+            host=config.db_host,
+            port=config.db_port,
+            name=config.db_name,
+            user=config.db_user,
+            resource_id=config.db_resource_id,
+            security_group_id=config.db_security_group_id,
+        )
+        db_environment = database_environment(
+            host=self.database.host,
+            port=self.database.port,
+            name=self.database.name,
+            user=self.database.user,
         )
         self.steps = StepFunctions(
             self,
             "Steps",
             env_name=config.env_name,
             vpc=self.network.vpc,
-            subnet_selection=self.network.subnet_selection,
-            database_secret=self.database.secret,
+            subnets=self.network.lambda_subnets,
+            database_environment=db_environment,
             memory_size_mb=config.steps_function_memory_mb,
             timeout=Duration.seconds(config.steps_function_timeout_seconds),
             reserved_concurrency=config.steps_function_reserved_concurrency,
@@ -91,38 +112,36 @@ class HealthflowStack(Stack):
             "MlWorker",
             env_name=config.env_name,
             vpc=self.network.vpc,
-            database_secret=self.database.secret,
+            database_environment=db_environment,
             cpu=config.ml_worker_cpu,
             memory_limit_mib=config.ml_worker_memory_mib,
             log_retention=retention,
         )
+        # IAM database authentication: the only permission either needs at run time.
+        self.database.grant_connect(self.steps.function)
+        self.database.grant_connect(self.ml_worker.task_role)
         self.database.allow_from(self.steps.security_group, description="steps Lambda")
         self.database.allow_from(self.ml_worker.security_group, description="ml-worker tasks")
         self.network.allow_endpoint_access_from(
-            self.steps.security_group, description="steps Lambda"
-        )
-        self.network.allow_endpoint_access_from(
             self.ml_worker.security_group, description="ml-worker tasks"
         )
-        if self.database.rotation_security_group is not None:
-            self.network.allow_endpoint_access_from(
-                self.database.rotation_security_group, description="secret rotation"
-            )
 
         self.workflow = Workflow(
             self,
             "Workflow",
-            env_name=config.env_name,
             asl_path=config.asl_path,
+            labs_asl_path=config.labs_asl_path,
             steps_function=self.steps.function,
             cluster=self.ml_worker.cluster,
             task_definition=self.ml_worker.task_definition,
             container_name=self.ml_worker.container_name,
-            task_subnets=self.network.private_subnets,
-            task_security_group=self.ml_worker.security_group,
+            task_subnet_ids=[subnet.subnet_id for subnet in self.network.ml_worker_subnets],
+            task_security_group_id=self.ml_worker.security_group.security_group_id,
+            task_public_ip=self.network.ml_worker_public_ip,
             dead_letter_queue=self.trigger_queue.dead_letter_queue,
             queue_key=self.trigger_queue.key,
             log_retention=retention,
+            tracing=config.tracing,
         )
         self.pipe = TriggerPipe(
             self,
@@ -167,19 +186,20 @@ class HealthflowStack(Stack):
             queue=self.trigger_queue.queue,
             dead_letter_queue=self.trigger_queue.dead_letter_queue,
             state_machine=self.workflow.state_machine,
-            state_machine_log_group=self.workflow.log_group,
+            labs_state_machine=self.workflow.labs_state_machine,
             steps_function=self.steps.function,
             oldest_message_age_threshold=Duration.seconds(config.oldest_message_age_alarm_seconds),
             create_topic=config.create_alarm_topic,
             alarm_email=config.alarm_email,
+            dashboard=config.dashboard,
         )
         # What an operator or `healthflow ... --target aws` needs (see cdk/README.md).
         outputs = {
             "TriggerQueueUrl": self.trigger_queue.queue.queue_url,
             "DeadLetterQueueUrl": self.trigger_queue.dead_letter_queue.queue_url,
             "StateMachineArn": self.workflow.state_machine.state_machine_arn,
-            "DatabaseSecretArn": self.database.secret.secret_arn,
-            "DashboardName": f"healthflow-{config.env_name}",
+            "LabsStateMachineArn": self.workflow.labs_state_machine.state_machine_arn,
+            "DatabaseHost": self.database.host,
         }
         for name, value in outputs.items():
             CfnOutput(self, name, value=value)

@@ -1,11 +1,15 @@
-"""The AWS side of healthflow on a laptop: SQS, the state machine and a pipe, all in-process.
+"""The AWS side of healthflow on a laptop: SQS, the two state machines and a pipe, in-process.
 
 ``LocalCloud`` starts moto with state machine execution on, creates the trigger queue and the
-dead-letter queue, creates the state machine from ``statemachines/healthflow.asl.json`` with its
-placeholders filled the way CDK fills them, and routes the machine's Lambda and ECS tasks to the
-same Python entry points that run in AWS. EventBridge Pipes move nothing in moto, so
-:meth:`LocalCloud.drain` plays the pipe: one execution per message, input shaped like the real
-pipe's SQS batch, message deleted once the execution has started (FIRE_AND_FORGET).
+dead-letter queue, creates the Standard labs machine (``statemachines/labs.asl.json``) and the
+Express parent (``statemachines/healthflow.asl.json``) with their placeholders filled from the
+same list CDK uses (``tasks.statemachines.PLACEHOLDERS``), and routes the machines' Lambda and
+ECS tasks to the same Python entry points that run in AWS. The parent's ``states:startExecution``
+of the labs child is moto's own. moto runs an EXPRESS machine like a Standard one (it records the
+type, and keeps a history that AWS keeps only in CloudWatch Logs), so no shim is needed.
+EventBridge Pipes move nothing in moto, so :meth:`LocalCloud.drain` plays the pipe: one execution
+per message, input shaped like the real pipe's SQS batch, message deleted once the execution has
+started (FIRE_AND_FORGET).
 """
 
 from __future__ import annotations
@@ -15,21 +19,23 @@ import json
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import boto3
 
+from tasks import statemachines
 from tasks.localcloud import moto_ext
 from tasks.runners.common import StepRunner
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_DEFINITION = REPO_ROOT / "statemachines" / "healthflow.asl.json"
+DEFAULT_DEFINITION = statemachines.EXPRESS_ASL
+DEFAULT_LABS_DEFINITION = statemachines.LABS_ASL
 
 ACCOUNT_ID = "123456789012"  # moto's default account
 STATE_MACHINE_NAME = "healthflow"
+LABS_STATE_MACHINE_NAME = "healthflow-labs"
 TRIGGER_QUEUE_NAME = "healthflow-trigger"
 DEAD_LETTER_QUEUE_NAME = "healthflow-dlq"
 STEPS_FUNCTION_NAME = "healthflow-steps"
@@ -50,10 +56,18 @@ class ExecutionResult:
     output: Any = None
     error: str | None = None
     cause: str | None = None
+    # The Standard labs execution this (Express) execution started, once it ended.
+    child: ExecutionResult | None = None
 
     @property
     def succeeded(self) -> bool:
-        return self.status == "SUCCEEDED"
+        """The execution and the labs execution it started both succeeded."""
+        return self.status == "SUCCEEDED" and (self.child is None or self.child.succeeded)
+
+    @property
+    def execution_arns(self) -> list[str]:
+        """This execution's ARN, then its child's."""
+        return [self.execution_arn] + (self.child.execution_arns if self.child else [])
 
 
 @dataclass(frozen=True)
@@ -104,16 +118,21 @@ def _pipe_message_attribute(value: Mapping[str, Any]) -> dict[str, Any]:
 def definition_substitutions(region: str, dead_letter_queue_url: str) -> dict[str, str]:
     """Fake but well-formed values for every ASL placeholder, as CDK would fill them."""
     prefix = f"{region}:{ACCOUNT_ID}"
-    return {
+    values = {
         "StepsFunctionArn": f"arn:aws:lambda:{prefix}:function:{STEPS_FUNCTION_NAME}",
+        "LabsStateMachineArn": f"arn:aws:states:{prefix}:stateMachine:{LABS_STATE_MACHINE_NAME}",
         "ClusterArn": f"arn:aws:ecs:{prefix}:cluster/healthflow",
         "MlWorkerTaskDefinitionArn": f"arn:aws:ecs:{prefix}:task-definition/healthflow-ml-worker:1",
         "MlWorkerContainerName": CONTAINER_NAME,
-        "PrivateSubnet1": "subnet-0a1b2c3d4e5f60001",
-        "PrivateSubnet2": "subnet-0a1b2c3d4e5f60002",
+        "MlWorkerSubnet1": "subnet-0a1b2c3d4e5f60001",
+        "MlWorkerSubnet2": "subnet-0a1b2c3d4e5f60002",
         "MlWorkerSecurityGroupId": "sg-0a1b2c3d4e5f60003",
+        "MlWorkerAssignPublicIp": "ENABLED",
         "DeadLetterQueueUrl": dead_letter_queue_url,
     }
+    # The one list of placeholders decides; a new one without a local value fails here.
+    assert set(values) == set(statemachines.PLACEHOLDERS), "placeholder list drifted"
+    return values
 
 
 def lambda_dispatcher_for(run_step: StepRunner | None) -> moto_ext.LambdaDispatcher:
@@ -134,8 +153,8 @@ def container_runner_for(
 
     config = WorkerConfig(region=region, heartbeat_seconds=heartbeat_seconds)
 
-    def run(environment: Mapping[str, str]) -> None:
-        run_from_environment(environment, run_step=run_step, config=config)
+    def run(environment: Mapping[str, str]) -> int:
+        return run_from_environment(environment, run_step=run_step, config=config)
 
     return run
 
@@ -161,6 +180,7 @@ class LocalCloud:
         spot_capacity: moto_ext.CapacityCheck | None = None,
         mock_config: Path | str | Mapping[str, Any] | None = None,
         definition_path: Path = DEFAULT_DEFINITION,
+        labs_definition_path: Path = DEFAULT_LABS_DEFINITION,
         region: str = "us-east-1",
         heartbeat_seconds: float = 5.0,
         poll_seconds: float = 0.02,
@@ -169,6 +189,7 @@ class LocalCloud:
     ) -> None:
         self.region = region
         self._definition_path = definition_path
+        self._labs_definition_path = labs_definition_path
         self._poll_seconds = poll_seconds
         self._execution_timeout = execution_timeout_seconds
         self._max_running = max_running
@@ -184,6 +205,7 @@ class LocalCloud:
         self.queue_arn = ""
         self.dead_letter_queue_url = ""
         self.state_machine_arn = ""
+        self.labs_state_machine_arn = ""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -232,13 +254,28 @@ class LocalCloud:
 
     def _create_state_machine(self) -> None:
         substitutions = definition_substitutions(self.region, self.dead_letter_queue_url)
-        definition = moto_ext.fill_placeholders(self._definition_path.read_text(), substitutions)
-        self.state_machine_arn = self._sfn.create_state_machine(
-            name=STATE_MACHINE_NAME,
-            definition=definition,
-            roleArn=f"arn:aws:iam::{ACCOUNT_ID}:role/healthflow-state-machine",
-            type="STANDARD",
-        )["stateMachineArn"]
+        # The child first: the parent's definition names its ARN.
+        self.labs_state_machine_arn = self._create_machine(
+            LABS_STATE_MACHINE_NAME, self._labs_definition_path, "STANDARD", substitutions
+        )
+        if self.labs_state_machine_arn != substitutions["LabsStateMachineArn"]:
+            raise RuntimeError("moto named the labs state machine unexpectedly")
+        self.state_machine_arn = self._create_machine(
+            STATE_MACHINE_NAME, self._definition_path, "EXPRESS", substitutions
+        )
+
+    def _create_machine(
+        self, name: str, path: Path, kind: str, substitutions: Mapping[str, str]
+    ) -> str:
+        definition = moto_ext.fill_placeholders(statemachines.load_definition(path), substitutions)
+        return str(
+            self._sfn.create_state_machine(
+                name=name,
+                definition=definition,
+                roleArn=f"arn:aws:iam::{ACCOUNT_ID}:role/{name}",
+                type=kind,
+            )["stateMachineArn"]
+        )
 
     # ------------------------------------------------------------------ producer side
 
@@ -312,8 +349,15 @@ class LocalCloud:
         return execution_arn
 
     def _execution_arn(self, name: str) -> str:
-        machine = self.state_machine_arn.split(":stateMachine:", 1)
-        return f"{machine[0]}:execution:{machine[1]}:{name}"
+        return self._execution_arn_of(self.state_machine_arn, name)
+
+    @staticmethod
+    def _execution_prefix(state_machine_arn: str) -> str:
+        machine = state_machine_arn.split(":stateMachine:", 1)
+        return f"{machine[0]}:execution:{machine[1]}:"
+
+    def _execution_arn_of(self, state_machine_arn: str, name: str) -> str:
+        return self._execution_prefix(state_machine_arn) + name
 
     def _receive(
         self, queue_url: str, max_messages: int, visibility_timeout: int
@@ -330,17 +374,39 @@ class LocalCloud:
 
     # ------------------------------------------------------------------ executions
 
-    def start_execution(self, execution_input: Any, name: str, test_case: str | None = None) -> str:
-        """StartExecution (manual reprocess, or the pipe); ``test_case`` selects a mock case."""
-        machine_arn = self.state_machine_arn + (f"#{test_case}" if test_case else "")
+    def start_execution(
+        self,
+        execution_input: Any,
+        name: str,
+        test_case: str | None = None,
+        state_machine_arn: str | None = None,
+    ) -> str:
+        """StartExecution of the parent (manual reprocess, or the pipe) or of another machine;
+        ``test_case`` selects a mock case."""
+        machine_arn = (state_machine_arn or self.state_machine_arn) + (
+            f"#{test_case}" if test_case else ""
+        )
         response = self._sfn.start_execution(
             stateMachineArn=machine_arn, name=name, input=json.dumps(execution_input)
         )
         return str(response["executionArn"])
 
     def wait(self, execution_arn: str, timeout_seconds: float | None = None) -> ExecutionResult:
-        """Poll until the execution ends (moto runs executions in daemon threads)."""
+        """Poll until the execution, and the labs execution it started, end.
+
+        moto runs executions in daemon threads. The Express parent ends as soon as it has
+        started the Standard labs child, so the child is waited for too (``result.child``).
+        """
         deadline = time.monotonic() + (timeout_seconds or self._execution_timeout)
+        result = self._wait_one(execution_arn, deadline)
+        child_arn = self.child_execution_arn(result)
+        if child_arn is not None:
+            # A mocked StartLabsWorkflow (mock config) starts nothing.
+            with contextlib.suppress(self._sfn.exceptions.ExecutionDoesNotExist):
+                result = replace(result, child=self._wait_one(child_arn, deadline))
+        return result
+
+    def _wait_one(self, execution_arn: str, deadline: float) -> ExecutionResult:
         while True:
             described = self._sfn.describe_execution(executionArn=execution_arn)
             if described["status"] in _TERMINAL:
@@ -348,6 +414,14 @@ class LocalCloud:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"execution {described['name']} still running")
             time.sleep(self._poll_seconds)
+
+    def child_execution_arn(self, result: ExecutionResult) -> str | None:
+        """The labs execution a parent started: same name, in the labs machine (by design)."""
+        if not result.execution_arn.startswith(self._execution_prefix(self.state_machine_arn)):
+            return None
+        if "StartLabsWorkflow" not in self.entered_states(result.execution_arn):
+            return None
+        return self._execution_arn_of(self.labs_state_machine_arn, result.name)
 
     def history(self, execution_arn: str) -> list[dict[str, Any]]:
         """The execution's events, oldest first."""

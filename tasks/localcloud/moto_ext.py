@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import re
 import threading
 import time
 import uuid
@@ -44,12 +43,21 @@ from moto.stepfunctions.parser.asl.component.common.error_name.failure_event imp
     FailureEvent,
     FailureEventException,
 )
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import (
+    StatesErrorName,
+)
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+    StatesErrorNameType,
+)
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource import (
     ResourceCondition,
 )
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_ecs import (  # noqa: E501
     StateTaskServiceEcs,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn import (  # noqa: E501
+    StateTaskServiceSfn,
 )
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.parser.backend.execution import Execution
@@ -58,6 +66,8 @@ from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 from moto.stepfunctions.parser.utils import camel_to_snake_case
 from pydantic import BaseModel, ConfigDict, RootModel, model_validator
 
+from tasks import statemachines
+
 LOG = logging.getLogger(__name__)
 
 #: The config that makes moto run state machines instead of only recording them.
@@ -65,12 +75,15 @@ EXECUTION_CONFIG: dict[str, Any] = {"stepfunctions": {"execute_state_machine": T
 
 #: (function ARN or name, decoded payload) -> JSON-serialisable result. Raise to fail the task.
 LambdaDispatcher = Callable[[str, dict[str, Any]], Any]
-#: Runs one container with its overridden environment (ml-worker entrypoint semantics).
-ContainerRunner = Callable[[Mapping[str, str]], None]
+#: Runs one container with its overridden environment (ml-worker entrypoint semantics) and
+#: returns its exit code (None counts as 0).
+ContainerRunner = Callable[[Mapping[str, str]], int | None]
+#: What a capacity check returns to simulate a Spot reclaim: the task starts, then stops with
+#: this stop code before its container finishes.
+SPOT_INTERRUPTION = "SpotInterruption"
 #: Decides whether a launch fails for lack of capacity: returns an error name or None.
 CapacityCheck = Callable[["EcsTaskLaunch"], str | None]
 
-_PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 # Loggers of the interpreter that log every caught error (and its state data) at ERROR level.
 _NOISY_LOGGERS = ("moto.stepfunctions.parser",)
 # How long an in-process container waits for the Task state to listen for heartbeats.
@@ -93,16 +106,12 @@ def silence_parser_logs(level: int = logging.CRITICAL) -> None:
 
 def placeholders_in(definition: str) -> set[str]:
     """Names of the ``${...}`` placeholders that an ASL text still contains."""
-    return set(_PLACEHOLDER.findall(definition))
+    return statemachines.placeholders_in(definition)
 
 
 def fill_placeholders(definition: str, substitutions: Mapping[str, str]) -> str:
     """Substitute ``${Name}`` like CDK ``definition_substitutions`` does; fail on leftovers."""
-    missing = placeholders_in(definition) - set(substitutions)
-    if missing:
-        raise KeyError(f"no substitution for placeholders: {sorted(missing)}")
-    # Values are JSON-escaped because placeholders only ever appear inside JSON strings.
-    return _PLACEHOLDER.sub(lambda m: json.dumps(substitutions[m.group(1)])[1:-1], definition)
+    return statemachines.fill_placeholders(definition, substitutions)
 
 
 # --------------------------------------------------------------------------- lambda
@@ -117,6 +126,8 @@ class _Registry:
     capacity_check: CapacityCheck | None = None
     mock_config: Any = None  # _RawMockConfig once loaded
     containers: list[threading.Thread] = field(default_factory=list)
+    # .sync tasks by ARN: what DescribeTasks would say once the task stopped.
+    stopped_tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 _REGISTRY = _Registry()
@@ -190,8 +201,8 @@ def _operation_model(service_name: str, snake_action: str) -> Any:
     raise KeyError(f"{service_name} has no operation {snake_action}")
 
 
-def _ecs_normalise_parameters(
-    self: StateTaskServiceEcs,
+def _boto_normalise_parameters(
+    self: Any,
     parameters: dict,
     boto_service_name: str | None = None,
     service_action_name: str | None = None,
@@ -203,8 +214,8 @@ def _ecs_normalise_parameters(
         self._to_boto_request(parameters, input_shape)
 
 
-def _ecs_normalise_response(
-    self: StateTaskServiceEcs,
+def _boto_normalise_response(
+    self: Any,
     response: Any,
     boto_service_name: str | None = None,
     service_action_name: str | None = None,
@@ -214,6 +225,19 @@ def _ecs_normalise_response(
     output_shape = _operation_model(service, action).output_shape
     if output_shape is not None:
         self._from_boto_response(response, output_shape)
+
+
+def _sfn_normalise_parameters(
+    self: StateTaskServiceSfn,
+    parameters: dict,
+    boto_service_name: str | None = None,
+    service_action_name: str | None = None,
+) -> None:
+    # states:startExecution: the Input object becomes the JSON string the API takes (moto's
+    # own step), then PascalCase parameters become botocore's names (moto stubs that step).
+    if service_action_name is None and not isinstance(parameters.get("Input"), str):
+        parameters["Input"] = json.dumps(parameters.get("Input") or {}, separators=(",", ":"))
+    _boto_normalise_parameters(self, parameters, boto_service_name, service_action_name)
 
 
 _ORIGINAL_ECS_SUPPORTED = StateTaskServiceEcs._get_supported_parameters
@@ -297,6 +321,9 @@ def _ecs_eval_service_task(
     normalised_parameters: dict,
     state_credentials: Any,
 ) -> None:
+    if self.resource.condition == ResourceCondition.Sync:
+        _ecs_start_sync_task(self, env, resource_runtime_part, normalised_parameters)
+        return
     if self.resource.condition != ResourceCondition.WaitForTaskToken:
         _ORIGINAL_ECS_EVAL(
             self, env, resource_runtime_part, normalised_parameters, state_credentials
@@ -311,6 +338,109 @@ def _ecs_eval_service_task(
     callback_endpoint = env.callback_pool_manager.get(token)
     _start_container(launch, callback_endpoint, heartbeat=self.heartbeat is not None)
     env.stack.append(_fake_run_task_response(launch, resource_runtime_part.region))
+
+
+def _stopped_task(
+    launch: EcsTaskLaunch, task: Mapping[str, Any], exit_code: int | None, stop_code: str
+) -> dict[str, Any]:
+    """A stopped task as the ``.sync`` integration returns it (DescribeTasks, PascalCase)."""
+    container: dict[str, Any] = {"Name": launch.container_name, "LastStatus": "STOPPED"}
+    if exit_code is not None:
+        container["ExitCode"] = exit_code
+    described = {
+        "TaskArn": task["taskArn"],
+        "ClusterArn": task["clusterArn"],
+        "TaskDefinitionArn": task["taskDefinitionArn"],
+        "LastStatus": "STOPPED",
+        "DesiredStatus": "STOPPED",
+        "StopCode": stop_code,
+        "StoppedReason": (
+            "Your Spot Task was interrupted."
+            if stop_code == SPOT_INTERRUPTION
+            else "Essential container in task exited"
+        ),
+        "Containers": [container],
+    }
+    if launch.capacity_provider:
+        described["CapacityProviderName"] = launch.capacity_provider
+    return described
+
+
+def _ecs_start_sync_task(
+    self: StateTaskServiceEcs, env: Any, resource_runtime_part: Any, parameters: dict
+) -> None:
+    """RunTask for ``.sync``: run the container in a thread and record how it stopped."""
+    launch = EcsTaskLaunch.from_boto_parameters(parameters)
+    check = _REGISTRY.capacity_check
+    error = check(launch) if check is not None else None
+    if error and error != SPOT_INTERRUPTION:
+        raise _capacity_failure(self, env, error)
+    task = _fake_run_task_response(launch, resource_runtime_part.region)["tasks"][0]
+    arn = task["taskArn"]
+    if error == SPOT_INTERRUPTION:
+        # Reclaimed before the container finished: it never writes anything.
+        _REGISTRY.stopped_tasks[arn] = _stopped_task(launch, task, None, SPOT_INTERRUPTION)
+    else:
+        runner = _REGISTRY.container_runner
+        if runner is None:
+            raise RuntimeError("no container runner installed (see moto_ext.install_ecs)")
+
+        def _run() -> None:
+            try:
+                code = runner(launch.environment) or 0
+            except Exception as exc:  # a crashed container exits non-zero, as in AWS
+                LOG.warning("local container exited with %s", type(exc).__name__)
+                code = 1
+            _REGISTRY.stopped_tasks[arn] = _stopped_task(
+                launch, task, code, "EssentialContainerExited"
+            )
+
+        thread = threading.Thread(target=_run, name="local-ecs-task", daemon=True)
+        _REGISTRY.containers.append(thread)
+        thread.start()
+    # What moto's own evaluation leaves for the sync resolver: the normalised RunTask answer.
+    env.stack.append({"Tasks": [{"TaskArn": arn, "ClusterArn": task["clusterArn"]}]})
+
+
+def _ecs_build_sync_resolver(
+    self: StateTaskServiceEcs,
+    env: Any,
+    resource_runtime_part: Any,
+    normalised_parameters: dict,
+    state_credentials: Any,
+) -> Callable[[], Any]:
+    submission = env.stack.pop()
+    task_arn = submission["Tasks"][0]["TaskArn"]
+
+    def _resolve() -> Any:
+        described = _REGISTRY.stopped_tasks.get(task_arn)
+        if described is None:
+            return None
+        exit_codes = [c.get("ExitCode") for c in described["Containers"]]
+        if described["StopCode"] == SPOT_INTERRUPTION or any(code != 0 for code in exit_codes):
+            # As in AWS: a task that stopped badly fails the state with States.TaskFailed and
+            # the task description (ids, codes, no data) as the cause.
+            raise FailureEventException(
+                failure_event=FailureEvent(
+                    env=env,
+                    error_name=StatesErrorName(typ=StatesErrorNameType.StatesTaskFailed),
+                    event_type=HistoryEventType.TaskFailed,
+                    event_details=cast(
+                        EventDetails,
+                        {
+                            "taskFailedEventDetails": TaskFailedEventDetails(
+                                error=StatesErrorNameType.StatesTaskFailed.to_name(),
+                                cause=json.dumps(described),
+                                resource=self._get_sfn_resource(),
+                                resourceType=self._get_sfn_resource_type(),
+                            )
+                        },
+                    ),
+                )
+            )
+        return described
+
+    return _resolve
 
 
 # --------------------------------------------------------------------------- mock config
@@ -408,10 +538,13 @@ def _worker_with_test_case(self: Execution) -> Any:
 
 _PATCHES: tuple[tuple[Any, str, Any], ...] = (
     (lambda_eval_utils, "_invoke_lambda_function", _dispatching_invoke),
-    (StateTaskServiceEcs, "_normalise_parameters", _ecs_normalise_parameters),
-    (StateTaskServiceEcs, "_normalise_response", _ecs_normalise_response),
+    (StateTaskServiceEcs, "_normalise_parameters", _boto_normalise_parameters),
+    (StateTaskServiceEcs, "_normalise_response", _boto_normalise_response),
+    (StateTaskServiceSfn, "_normalise_parameters", _sfn_normalise_parameters),
+    (StateTaskServiceSfn, "_normalise_response", _boto_normalise_response),
     (StateTaskServiceEcs, "_get_supported_parameters", _ecs_supported_parameters),
     (StateTaskServiceEcs, "_eval_service_task", _ecs_eval_service_task),
+    (StateTaskServiceEcs, "_build_sync_resolver", _ecs_build_sync_resolver),
     (StepFunctionsParserBackend, "start_execution", _start_execution_with_test_case),
     (Execution, "_get_start_execution_worker", _worker_with_test_case),
 )
@@ -460,3 +593,4 @@ def patched_interpreter(
         _REGISTRY.capacity_check = None
         _REGISTRY.mock_config = None
         _REGISTRY.containers.clear()
+        _REGISTRY.stopped_tasks.clear()

@@ -203,6 +203,31 @@ def run_step_and_report(
     return EXIT_OK
 
 
+def run_for_exit_code(env: Mapping[str, str], run_step: StepRunner, metrics: bool = False) -> int:
+    """``ecs:runTask.sync``: run the step and say how it went by the exit code only.
+
+    Step Functions waits for the task to stop and fails the state (``States.TaskFailed``) on a
+    non-zero exit; the container calls no AWS API, so it needs no endpoint, token or role grant.
+    """
+    try:
+        container_step = step_from_environment(env)
+    except StepInputError as exc:
+        LOG.error("%s: %s", INVALID_STEP_INPUT, exc)
+        return EXIT_STEP_FAILED
+    runner = _with_metrics(run_step) if metrics else run_step
+    claim_id = container_step.payload.get("claim_id")
+    execution = env.get(EXECUTION_VARIABLE) or (claim_id if isinstance(claim_id, str) else None)
+    step = container_step.step
+    with observability.step_context(execution, env.get(STATE_VARIABLE), step):
+        try:
+            runner(step, container_step.payload)
+        except Exception as exc:
+            LOG.warning("step %s failed with %s", step, error_name(exc))
+            return EXIT_STEP_FAILED
+        LOG.info("step %s succeeded", step)
+    return EXIT_OK
+
+
 def run_from_environment(
     env: Mapping[str, str],
     *,
@@ -214,11 +239,14 @@ def run_from_environment(
     """Run the step described by ``env`` (the container's environment); returns the exit code.
 
     Log lines carry the execution (``HEALTHFLOW_EXECUTION``, else the claim id) and the state
-    (``HEALTHFLOW_STATE``) that the state machine passes; `metrics` prints EMF counts."""
+    (``HEALTHFLOW_STATE``) that the state machine passes; `metrics` prints EMF counts.
+    Without ``HEALTHFLOW_TASK_TOKEN`` (the workflow's ``.sync`` launch) the exit code is the only
+    report; with one (``.waitForTaskToken``, kept for Step Functions Local) it also answers
+    SendTaskSuccess/SendTaskFailure.
+    """
     token = env.get(TOKEN_VARIABLE, "")
     if not token:
-        LOG.error("%s is not set: nobody to report to", TOKEN_VARIABLE)
-        return EXIT_NO_TOKEN
+        return run_for_exit_code(env, run_step or registry_run_step(), metrics)
     config = config or WorkerConfig.from_environment(env)
     reporter = TaskReporter(client or config.stepfunctions_client(), token)
     try:

@@ -1,7 +1,10 @@
-"""The `categorize_labs` step: a claim's lab rows -> LOINC-coded, unit-normalized results.
+"""The lab steps: a claim's lab rows -> LOINC-coded, unit-normalized results, in two tiers.
 
-It runs in the ml-worker container (the model needs memory and start-up time that a Lambda
-should not pay), in the local cloud and in direct mode. The matcher loads once per process.
+`resolve_known_labs` (a Lambda step, no model) categorizes the rows whose names the catalog
+knows by exact or alias match and records them; `categorize_labs` runs in the ml-worker container
+(the model needs memory and start-up time that a Lambda should not pay) on the rows left over,
+and only when the first step says some name needs the model. Both run in the local cloud and in
+direct mode too. The matchers load once per process.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from psycopg2.extras import execute_values
 from sqlalchemy import Connection, text
 
 from tasks.lifecycle import LOCAL_DATE_SQL, USER_ZONE_SQL
-from tasks.steps.models import CategorizeOutput, ClaimRef
+from tasks.steps.models import CategorizeOutput, ClaimRef, ResolveOutput
 from tasks.steps.registry import step
 
 _matcher_lock = threading.Lock()
@@ -54,8 +57,16 @@ def _dedup_key(row: Any, normalized_name: str) -> str:
     return f"at:{row.observed_at.isoformat()}|{normalized_name}"
 
 
-def read_claim_rows(conn: Connection, *, claim_id: str, user_id: int) -> list[Any]:
-    """The claim's rows that carry a value, as plain tuples (no lock is held afterwards)."""
+_UNRECORDED = "AND NOT EXISTS (SELECT 1 FROM lab_report_categorized c WHERE c.raw_id = r.id)"
+
+
+def read_claim_rows(
+    conn: Connection, *, claim_id: str, user_id: int, unrecorded_only: bool = False
+) -> list[Any]:
+    """The claim's rows that carry a value, as plain tuples (no lock is held afterwards).
+
+    `unrecorded_only`: only rows without a categorized row yet (what ResolveKnownNames left).
+    """
     params = {"claim_id": claim_id, "user_id": user_id}
     return list(
         conn.execute(
@@ -69,6 +80,7 @@ def read_claim_rows(conn: Connection, *, claim_id: str, user_id: int) -> list[An
                 WHERE r.claim_id = :claim_id AND r.user_id = :user_id
                   AND r.status = 'processing'
                   AND r.value_text IS NOT NULL AND btrim(r.value_text) <> ''
+                  {_UNRECORDED if unrecorded_only else ""}
                 ORDER BY r.id
                 """
             ),
@@ -124,8 +136,13 @@ def write_results(
     user_id: int,
     rows: list[Any],
     results: dict[tuple[str, str], Any],
+    replace_earlier: bool = True,
 ) -> CategorizeOutput:
-    """Reject value-less rows and write the categorized rows, in one short transaction."""
+    """Reject value-less rows and write the categorized rows, in one short transaction.
+
+    `replace_earlier`: a rerun replaces what an earlier try of this claim wrote; False adds to
+    it (the model step after ResolveKnownNames recorded the known names).
+    """
     from tasks.labs import convert, normalize_text
     from tasks.labs.normalize import FLAG_OK
 
@@ -196,15 +213,19 @@ def write_results(
             ),
             {"reason": reason, "ids": ids},
         ).rowcount
-    # A rerun of this claim replaces what an earlier try wrote.
-    conn.execute(
-        text(
-            "DELETE FROM lab_report_categorized c USING lab_report_raw r "
-            "WHERE c.raw_id = r.id AND r.claim_id = :claim_id AND r.user_id = :user_id "
-            "AND r.status = 'processing'"
-        ),
-        params,
-    )
+    earlier = 0
+    if replace_earlier:
+        # A rerun of this claim replaces what an earlier try wrote.
+        conn.execute(
+            text(
+                "DELETE FROM lab_report_categorized c USING lab_report_raw r "
+                "WHERE c.raw_id = r.id AND r.claim_id = :claim_id AND r.user_id = :user_id "
+                "AND r.status = 'processing'"
+            ),
+            params,
+        )
+    else:
+        earlier = _count_inserted(conn, params)
     inserted = 0
     if records:
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
@@ -223,7 +244,7 @@ def write_results(
             )
         finally:
             cursor.close()
-        inserted = _count_inserted(conn, params)
+        inserted = _count_inserted(conn, params) - earlier
     duplicates = len(records) - inserted
     return CategorizeOutput(
         categorized=categorized,
@@ -254,15 +275,70 @@ def _count_inserted(conn: Connection, params: dict[str, Any]) -> int:
 
 @step("categorize_labs", ClaimRef)
 def categorize_labs(payload: ClaimRef) -> CategorizeOutput:
+    """The rows ResolveKnownNames left (all of them when it did not run), with the model."""
     from tasks.steps.definitions import transaction
 
     matcher = get_matcher()  # outside the transaction: a model load holds no locks
     # Inference runs between two short transactions, never inside one: a transaction left open
     # for the model's seconds would hold a connection and the rows' locks all that time.
     with transaction() as conn:
-        rows = read_claim_rows(conn, claim_id=payload.claim_id, user_id=payload.user_id)
+        rows = read_claim_rows(
+            conn, claim_id=payload.claim_id, user_id=payload.user_id, unrecorded_only=True
+        )
     results = match_rows(rows, matcher)
     with transaction() as conn:
         return write_results(
-            conn, claim_id=payload.claim_id, user_id=payload.user_id, rows=rows, results=results
+            conn,
+            claim_id=payload.claim_id,
+            user_id=payload.user_id,
+            rows=rows,
+            results=results,
+            replace_earlier=False,
+        )
+
+
+_resolver: Any = None
+
+
+def known_names_resolver() -> Any:
+    """The model-free tier of the matcher (exact and alias matches), built once per process."""
+    global _resolver
+    with _matcher_lock:
+        if _resolver is None:
+            from tasks.labs.matcher import AliasMatcher
+
+            _resolver = AliasMatcher()
+        return _resolver
+
+
+def resolve_known_claim(
+    conn: Connection, *, claim_id: str, user_id: int, resolver: Any
+) -> ResolveOutput:
+    """Categorize the claim's rows whose names the catalog knows without a model.
+
+    The rows it resolves get their ``lab_report_categorized`` row, which is how the model step
+    knows to skip them; the rest are left for the model. Earlier results of the claim are
+    replaced, so a rerun starts afresh.
+    """
+    rows = read_claim_rows(conn, claim_id=claim_id, user_id=user_id)
+    results = match_rows(rows, resolver)
+    known = [row for row in rows if results[(row.test_name, row.unit or "")].loinc_code]
+    written = write_results(conn, claim_id=claim_id, user_id=user_id, rows=known, results=results)
+    return ResolveOutput(
+        resolved=written.categorized,
+        needs_model=sum(1 for match in results.values() if match.loinc_code is None),
+        rejected=written.rejected,
+        duplicates=written.duplicates,
+    )
+
+
+@step("resolve_known_labs", ClaimRef)
+def resolve_known_labs(payload: ClaimRef) -> ResolveOutput:
+    """ResolveKnownNames: alias and exact matches in the Lambda; counts only, never names."""
+    from tasks.steps.definitions import transaction
+
+    resolver = known_names_resolver()
+    with transaction() as conn:
+        return resolve_known_claim(
+            conn, claim_id=payload.claim_id, user_id=payload.user_id, resolver=resolver
         )

@@ -127,6 +127,15 @@ class CategorizeOutput(StepModel):
     duplicates: int
 
 
+class ResolveOutput(StepModel):
+    """What ResolveKnownNames did: rows it categorized, distinct names left for the model."""
+
+    resolved: int
+    needs_model: int
+    rejected: int
+    duplicates: int
+
+
 class AggregateInput(StepModel):
     claim_id: str
     user_id: PositiveInt

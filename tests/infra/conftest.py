@@ -23,17 +23,9 @@ os.environ.setdefault("JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION", "1")
 from aws_cdk import App, Stack
 from aws_cdk.assertions import Template
 from healthflow_infra.app_factory import build_app, cdk_json_context
-from healthflow_infra.paths import DEFAULT_ASL_PATH
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "infra"
-FIXTURE_ASL = DATA / "fixture.asl.json"
 # Tests must never bundle for real (pip + network): sources only.
 OFFLINE_CONTEXT: dict[str, Any] = {"healthflow:skipBundling": True}
-
-
-def asl_under_test() -> Path:
-    """The project's state machine when it exists, else the fixture (same placeholders)."""
-    return DEFAULT_ASL_PATH if DEFAULT_ASL_PATH.exists() else FIXTURE_ASL
 
 
 @dataclass
@@ -61,7 +53,7 @@ def synthesize_full_app(
     app, stack = build_app(
         context={**OFFLINE_CONTEXT, **(context or {})},
         outdir=outdir,
-        asl_path=asl_path or asl_under_test(),
+        asl_path=asl_path,
     )
     if before_synth is not None:
         before_synth(stack)

@@ -19,8 +19,11 @@ def test_defaults() -> None:
     assert config.env_name == "dev"
     assert config.parameter_prefix == "/healthflow/dev"
     assert config.db_min_capacity_acu == 0
-    assert not config.uses_existing_database
+    assert not config.brings_database and not config.brings_vpc
+    assert config.network == "public"
+    assert config.steps_function_reserved_concurrency is None
     assert config.asl_path.name == "healthflow.asl.json"
+    assert config.labs_asl_path.name == "labs.asl.json"
 
 
 def test_cli_strings_are_parsed() -> None:
@@ -40,9 +43,37 @@ def test_cli_strings_are_parsed() -> None:
     assert config.asl_path == Path("x/y.asl.json")
 
 
-def test_existing_database_needs_both_values() -> None:
-    with pytest.raises(ValueError, match="both"):
-        _config(existingDbSecretArn="arn:aws:secretsmanager:r:1:secret:x")
+def test_your_vpc_and_database_take_ids_from_context() -> None:
+    config = _config(
+        vpcId="vpc-1",
+        availabilityZones="az-a, az-b",
+        lambdaSubnetIds="subnet-1,subnet-2",
+        mlWorkerSubnetIds=["subnet-3", "subnet-4"],
+        mlWorkerPublicIp="false",
+        dbHost="db.example",
+        dbResourceId="db-ABC",
+        dbPort="6432",
+    )
+    assert config.brings_vpc and config.brings_database
+    assert config.availability_zones == ("az-a", "az-b")
+    assert config.ml_worker_subnet_ids == ("subnet-3", "subnet-4")
+    assert config.ml_worker_public_ip is False
+    assert config.db_port == 6432
+
+
+def test_your_database_needs_your_vpc_and_its_resource_id() -> None:
+    with pytest.raises(ValueError, match="vpcId"):
+        _config(dbHost="db.example", dbResourceId="db-ABC")
+    with pytest.raises(ValueError, match="dbResourceId"):
+        _config(
+            vpcId="vpc-1",
+            availabilityZones="a,b",
+            lambdaSubnetIds="s1,s2",
+            mlWorkerSubnetIds="s3,s4",
+            dbHost="db.example",
+        )
+    with pytest.raises(ValueError, match="two"):
+        _config(vpcId="vpc-1", availabilityZones="a,b", lambdaSubnetIds="s1")
 
 
 def test_invalid_values_are_rejected() -> None:
@@ -50,3 +81,5 @@ def test_invalid_values_are_rejected() -> None:
         _config(env="has space")
     with pytest.raises(ValueError):
         _config(dbMinCapacity="3", dbMaxCapacity="2")
+    with pytest.raises(ValueError, match="network"):
+        _config(network="nat")

@@ -1,17 +1,19 @@
-"""Database: Aurora PostgreSQL Serverless v2 that pauses at 0 ACU, or an existing database."""
+"""Database: a new Aurora Serverless v2 (pauses at 0 ACU, IAM auth, grant through the Data
+API at deploy time) or yours by host and resource id; either way `rds-db:connect` only."""
 
 from __future__ import annotations
 
+import json
+
 from aws_cdk import App, Duration, Stack
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk.assertions import Match, Template
-from healthflow_infra.constructs.database import Database
-
-SUBNETS = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)
+from healthflow_infra.constructs.database import Database, iam_auth_grant_sql
 
 
-def _database(*, deletion_protection: bool = True, **existing: str) -> tuple[Template, Database]:
+def _database(*, deletion_protection: bool = True, **yours: object) -> tuple[Template, Database]:
     stack = Stack(App(), "Bare")
     vpc = ec2.Vpc(stack, "Vpc", max_azs=2, nat_gateways=0)
     database = Database(
@@ -19,15 +21,17 @@ def _database(*, deletion_protection: bool = True, **existing: str) -> tuple[Tem
         "Database",
         env_name="test",
         vpc=vpc,
-        subnet_selection=SUBNETS,
+        subnets=vpc.isolated_subnets,
         min_capacity_acu=0,
         max_capacity_acu=2,
         auto_pause=Duration.minutes(10),
         deletion_protection=deletion_protection,
         log_retention=logs.RetentionDays.ONE_WEEK,
-        **existing,  # type: ignore[arg-type]
+        **yours,  # type: ignore[arg-type]
     )
     database.allow_from(ec2.SecurityGroup(stack, "Client", vpc=vpc), description="client")
+    role = iam.Role(stack, "App", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
+    database.grant_connect(role)
     return Template.from_stack(stack), database
 
 
@@ -45,17 +49,49 @@ def test_new_cluster_pauses_at_zero_and_is_locked_down() -> None:
             },
             "StorageEncrypted": True,
             "EnableIAMDatabaseAuthentication": True,
+            "EnableHttpEndpoint": True,
             "DeletionProtection": True,
             "EnableCloudwatchLogsExports": ["postgresql"],
-            "MasterUserPassword": Match.any_value(),  # resolved from the generated secret
         },
     )
     template.has_resource_properties("AWS::RDS::DBInstance", {"DBInstanceClass": "db.serverless"})
-    template.resource_count_is("AWS::SecretsManager::RotationSchedule", 1)
+    # No rotation Lambda (it would need a Secrets Manager endpoint in the VPC).
+    template.resource_count_is("AWS::SecretsManager::RotationSchedule", 0)
     template.has_resource_properties(
         "AWS::EC2::SecurityGroupIngress", {"FromPort": 5432, "ToPort": 5432}
     )
     assert database.cluster is not None
+
+
+def test_new_cluster_grants_iam_auth_through_the_data_api_at_deploy_time() -> None:
+    template, _ = _database()
+    template.resource_count_is("Custom::AWS", 1)
+    template.has_resource_properties(
+        "AWS::IAM::Policy",
+        {
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [Match.object_like({"Action": "rds-data:ExecuteStatement"})]
+                )
+            }
+        },
+    )
+    sql = iam_auth_grant_sql("healthflow_app", "healthflow")
+    assert "GRANT rds_iam TO healthflow_app" in sql and sql.startswith("DO $$")
+
+
+def test_app_role_gets_rds_db_connect_for_the_app_user_only() -> None:
+    template, _ = _database()
+    policies = template.find_resources("AWS::IAM::Policy")
+    connect = [
+        statement
+        for policy in policies.values()
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        if statement["Action"] == "rds-db:connect"
+    ]
+    assert len(connect) == 1
+    text = json.dumps(connect[0]["Resource"])
+    assert ":dbuser:" in text and "/healthflow_app" in text
 
 
 def test_deletion_protection_is_configurable() -> None:
@@ -63,16 +99,20 @@ def test_deletion_protection_is_configurable() -> None:
     template.has_resource_properties("AWS::RDS::DBCluster", {"DeletionProtection": False})
 
 
-def test_existing_database_by_secret_and_security_group() -> None:
-    secret_arn = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:healthflow-db-AbCdEf"
+def test_your_database_by_host_and_resource_id() -> None:
     template, database = _database(
-        existing_secret_arn=secret_arn, existing_security_group_id="sg-0123456789abcdef0"
+        host="db.internal.example",
+        resource_id="db-ABCDEFGHIJKLMNOP",
+        security_group_id="sg-0123456789abcdef0",
     )
-    template.resource_count_is("AWS::RDS::DBCluster", 0)
-    template.resource_count_is("AWS::SecretsManager::Secret", 0)
+    for absent in ("AWS::RDS::DBCluster", "AWS::SecretsManager::Secret", "Custom::AWS"):
+        template.resource_count_is(absent, 0)
     template.has_resource_properties(
         "AWS::EC2::SecurityGroupIngress",
         {"GroupId": "sg-0123456789abcdef0", "FromPort": 5432, "ToPort": 5432},
     )
     assert database.cluster is None
-    assert database.secret.secret_arn == secret_arn
+    assert database.host == "db.internal.example"
+    assert "db-ABCDEFGHIJKLMNOP/healthflow_app" in json.dumps(
+        template.find_resources("AWS::IAM::Policy")
+    )

@@ -9,10 +9,13 @@ from aws_cdk import App, DockerImage, Duration, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk.assertions import Match, Template
 from healthflow_infra.bundling import LocalPipBundling
-from healthflow_infra.constructs.functions import STEPS_HANDLER, StepFunctions
+from healthflow_infra.constructs.functions import (
+    STEPS_HANDLER,
+    StepFunctions,
+    database_environment,
+)
 
 from .conftest import OFFLINE_CONTEXT
 
@@ -26,11 +29,13 @@ def template() -> Template:
         "Steps",
         env_name="test",
         vpc=vpc,
-        subnet_selection=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED),
-        database_secret=secretsmanager.Secret(stack, "DbSecret"),
-        memory_size_mb=1024,
-        timeout=Duration.minutes(5),
-        reserved_concurrency=7,
+        subnets=vpc.isolated_subnets,
+        database_environment=database_environment(
+            host="db.example", port=5432, name="healthflow", user="healthflow_app"
+        ),
+        memory_size_mb=512,
+        timeout=Duration.minutes(2),
+        reserved_concurrency=None,
         log_retention=logs.RetentionDays.ONE_WEEK,
         install_dependencies=False,
     )
@@ -44,19 +49,23 @@ def test_one_function_runs_the_contract_handler(template: Template) -> None:
         "AWS::Lambda::Function",
         {
             "Handler": STEPS_HANDLER,
-            "Runtime": "python3.11",
-            "Architectures": ["x86_64"],
-            "ReservedConcurrentExecutions": 7,
-            "TracingConfig": {"Mode": "Active"},
+            "Runtime": "python3.12",
+            "Architectures": ["arm64"],
+            "MemorySize": 512,
             "VpcConfig": {
                 "SubnetIds": Match.any_value(),
                 "SecurityGroupIds": [{"Fn::GetAtt": [Match.any_value(), "GroupId"]}],
             },
             "Environment": {
-                "Variables": Match.object_like({"HEALTHFLOW_DB_SECRET_ARN": Match.any_value()})
+                "Variables": Match.object_like(
+                    {"HEALTHFLOW_DB_HOST": "db.example", "HEALTHFLOW_DB_USER": "healthflow_app"}
+                )
             },
         },
     )
+    # No reservation by default: new accounts have 10 in all, Lambda keeps 100 unreserved.
+    (function,) = template.find_resources("AWS::Lambda::Function").values()
+    assert "ReservedConcurrentExecutions" not in function["Properties"]
 
 
 def _fake_tasks_package(root: Path) -> Path:
@@ -96,7 +105,10 @@ def test_dependency_bundling_asks_pip_for_lambda_platform_wheels(
         architecture=lambda_.Architecture.X86_64, install_dependencies=True, package_dir=package
     ).try_bundle(str(output), image=DockerImage.from_registry("unused"))
     (command,) = calls
-    assert command[command.index("--platform") + 1] == "manylinux2014_x86_64"
+    platforms = [command[i + 1] for i, arg in enumerate(command) if arg == "--platform"]
+    assert platforms == ["manylinux_2_28_x86_64", "manylinux2014_x86_64"]
+    assert command[command.index("--python-version") + 1] == "3.12"
     assert command[command.index("--target") + 1] == str(output)
     assert "--only-binary=:all:" in command
-    assert "torch" not in command  # the ML stack belongs to the ml-worker image only
+    assert "torch" not in command  # the model belongs to the ml-worker image only
+    assert "rapidfuzz" in command  # ResolveKnownNames runs the catalog's model-free tier

@@ -87,7 +87,6 @@ def test_pipe_role_has_exactly_the_actions_it_needs(template: Template) -> None:
         "sqs:ReceiveMessage",
         "sqs:DeleteMessage",
         "sqs:GetQueueAttributes",
-        "kms:Decrypt",
         "states:StartExecution",
         "logs:CreateLogStream",
         "logs:PutLogEvents",

@@ -1,4 +1,5 @@
-"""TriggerQueue: KMS (customer key, rotation), SSL only, bounded redrive, retention."""
+"""TriggerQueue: SQS-managed encryption (a customer key as a switch), SSL only, bounded
+redrive, retention."""
 
 from __future__ import annotations
 
@@ -18,11 +19,21 @@ def template() -> Template:
     return Template.from_stack(stack)
 
 
-def test_the_key_is_customer_managed_with_rotation(template: Template) -> None:
+def test_both_queues_use_sqs_managed_encryption_by_default(template: Template) -> None:
+    template.resource_count_is("AWS::KMS::Key", 0)
+    queues = template.find_resources(
+        "AWS::SQS::Queue", {"Properties": {"SqsManagedSseEnabled": True}}
+    )
+    assert len(queues) == 2
+
+
+def test_customer_key_switch_encrypts_both_queues_with_a_rotated_key() -> None:
+    from aws_cdk import App, Stack
+
+    stack = Stack(App(), "Bare")
+    TriggerQueue(stack, "TriggerQueue", env_name="test", customer_managed_key=True)
+    template = Template.from_stack(stack)
     template.has_resource_properties("AWS::KMS::Key", {"EnableKeyRotation": True})
-
-
-def test_both_queues_use_the_customer_key(template: Template) -> None:
     key_arn = {"Fn::GetAtt": [Match.any_value(), "Arn"]}
     queues = template.find_resources("AWS::SQS::Queue", {"Properties": {"KmsMasterKeyId": key_arn}})
     assert len(queues) == 2

@@ -8,22 +8,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from aws_cdk import Stack
 from aws_cdk import aws_sqs as sqs
 from aws_cdk.assertions import Match
-from healthflow_infra.constructs.workflow import ASL_PLACEHOLDERS, placeholders_in
 
-from .conftest import FIXTURE_ASL, SynthesizedApp, synthesize_full_app
+from tasks.statemachines import PLACEHOLDERS, placeholders_in
+
+from .conftest import SynthesizedApp, synthesize_full_app
 
 # Actions that have no resource-level permissions, so an Allow with Resource "*" is the only
 # form AWS accepts. Each entry says who adds it; anything else with "*" fails the test.
 ACTIONS_THAT_REQUIRE_A_WILDCARD_RESOURCE = {
-    # ml-worker task role: task-token callbacks (our statement; the token authorizes).
-    "states:SendTaskSuccess",
-    "states:SendTaskFailure",
-    "states:SendTaskHeartbeat",
-    # X-Ray tracing (Lambda Tracing.ACTIVE, state machine tracing_enabled): added by CDK.
+    # X-Ray tracing (Lambda Tracing.ACTIVE): added by CDK.
     "xray:PutTraceSegments",
     "xray:PutTelemetryRecords",
     "xray:GetSamplingRules",
@@ -41,7 +37,22 @@ ACTIONS_THAT_REQUIRE_A_WILDCARD_RESOURCE = {
     "ecr:GetAuthorizationToken",
 }
 # Parameters of Task states that name an AWS resource.
-RESOURCE_PARAMETERS = ("FunctionName", "Cluster", "TaskDefinition", "QueueUrl")
+RESOURCE_PARAMETERS = (
+    "FunctionName",
+    "Cluster",
+    "TaskDefinition",
+    "QueueUrl",
+    "StateMachineArn",
+)
+BRING_YOUR_OWN = {
+    "healthflow:vpcId": "vpc-0123456789abcdef0",
+    "healthflow:availabilityZones": "eu-west-1a,eu-west-1b",
+    "healthflow:lambdaSubnetIds": "subnet-0aaaaaaaaaaaaaaa1,subnet-0aaaaaaaaaaaaaaa2",
+    "healthflow:mlWorkerSubnetIds": "subnet-0bbbbbbbbbbbbbbb1,subnet-0bbbbbbbbbbbbbbb2",
+    "healthflow:dbHost": "app-db.cluster-abc.eu-west-1.rds.amazonaws.com",
+    "healthflow:dbResourceId": "cluster-ABCDEFGHIJKLMNOPQRSTUVWXY",
+    "healthflow:dbSecurityGroupId": "sg-0123456789abcdef0",
+}
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -84,9 +95,44 @@ def _strings_in(value: Any) -> Iterator[str]:
             yield from _strings_in(item)
 
 
-def _state_machine_properties(app: SynthesizedApp) -> dict[str, Any]:
-    (machine,) = app.resources_of_type("AWS::StepFunctions::StateMachine").values()
-    return machine["Properties"]
+def _machines(app: SynthesizedApp) -> dict[str, dict[str, Any]]:
+    """Properties of the state machines by type (EXPRESS, STANDARD)."""
+    machines = app.resources_of_type("AWS::StepFunctions::StateMachine").values()
+    by_type = {m["Properties"]["StateMachineType"]: m["Properties"] for m in machines}
+    assert len(by_type) == 2
+    return by_type
+
+
+def _role_of(app: SynthesizedApp, resource_type: str, role_property: str) -> str:
+    (resource,) = app.resources_of_type(resource_type).values()
+    return str(resource["Properties"][role_property]["Fn::GetAtt"][0])
+
+
+def _statements_of_role(app: SynthesizedApp, role_id: str) -> list[dict[str, Any]]:
+    return [
+        statement
+        for policy in app.resources_of_type("AWS::IAM::Policy").values()
+        if {"Ref": role_id} in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
+def _runtime_roles(app: SynthesizedApp) -> dict[str, str]:
+    """The roles code runs under: the steps Lambda's and the ml-worker task's."""
+    functions = app.resources_of_type("AWS::Lambda::Function")
+    steps = next(
+        f
+        for f in functions.values()
+        if f["Properties"].get("Handler") == "tasks.runners.lambda_handler.handler"
+    )
+    return {
+        "steps": steps["Properties"]["Role"]["Fn::GetAtt"][0],
+        "ml-worker": _role_of(app, "AWS::ECS::TaskDefinition", "TaskRoleArn"),
+    }
+
+
+def _actions_of(statements: list[dict[str, Any]]) -> set[str]:
+    return {action for s in statements for action in _as_list(s["Action"])}
 
 
 def _referenced_logical_id(value: Any) -> str | None:
@@ -128,75 +174,171 @@ def test_cdk_nag_runs_on_the_app(tmp_path: Path) -> None:
     assert all("/NagCanary/" in error for error in errors), errors
 
 
-def test_definition_has_no_unfilled_placeholder(full_app: SynthesizedApp) -> None:
-    properties = _state_machine_properties(full_app)
-    definition = properties["DefinitionString"]
-    assert isinstance(definition, str)
-    substitutions = properties["DefinitionSubstitutions"]
-    assert placeholders_in(definition) <= set(substitutions)
-    assert set(substitutions) == set(ASL_PLACEHOLDERS)
-    # Nothing account-specific is written into the definition.
-    assert not re.search(r"\b\d{12}\b", definition)
+def test_definitions_have_no_unfilled_placeholder(full_app: SynthesizedApp) -> None:
+    for properties in _machines(full_app).values():
+        definition = properties["DefinitionString"]
+        assert isinstance(definition, str)
+        substitutions = properties["DefinitionSubstitutions"]
+        assert placeholders_in(definition) == set(substitutions)
+        assert set(substitutions) <= set(PLACEHOLDERS)
+        # Nothing account-specific is written into the definition.
+        assert not re.search(r"\b\d{12}\b", definition)
 
 
 def test_every_task_resource_points_at_a_resource_of_the_stack(full_app: SynthesizedApp) -> None:
-    properties = _state_machine_properties(full_app)
     resources = full_app.template["Resources"]
-    substitutions = properties["DefinitionSubstitutions"]
-    definition = json.loads(properties["DefinitionString"])
-    tasks = list(_task_states(definition["States"]))
-    assert tasks
-    for name, state in tasks:
-        # Service integrations only: no hard-coded function or activity ARN.
-        assert state["Resource"].startswith("arn:aws:states:::"), name
-        assert "TimeoutSeconds" in state or "TimeoutSecondsPath" in state, name
-        parameters = state.get("Parameters", {})
-        named = [parameters[key] for key in RESOURCE_PARAMETERS if key in parameters]
-        network = parameters.get("NetworkConfiguration", {}).get("AwsvpcConfiguration", {})
-        named += network.get("Subnets", []) + network.get("SecurityGroups", [])
-        assert named, f"{name} names no resource"
-        for value in named:
-            match = re.fullmatch(r"\$\{(\w+)\}", value)
-            assert match, f"{name}: {value!r} is not a placeholder"
-            logical_id = _referenced_logical_id(substitutions[match.group(1)])
-            assert logical_id in resources, f"{name}: {value} -> {logical_id}"
-    for value in _strings_in(definition):
-        for placeholder in placeholders_in(value):
-            assert placeholder in substitutions
+    for properties in _machines(full_app).values():
+        substitutions = properties["DefinitionSubstitutions"]
+        definition = json.loads(properties["DefinitionString"])
+        tasks = list(_task_states(definition["States"]))
+        assert tasks
+        for name, state in tasks:
+            # Service integrations only: no hard-coded function or activity ARN.
+            assert state["Resource"].startswith("arn:aws:states:::"), name
+            assert "TimeoutSeconds" in state or "TimeoutSecondsPath" in state, name
+            parameters = state.get("Parameters", {})
+            named = [parameters[key] for key in RESOURCE_PARAMETERS if key in parameters]
+            assert named, f"{name} names no resource"
+            for value in named:
+                match = re.fullmatch(r"\$\{(\w+)\}", value)
+                assert match, f"{name}: {value!r} is not a placeholder"
+                logical_id = _referenced_logical_id(substitutions[match.group(1)])
+                assert logical_id in resources, f"{name}: {value} -> {logical_id}"
 
 
-def test_state_machine_logging_and_tracing(full_app: SynthesizedApp) -> None:
-    full_app.assertions.has_resource_properties(
-        "AWS::StepFunctions::StateMachine",
-        {
-            "LoggingConfiguration": {
-                "Level": "ERROR",
-                "IncludeExecutionData": False,
-                "Destinations": [Match.any_value()],
-            },
-            "TracingConfiguration": {"Enabled": True},
-        },
+def test_no_interface_endpoint_and_no_nat_gateway_by_default(full_app: SynthesizedApp) -> None:
+    full_app.assertions.resource_count_is("AWS::EC2::VPCEndpoint", 0)
+    full_app.assertions.resource_count_is("AWS::EC2::NatGateway", 0)
+    # The ml-worker runs in public subnets with a public IP and a group that admits nothing.
+    labs = json.loads(_machines(full_app)["STANDARD"]["DefinitionString"])
+    network = labs["States"]["CategorizeLabs"]["Parameters"]["NetworkConfiguration"]
+    assert network["AwsvpcConfiguration"]["AssignPublicIp"] == "${MlWorkerAssignPublicIp}"
+    assert (
+        _machines(full_app)["STANDARD"]["DefinitionSubstitutions"]["MlWorkerAssignPublicIp"]
+        == "ENABLED"
     )
+    for subnet_ref in ("MlWorkerSubnet1", "MlWorkerSubnet2"):
+        subnet_id = _referenced_logical_id(
+            _machines(full_app)["STANDARD"]["DefinitionSubstitutions"][subnet_ref]
+        )
+        subnet = full_app.template["Resources"][subnet_id]
+        assert subnet["Properties"]["MapPublicIpOnLaunch"] is True
+    task_sg = _role_of(full_app, "AWS::ECS::TaskDefinition", "TaskRoleArn")
+    assert task_sg  # the task exists
+    ingress_to = [
+        _referenced_logical_id(rule["Properties"]["GroupId"])
+        for rule in full_app.resources_of_type("AWS::EC2::SecurityGroupIngress").values()
+    ]
+    groups = full_app.resources_of_type("AWS::EC2::SecurityGroup")
+    worker_groups = [
+        logical_id
+        for logical_id, group in groups.items()
+        if "ml-worker tasks" in group["Properties"]["GroupDescription"]
+    ]
+    assert len(worker_groups) == 1 and not set(worker_groups) & set(ingress_to)
+    for logical_id in worker_groups:
+        assert "SecurityGroupIngress" not in groups[logical_id]["Properties"]
 
 
-def test_pipe_wires_queue_to_state_machine(full_app: SynthesizedApp) -> None:
+def test_pipe_targets_the_express_machine_fire_and_forget(full_app: SynthesizedApp) -> None:
     (pipe,) = full_app.resources_of_type("AWS::Pipes::Pipe").values()
     source_id = _referenced_logical_id(pipe["Properties"]["Source"])
     target_id = _referenced_logical_id(pipe["Properties"]["Target"])
     assert full_app.template["Resources"][source_id]["Type"] == "AWS::SQS::Queue"
     assert "RedrivePolicy" in full_app.template["Resources"][source_id]["Properties"]
-    assert full_app.template["Resources"][target_id]["Type"] == "AWS::StepFunctions::StateMachine"
+    target = full_app.template["Resources"][target_id]
+    assert target["Type"] == "AWS::StepFunctions::StateMachine"
+    assert target["Properties"]["StateMachineType"] == "EXPRESS"
     assert pipe["Properties"]["SourceParameters"]["SqsQueueParameters"]["BatchSize"] == 1
-    target = pipe["Properties"]["TargetParameters"]["StepFunctionStateMachineParameters"]
-    assert target["InvocationType"] == "FIRE_AND_FORGET"
+    parameters = pipe["Properties"]["TargetParameters"]["StepFunctionStateMachineParameters"]
+    assert parameters["InvocationType"] == "FIRE_AND_FORGET"
 
 
-def test_queues_are_kms_encrypted(full_app: SynthesizedApp) -> None:
-    queues = full_app.resources_of_type("AWS::SQS::Queue")
-    assert len(queues) == 2
-    for queue in queues.values():
-        key_id = _referenced_logical_id(queue["Properties"]["KmsMasterKeyId"])
-        assert full_app.template["Resources"][key_id]["Type"] == "AWS::KMS::Key"
+def test_labs_child_is_standard_with_ecs_sync_on_spot_and_on_demand(
+    full_app: SynthesizedApp,
+) -> None:
+    labs = json.loads(_machines(full_app)["STANDARD"]["DefinitionString"])
+    providers = {
+        name: state["Parameters"]["CapacityProviderStrategy"][0]["CapacityProvider"]
+        for name, state in labs["States"].items()
+        if state.get("Resource") == "arn:aws:states:::ecs:runTask.sync"
+    }
+    assert providers == {"CategorizeLabs": "FARGATE_SPOT", "CategorizeLabsOnDemand": "FARGATE"}
+    express = json.loads(_machines(full_app)["EXPRESS"]["DefinitionString"])
+    assert express["States"]["StartLabsWorkflow"]["Resource"].endswith("states:startExecution")
+
+
+def test_database_access_is_rds_db_connect_without_secrets_at_run_time(
+    full_app: SynthesizedApp,
+) -> None:
+    for who, role_id in _runtime_roles(full_app).items():
+        statements = _statements_of_role(full_app, role_id)
+        actions = _actions_of(statements)
+        assert "rds-db:connect" in actions, who
+        assert not any(a.startswith(("secretsmanager:", "kms:")) for a in actions), who
+        connect = next(s for s in statements if "rds-db:connect" in _as_list(s["Action"]))
+        assert "dbuser" in json.dumps(connect["Resource"]) and "healthflow_app" in json.dumps(
+            connect["Resource"]
+        )
+    # Neither the Lambda nor the container gets a secret to read: their environment says
+    # where the database is and as whom, never a password or a secret's ARN.
+    for function in full_app.resources_of_type("AWS::Lambda::Function").values():
+        variables = function["Properties"].get("Environment", {}).get("Variables", {})
+        assert not any("SECRET" in name or "PASSWORD" in name for name in variables)
+    full_app.assertions.has_resource_properties(
+        "AWS::Lambda::Function",
+        {
+            "Handler": "tasks.runners.lambda_handler.handler",
+            "Environment": {
+                "Variables": Match.object_like(
+                    {"HEALTHFLOW_DB_USER": "healthflow_app", "HEALTHFLOW_DB_NAME": "healthflow"}
+                )
+            },
+        },
+    )
+
+
+def test_new_aurora_gets_the_iam_grant_at_deploy_time_through_the_data_api(
+    full_app: SynthesizedApp,
+) -> None:
+    full_app.assertions.has_resource_properties(
+        "AWS::RDS::DBCluster",
+        {"EnableIAMDatabaseAuthentication": True, "EnableHttpEndpoint": True},
+    )
+    (grant,) = full_app.resources_of_type("Custom::AWS").values()
+    create = json.dumps(grant["Properties"]["Create"])
+    assert '\\"service\\":\\"rds-data\\"' in create
+    assert "executeStatement" in create and "GRANT rds_iam TO healthflow_app" in create
+    # It runs before the migrations, which connect as the app user.
+    (migrations_id,) = full_app.resources_of_type("Custom::HealthflowMigrations")
+    grant_id = next(iter(full_app.resources_of_type("Custom::AWS")))
+    migrations = full_app.template["Resources"][migrations_id]
+    assert grant_id in migrations.get("DependsOn", [])
+
+
+def test_what_bills_while_idle_is_trimmed(full_app: SynthesizedApp) -> None:
+    full_app.assertions.resource_count_is("AWS::KMS::Key", 0)
+    for queue in full_app.resources_of_type("AWS::SQS::Queue").values():
+        assert queue["Properties"]["SqsManagedSseEnabled"] is True
+    full_app.assertions.resource_count_is("AWS::CloudWatch::Dashboard", 0)
+    assert 3 <= len(full_app.resources_of_type("AWS::CloudWatch::Alarm")) <= 4
+    full_app.assertions.has_resource_properties(
+        "AWS::ECS::Cluster",
+        {"ClusterSettings": [{"Name": "containerInsights", "Value": "disabled"}]},
+    )
+    full_app.assertions.has_resource_properties(
+        "AWS::Lambda::Function",
+        {
+            "Handler": "tasks.runners.lambda_handler.handler",
+            "Architectures": ["arm64"],
+            "Runtime": Match.string_like_regexp(r"python3\.1[2-9]"),
+        },
+    )
+    # Sized to the measured peak (672 MB RSS): 0.5 vCPU, 1 GB.
+    full_app.assertions.has_resource_properties(
+        "AWS::ECS::TaskDefinition", {"Cpu": "512", "Memory": "1024"}
+    )
+    full_app.assertions.resource_count_is("AWS::EC2::NatGateway", 0)
 
 
 def test_cluster_capacity_providers(full_app: SynthesizedApp) -> None:
@@ -230,25 +372,18 @@ def test_wildcard_resources_only_for_actions_without_resource_permissions(
     assert offenders == []
 
 
-def test_alarms_and_dashboard(full_app: SynthesizedApp) -> None:
+def test_alarms_watch_the_dlq_the_queue_and_timeouts(full_app: SynthesizedApp) -> None:
     alarms = full_app.resources_of_type("AWS::CloudWatch::Alarm").values()
-    metrics = {
+    metrics = sorted(
         (alarm["Properties"].get("Namespace"), alarm["Properties"].get("MetricName"))
         for alarm in alarms
-    }
-    assert {
-        ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
-        ("AWS/SQS", "ApproximateAgeOfOldestMessage"),
-        ("AWS/States", "ExecutionsFailed"),
-        ("AWS/States", "ExecutionsTimedOut"),
-        ("Healthflow", "EcsTaskFailures"),
-        ("AWS/Lambda", "Errors"),
-    } <= metrics
-    full_app.assertions.resource_count_is("AWS::CloudWatch::Dashboard", 1)
-    full_app.assertions.has_resource_properties(
-        "AWS::Logs::MetricFilter",
-        {"FilterPattern": Match.string_like_regexp(r"resourceType.*ecs")},
     )
+    assert metrics == [
+        ("AWS/SQS", "ApproximateAgeOfOldestMessage"),
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
+        ("AWS/States", "ExecutionsTimedOut"),
+        ("AWS/States", "ExecutionsTimedOut"),
+    ]
 
 
 def test_ssm_parameters_for_queue_url_and_enabled_flag(full_app: SynthesizedApp) -> None:
@@ -275,22 +410,65 @@ def test_nothing_account_specific_is_hard_coded(full_app: SynthesizedApp) -> Non
     assert not re.search(r"\b(us|eu|ap|sa|ca|me|af)-[a-z]+-\d\b", text)
 
 
-@pytest.mark.parametrize("asl", [FIXTURE_ASL], ids=["fixture-asl"])
-def test_context_chooses_environment_database_and_alarm_topic(tmp_path: Path, asl: Path) -> None:
+def test_isolated_network_switch_synthesizes_nag_clean_with_endpoints(tmp_path: Path) -> None:
     app = synthesize_full_app(
         tmp_path,
-        asl_path=asl,
         context={
+            "healthflow:network": "isolated",
+            "healthflow:queueCmk": "true",
+            "healthflow:dashboard": "true",
+        },
+    )
+    assert app.synth_error is None, app.synth_error
+    assert _nag_errors(app) == []
+    endpoints = app.resources_of_type("AWS::EC2::VPCEndpoint").values()
+    interface = [e for e in endpoints if e["Properties"].get("VpcEndpointType") == "Interface"]
+    assert len(interface) == 3
+    app.assertions.resource_count_is("AWS::EC2::NatGateway", 0)
+    app.assertions.resource_count_is("AWS::EC2::InternetGateway", 0)
+    labs = _machines(app)["STANDARD"]["DefinitionSubstitutions"]
+    assert labs["MlWorkerAssignPublicIp"] == "DISABLED"
+    # The switches: a customer-managed key on both queues, and the dashboard.
+    app.assertions.resource_count_is("AWS::KMS::Key", 1)
+    for queue in app.resources_of_type("AWS::SQS::Queue").values():
+        assert "KmsMasterKeyId" in queue["Properties"]
+    app.assertions.resource_count_is("AWS::CloudWatch::Dashboard", 1)
+
+
+def test_your_vpc_and_database_by_ids_without_lookups(tmp_path: Path) -> None:
+    app = synthesize_full_app(
+        tmp_path,
+        context={
+            **BRING_YOUR_OWN,
             "healthflow:env": "prod",
-            "healthflow:existingDbSecretArn": (
-                "arn:aws:secretsmanager:eu-west-1:111122223333:secret:healthflow-AbCdEf"
-            ),
-            "healthflow:existingDbSecurityGroupId": "sg-0123456789abcdef0",
             "healthflow:alarmEmail": "ops@example.com",
             "healthflow:enabled": "false",
         },
     )
-    app.assertions.resource_count_is("AWS::RDS::DBCluster", 0)
+    assert app.synth_error is None, app.synth_error
+    assert _nag_errors(app) == []
+    for absent in ("AWS::RDS::DBCluster", "AWS::EC2::VPC", "AWS::SecretsManager::Secret"):
+        app.assertions.resource_count_is(absent, 0)
+    app.assertions.resource_count_is("Custom::AWS", 0)
+    for who, role_id in _runtime_roles(app).items():
+        statements = _statements_of_role(app, role_id)
+        connect = [s for s in statements if "rds-db:connect" in _as_list(s["Action"])]
+        assert "cluster-ABCDEFGHIJKLMNOPQRSTUVWXY/healthflow_app" in json.dumps(connect), who
+    app.assertions.has_resource_properties(
+        "AWS::EC2::SecurityGroupIngress",
+        {"GroupId": "sg-0123456789abcdef0", "FromPort": 5432, "ToPort": 5432},
+    )
+    labs = _machines(app)["STANDARD"]["DefinitionSubstitutions"]
+    assert labs["MlWorkerSubnet1"] == "subnet-0bbbbbbbbbbbbbbb1"
+    app.assertions.has_resource_properties(
+        "AWS::Lambda::Function",
+        {
+            "Handler": "tasks.runners.lambda_handler.handler",
+            "VpcConfig": Match.object_like(
+                {"SubnetIds": ["subnet-0aaaaaaaaaaaaaaa1", "subnet-0aaaaaaaaaaaaaaa2"]}
+            ),
+        },
+    )
     app.assertions.has_resource_properties(
         "AWS::SSM::Parameter", {"Name": "/healthflow/prod/enabled", "Value": "false"}
     )
@@ -300,4 +478,3 @@ def test_context_chooses_environment_database_and_alarm_topic(tmp_path: Path, as
     )
     for alarm in app.resources_of_type("AWS::CloudWatch::Alarm").values():
         assert alarm["Properties"]["AlarmActions"]
-    assert app.synth_error is None, app.synth_error

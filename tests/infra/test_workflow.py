@@ -1,32 +1,32 @@
-"""Workflow: definition from the ASL file with every CONTRACT placeholder filled, logging,
-tracing and explicit grants. Built on the fixture ASL so it does not depend on the real one."""
+"""Workflow: the Express parent and the Standard labs child from the real ASL files, their logs,
+and IAM grants DERIVED from each definition's Task states (a gap fails the synth)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aws_cdk import App, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from aws_cdk.assertions import Match, Template
-from healthflow_infra.constructs.workflow import ASL_PLACEHOLDERS, Workflow, placeholders_in
+from healthflow_infra.constructs.workflow import MissingGrant, Workflow
 
-from .conftest import FIXTURE_ASL
+from tasks.statemachines import EXPRESS_ASL, LABS_ASL, PLACEHOLDERS, placeholders_in
 
 
-def _build(asl_path: Path) -> Stack:
+def _build(asl_path: Path = EXPRESS_ASL, labs_asl_path: Path = LABS_ASL) -> Stack:
     stack = Stack(App(), "Bare")
     vpc = ec2.Vpc(stack, "Vpc", max_azs=2, nat_gateways=0)
     function = lambda_.Function(
         stack,
         "Steps",
-        runtime=lambda_.Runtime.PYTHON_3_11,
+        runtime=lambda_.Runtime.PYTHON_3_12,
         handler="index.handler",
         code=lambda_.Code.from_inline("def handler(event, context): return event"),
     )
@@ -38,23 +38,20 @@ def _build(asl_path: Path) -> Stack:
         image=ecs.ContainerImage.from_registry("public.ecr.aws/docker/library/busybox:1"),
         logging=ecs.LogDrivers.aws_logs(stream_prefix="w"),
     )
-    key = kms.Key(stack, "Key")
-    dead_letter_queue = sqs.Queue(
-        stack, "Dlq", encryption=sqs.QueueEncryption.KMS, encryption_master_key=key
-    )
     Workflow(
         stack,
         "Workflow",
-        env_name="test",
         asl_path=asl_path,
+        labs_asl_path=labs_asl_path,
         steps_function=function,
         cluster=cluster,
         task_definition=task_definition,
         container_name="ml-worker",
-        task_subnets=vpc.isolated_subnets,
-        task_security_group=ec2.SecurityGroup(stack, "WorkerSg", vpc=vpc),
-        dead_letter_queue=dead_letter_queue,
-        queue_key=key,
+        task_subnet_ids=[s.subnet_id for s in vpc.public_subnets],
+        task_security_group_id=ec2.SecurityGroup(stack, "WorkerSg", vpc=vpc).security_group_id,
+        task_public_ip=True,
+        dead_letter_queue=sqs.Queue(stack, "Dlq"),
+        queue_key=None,
         log_retention=logs.RetentionDays.ONE_WEEK,
     )
     return stack
@@ -62,89 +59,165 @@ def _build(asl_path: Path) -> Stack:
 
 @pytest.fixture(scope="module")
 def template() -> Template:
-    return Template.from_stack(_build(FIXTURE_ASL))
+    return Template.from_stack(_build())
 
 
-def _state_machine(template: Template) -> dict:
-    machines = template.find_resources("AWS::StepFunctions::StateMachine")
-    assert len(machines) == 1
+def _machine(template: Template, machine_type: str) -> dict[str, Any]:
+    machines = template.find_resources(
+        "AWS::StepFunctions::StateMachine", {"Properties": {"StateMachineType": machine_type}}
+    )
+    assert len(machines) == 1, machine_type
     return next(iter(machines.values()))["Properties"]
 
 
-def test_fixture_uses_every_contract_placeholder() -> None:
-    assert placeholders_in(FIXTURE_ASL.read_text()) == set(ASL_PLACEHOLDERS)
+def _role_statements(template: Template, machine_type: str) -> list[dict[str, Any]]:
+    role_id = _machine(template, machine_type)["RoleArn"]["Fn::GetAtt"][0]
+    policies = template.find_resources("AWS::IAM::Policy")
+    return [
+        statement
+        for policy in policies.values()
+        if {"Ref": role_id} in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
 
 
-def test_definition_is_inlined_and_every_placeholder_is_substituted(template: Template) -> None:
-    properties = _state_machine(template)
-    definition = properties["DefinitionString"]
-    assert isinstance(definition, str), "from_string inlines the definition (no S3 asset)"
-    json.loads(definition)
-    assert placeholders_in(definition) <= set(properties["DefinitionSubstitutions"])
-    assert set(properties["DefinitionSubstitutions"]) == set(ASL_PLACEHOLDERS)
+def _actions(statements: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    out = {}
+    for statement in statements:
+        actions = statement["Action"]
+        for action in actions if isinstance(actions, list) else [actions]:
+            out[action] = statement
+    return out
 
 
-def test_substitutions_point_at_resources_of_the_stack(template: Template) -> None:
-    resources = template.to_json()["Resources"]
-    substitutions = _state_machine(template)["DefinitionSubstitutions"]
-    for name, value in substitutions.items():
-        if name == "MlWorkerContainerName":
-            assert value == "ml-worker"
-            continue
-        logical_id = value["Ref"] if "Ref" in value else value["Fn::GetAtt"][0]
-        assert logical_id in resources, name
+def test_every_placeholder_of_the_one_list_is_used_by_an_asl() -> None:
+    used = placeholders_in(EXPRESS_ASL.read_text()) | placeholders_in(LABS_ASL.read_text())
+    assert used == set(PLACEHOLDERS)
 
 
-def test_logs_errors_only_without_execution_data_and_traces(template: Template) -> None:
+def test_parent_is_express_and_logs_all_without_execution_data(template: Template) -> None:
     template.has_resource_properties(
         "AWS::StepFunctions::StateMachine",
         {
+            "StateMachineType": "EXPRESS",
             "LoggingConfiguration": {
-                "Level": "ERROR",
+                "Level": "ALL",
                 "IncludeExecutionData": False,
                 "Destinations": [Match.any_value()],
             },
-            "TracingConfiguration": {"Enabled": True},
         },
     )
 
 
-def _state_machine_statements(template: Template) -> list[dict]:
-    role_id = _state_machine(template)["RoleArn"]["Fn::GetAtt"][0]
-    statements: list[dict] = []
-    for policy in template.find_resources("AWS::IAM::Policy").values():
-        if {"Ref": role_id} in policy["Properties"]["Roles"]:
-            statements.extend(policy["Properties"]["PolicyDocument"]["Statement"])
-    return statements
+def test_labs_child_is_standard_and_runs_ecs_sync_on_spot_then_on_demand(
+    template: Template,
+) -> None:
+    properties = _machine(template, "STANDARD")
+    definition = json.loads(properties["DefinitionString"])
+    states = definition["States"]
+    spot, on_demand = states["CategorizeLabs"], states["CategorizeLabsOnDemand"]
+    assert spot["Resource"] == on_demand["Resource"] == "arn:aws:states:::ecs:runTask.sync"
+    assert spot["Parameters"]["CapacityProviderStrategy"][0]["CapacityProvider"] == "FARGATE_SPOT"
+    assert on_demand["Parameters"]["CapacityProviderStrategy"][0]["CapacityProvider"] == "FARGATE"
+    fallbacks = {error: catch["Next"] for catch in spot["Catch"] for error in catch["ErrorEquals"]}
+    assert fallbacks["ECS.AmazonECSException"] == "CategorizeLabsOnDemand"
+    assert fallbacks["AmazonECS.Unknown"] == "CategorizeLabsOnDemand"
+    # A stopped task (States.TaskFailed) goes on demand only with stop code SpotInterruption.
+    reclaimed = states[fallbacks["States.TaskFailed"]]
+    assert reclaimed["Choices"][0]["StringMatches"] == "*SpotInterruption*"
+    assert reclaimed["Choices"][0]["Next"] == "CategorizeLabsOnDemand"
+    assert reclaimed["Default"] == "MarkClaimFailed"
+    assert "HEALTHFLOW_TASK_TOKEN" not in properties["DefinitionString"]
 
 
-def _actions(statement: dict) -> list[str]:
-    action = statement["Action"]
-    return [action] if isinstance(action, str) else action
+def test_parent_starts_the_child_request_response_with_a_derived_name(template: Template) -> None:
+    definition = json.loads(_machine(template, "EXPRESS")["DefinitionString"])
+    start = definition["States"]["StartLabsWorkflow"]
+    assert start["Resource"] == "arn:aws:states:::states:startExecution"
+    assert start["Parameters"]["Name.$"] == "$$.Execution.Name"
+    for resource in (s.get("Resource", "") for s in definition["States"].values()):
+        assert not resource.endswith((".sync", ".waitForTaskToken")), resource
 
 
-def test_grants_are_explicit_and_scoped(template: Template) -> None:
-    statements = _state_machine_statements(template)
-    by_action = {action: s for s in statements for action in _actions(s)}
+def test_express_grants_are_derived_from_its_tasks(template: Template) -> None:
+    by_action = _actions(_role_statements(template, "EXPRESS"))
+    labs_id = next(
+        iter(
+            template.find_resources(
+                "AWS::StepFunctions::StateMachine",
+                {"Properties": {"StateMachineType": "STANDARD"}},
+            )
+        )
+    )
+    assert by_action["states:StartExecution"]["Resource"] == {"Ref": labs_id}
+    dlq_id = next(iter(template.find_resources("AWS::SQS::Queue")))
+    assert by_action["sqs:SendMessage"]["Resource"] == {"Fn::GetAtt": [dlq_id, "Arn"]}
+    assert "lambda:InvokeFunction" in by_action
+    # Express runs no ECS task: no ECS, events or PassRole grant.
+    assert not any(a.startswith(("ecs:", "events:", "iam:")) for a in by_action)
+
+
+def test_labs_grants_cover_ecs_sync_and_nothing_more(template: Template) -> None:
+    by_action = _actions(_role_statements(template, "STANDARD"))
     task_definition_id = next(iter(template.find_resources("AWS::ECS::TaskDefinition")))
     assert by_action["ecs:RunTask"]["Resource"] == {"Ref": task_definition_id}
     assert by_action["ecs:StopTask"]["Condition"]["ArnEquals"]["ecs:cluster"]
-    pass_role = by_action["iam:PassRole"]
-    assert len(pass_role["Resource"]) == 2  # task role and execution role
-    assert pass_role["Condition"] == {
+    assert {"events:PutTargets", "events:PutRule", "events:DescribeRule"} <= set(by_action)
+    assert by_action["iam:PassRole"]["Condition"] == {
         "StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}
     }
-    assert "lambda:InvokeFunction" in by_action
-    dlq_id = next(iter(template.find_resources("AWS::SQS::Queue")))
-    assert by_action["sqs:SendMessage"]["Resource"] == {"Fn::GetAtt": [dlq_id, "Arn"]}
-    assert {"kms:GenerateDataKey", "kms:Decrypt"} <= set(by_action)
-    assert not any("*" in action for s in statements for action in _actions(s))
+    assert "states:StartExecution" not in by_action
+    assert not any("*" in action for action in by_action)
+    # SQS-managed encryption: no KMS grant at all.
+    assert not any(action.startswith("kms:") for action in by_action)
+
+
+def _with_state(tmp_path: Path, source: Path, name: str, state: dict[str, Any]) -> Path:
+    definition = json.loads(source.read_text())
+    definition["States"][name] = state
+    path = tmp_path / source.name
+    path.write_text(json.dumps(definition))
+    return path
+
+
+def test_a_task_without_a_grant_rule_fails_the_synth(tmp_path: Path) -> None:
+    asl = _with_state(
+        tmp_path,
+        LABS_ASL,
+        "Unreachable",
+        {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::dynamodb:putItem",
+            "Parameters": {"TableName": "t", "Item": {}},
+            "End": True,
+        },
+    )
+    with pytest.raises(MissingGrant, match="dynamodb:putItem"):
+        _build(labs_asl_path=asl)
+
+
+def test_a_task_on_a_target_outside_the_stack_fails_the_synth(tmp_path: Path) -> None:
+    asl = _with_state(
+        tmp_path,
+        EXPRESS_ASL,
+        "Unreachable",
+        {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::lambda:invoke",
+            "Parameters": {"FunctionName": "arn:aws:lambda:us-east-1:111122223333:function:x"},
+            "End": True,
+        },
+    )
+    with pytest.raises(MissingGrant, match="not a resource of the stack"):
+        _build(asl_path=asl)
 
 
 def test_unknown_placeholder_fails_the_synth(tmp_path: Path) -> None:
-    definition = json.loads(FIXTURE_ASL.read_text())
-    definition["States"]["Done"] = {"Type": "Pass", "Result": "${NotInTheContract}", "End": True}
-    asl = tmp_path / "bad.asl.json"
-    asl.write_text(json.dumps(definition))
-    with pytest.raises(ValueError, match="NotInTheContract"):
-        _build(asl)
+    asl = _with_state(
+        tmp_path,
+        EXPRESS_ASL,
+        "Done",
+        {"Type": "Pass", "Result": "${NotInTheList}", "End": True},
+    )
+    with pytest.raises(ValueError, match="NotInTheList"):
+        _build(asl_path=asl)

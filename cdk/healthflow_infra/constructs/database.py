@@ -1,35 +1,58 @@
-"""The PostgreSQL database: a new Aurora Serverless v2 cluster, or an existing one by secret.
+"""The PostgreSQL database the app connects to with IAM authentication: yours, or a new Aurora.
 
-Either way the rest of the stack sees the same three things: `secret` (host, port, username,
-password, dbname as Secrets Manager JSON), `security_group` and `port`, plus `allow_from()`.
+Either way the rest of the stack sees `host`, `port`, `name`, `user` (the environment the code
+needs to sign a token locally: no password, no Secrets Manager read at run time),
+`grant_connect()` (`rds-db:connect` for that one database user) and `allow_from()`.
+
+Your database (the first-class path, `-c healthflow:dbHost=... dbResourceId=...`) needs one SQL
+grant, once, by its owner (see cdk/README.md):
+    CREATE ROLE healthflow_app LOGIN; GRANT rds_iam TO healthflow_app;
+    GRANT ALL ON DATABASE healthflow TO healthflow_app;  -- and the schema, see README
+A new Aurora Serverless v2 cluster gets that grant at deploy time through the RDS Data API (an
+HTTPS API: no interface endpoint, no Lambda in the VPC), run by a custom resource.
 """
 
 from __future__ import annotations
 
-from aws_cdk import CustomResource, Duration, RemovalPolicy, Stack, custom_resources
+from aws_cdk import ArnFormat, CustomResource, Duration, RemovalPolicy, Stack, custom_resources
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_rds as rds
-from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from healthflow_infra.nag import acknowledge
 
 DATABASE_NAME = "healthflow"
+APP_USER = "healthflow_app"
 ADMIN_USERNAME = "healthflow_admin"
 POSTGRES_PORT = 5432
+_AWS_CUSTOM_RESOURCE_SINGLETON_ID = "AWS679f53fac002430cb0da5b7982bd2287"
 # Serverless v2 can pause at 0 ACU from aurora-postgresql 16.3 (13.15, 14.12, 15.7) on; 16.6 and
 # older 16.x can no longer create new clusters (cfn-lint W3690, checked by tests/infra).
 ENGINE_VERSION = rds.AuroraPostgresEngineVersion.VER_16_8
 
 
-class Database(Construct):
-    """Aurora PostgreSQL Serverless v2 (pauses at 0 ACU) or an existing database.
+def iam_auth_grant_sql(user: str, database: str) -> str:
+    """The grant IAM authentication needs, idempotent, as one statement (the Data API runs one).
 
-    Attributes: `secret`, `security_group`, `port`, `cluster` and `rotation_security_group`
-    (both None for an existing database).
+    The app user owns the database so that migrations can create the schema's tables.
     """
+    return (
+        "DO $$ BEGIN "
+        f"IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{user}') THEN "
+        f"CREATE ROLE {user} LOGIN; END IF; "
+        f"GRANT rds_iam TO {user}; "
+        f"ALTER DATABASE {database} OWNER TO {user}; "
+        f"ALTER SCHEMA public OWNER TO {user}; "
+        "END $$"
+    )
+
+
+class Database(Construct):
+    """Attributes: `host`, `port`, `name`, `user`, `security_group` (None for yours without
+    one), `cluster` (None for yours), `grant` (the Data API custom resource, or None)."""
 
     def __init__(
         self,
@@ -38,30 +61,35 @@ class Database(Construct):
         *,
         env_name: str,
         vpc: ec2.IVpc,
-        subnet_selection: ec2.SubnetSelection,
+        subnets: list[ec2.ISubnet],
         min_capacity_acu: float,
         max_capacity_acu: float,
         auto_pause: Duration,
         deletion_protection: bool,
         log_retention: logs.RetentionDays,
-        secrets_manager_endpoint: ec2.IInterfaceVpcEndpoint | None = None,
-        existing_secret_arn: str | None = None,
-        existing_security_group_id: str | None = None,
-        existing_port: int = POSTGRES_PORT,
+        host: str | None = None,
+        port: int = POSTGRES_PORT,
+        name: str = DATABASE_NAME,
+        user: str = APP_USER,
+        resource_id: str | None = None,
+        security_group_id: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.cluster: rds.DatabaseCluster | None = None
-        self.rotation_security_group: ec2.SecurityGroup | None = None
-        if existing_secret_arn and existing_security_group_id:
-            # The existing database must be reachable from this stack's VPC (same VPC peered,
-            # or Transit Gateway); we only add ingress rules to its security group.
-            self.secret: secretsmanager.ISecret = secretsmanager.Secret.from_secret_complete_arn(
-                self, "ExistingSecret", existing_secret_arn
-            )
-            self.security_group: ec2.ISecurityGroup = ec2.SecurityGroup.from_security_group_id(
-                self, "ExistingSecurityGroup", existing_security_group_id
-            )
-            self.port = existing_port
+        self.grant: custom_resources.AwsCustomResource | None = None
+        self.name = name
+        self.user = user
+        self.port = port
+        self.security_group: ec2.ISecurityGroup | None = None
+        if host is not None:
+            if resource_id is None:
+                raise ValueError("Your database needs its resource id for rds-db:connect")
+            self.host = host
+            self._resource_id = resource_id
+            if security_group_id:
+                self.security_group = ec2.SecurityGroup.from_security_group_id(
+                    self, "ExistingSecurityGroup", security_group_id, mutable=True
+                )
             return
 
         self.port = POSTGRES_PORT
@@ -73,8 +101,8 @@ class Database(Construct):
             description="healthflow database: only the steps Lambda and ml-worker connect",
             allow_all_outbound=False,
         )
-        # Created before the cluster, with the name RDS will write to, so that the retention
-        # applies without CDK's LogRetention custom resource (one Lambda fewer).
+        # Created before the cluster, with the name RDS writes to, so that the retention applies
+        # without CDK's LogRetention custom resource (one Lambda fewer).
         self.postgresql_log_group = logs.LogGroup(
             self,
             "PostgresqlLogs",
@@ -82,61 +110,127 @@ class Database(Construct):
             retention=log_retention,
             removal_policy=RemovalPolicy.DESTROY,
         )
-        self.cluster = rds.DatabaseCluster(
+        cluster = rds.DatabaseCluster(
             self,
             "Cluster",
             cluster_identifier=cluster_identifier,
             engine=rds.DatabaseClusterEngine.aurora_postgres(version=ENGINE_VERSION),
+            # The admin secret is read only at deploy time, by the Data API grant below.
             credentials=rds.Credentials.from_generated_secret(ADMIN_USERNAME),
-            default_database_name=DATABASE_NAME,
+            default_database_name=name,
             writer=rds.ClusterInstance.serverless_v2("Writer", auto_minor_version_upgrade=True),
             # 0 ACU: the cluster pauses after `auto_pause` without connections and costs only
-            # storage; the first claim after a pause waits ~15 s for the resume, which the
+            # storage; the first claim after a pause waits for the resume, which the
             # workflow's DatabaseUnavailable retry absorbs.
             serverless_v2_min_capacity=min_capacity_acu,
             serverless_v2_max_capacity=max_capacity_acu,
             serverless_v2_auto_pause_duration=auto_pause,
             vpc=vpc,
-            vpc_subnets=subnet_selection,
+            vpc_subnets=ec2.SubnetSelection(subnets=subnets),
             security_groups=[self.security_group],
             storage_encrypted=True,
             iam_authentication=True,
+            enable_data_api=True,
             deletion_protection=deletion_protection,
             removal_policy=RemovalPolicy.SNAPSHOT,
             backup=rds.BackupProps(retention=Duration.days(7)),
             cloudwatch_logs_exports=["postgresql"],
         )
-        self.cluster.node.add_dependency(self.postgresql_log_group)
-        assert self.cluster.secret is not None  # from_generated_secret always creates one
-        self.secret = self.cluster.secret
-        # Monthly rotation by the AWS-hosted single-user rotation function (in the VPC, through
-        # the Secrets Manager endpoint). The code must re-read the secret on an auth failure.
-        self.rotation_security_group = ec2.SecurityGroup(
-            self, "RotationSecurityGroup", vpc=vpc, description="healthflow secret rotation"
-        )
-        self.cluster.add_rotation_single_user(
-            automatically_after=Duration.days(30),
-            vpc_subnets=subnet_selection,
-            endpoint=secrets_manager_endpoint,
-            security_group=self.rotation_security_group,
-        )
+        cluster.node.add_dependency(self.postgresql_log_group)
+        self.cluster = cluster
+        self.host = cluster.cluster_endpoint.hostname
+        self._resource_id = cluster.cluster_resource_identifier
+        self.grant = self._grant_iam_auth(cluster)
         acknowledge(
-            self.cluster,
+            cluster,
             "AwsSolutions-RDS11",
             reason="The default port is kept: the cluster sits in isolated subnets behind a "
             "security group that admits two known security groups; a port change hides nothing.",
         )
+        acknowledge(
+            cluster,
+            "AwsSolutions-SMG4",
+            reason="The admin secret is used only at deploy time (the Data API grant); the app "
+            "authenticates with short-lived IAM tokens, so there is no long-lived app password "
+            "to rotate, and a rotation Lambda would need a Secrets Manager endpoint.",
+        )
         if not deletion_protection:
             acknowledge(
-                self.cluster,
+                cluster,
                 "AwsSolutions-RDS10",
                 reason="Deletion protection is switched off by context "
                 "(healthflow:dbDeletionProtection=false), for a disposable environment.",
             )
 
+    def _grant_iam_auth(self, cluster: rds.DatabaseCluster) -> custom_resources.AwsCustomResource:
+        assert cluster.secret is not None  # from_generated_secret always creates one
+        statement = custom_resources.AwsSdkCall(
+            service="rds-data",
+            action="executeStatement",
+            parameters={
+                "resourceArn": cluster.cluster_arn,
+                "secretArn": cluster.secret.secret_arn,
+                "database": self.name,
+                "sql": iam_auth_grant_sql(self.user, self.name),
+            },
+            physical_resource_id=custom_resources.PhysicalResourceId.of(f"iam-grant-{self.user}"),
+        )
+        grant = custom_resources.AwsCustomResource(
+            self,
+            "IamAuthGrant",
+            on_create=statement,
+            on_update=statement,
+            install_latest_aws_sdk=False,
+            # The Data API waits for a paused cluster to resume; give it time.
+            timeout=Duration.minutes(2),
+            policy=custom_resources.AwsCustomResourcePolicy.from_statements(
+                [
+                    iam.PolicyStatement(
+                        actions=["rds-data:ExecuteStatement"], resources=[cluster.cluster_arn]
+                    ),
+                    iam.PolicyStatement(
+                        actions=["secretsmanager:GetSecretValue"],
+                        resources=[cluster.secret.secret_arn],
+                    ),
+                ]
+            ),
+        )
+        grant.node.add_dependency(cluster)
+        # The function behind every AwsCustomResource is one singleton at the stack's root.
+        singleton = Stack.of(self).node.try_find_child(_AWS_CUSTOM_RESOURCE_SINGLETON_ID)
+        acknowledge(
+            singleton or grant,
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+            "AWSLambdaBasicExecutionRole]",
+            reason="The CDK custom-resource function only writes its own logs.",
+        )
+        acknowledge(
+            singleton or grant,
+            "AwsSolutions-L1",
+            reason="CDK's AwsCustomResource singleton pins its own Node.js runtime.",
+        )
+        return grant
+
+    def connect_arn(self) -> str:
+        """The `rds-db:connect` resource of the app user."""
+        return Stack.of(self).format_arn(
+            service="rds-db",
+            resource="dbuser",
+            resource_name=f"{self._resource_id}/{self.user}",
+            # arn:aws:rds-db:<region>:<account>:dbuser:<resource id>/<user>
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+
+    def grant_connect(self, grantee: iam.IGrantable) -> None:
+        """`rds-db:connect` as the app user, and nothing else."""
+        grantee.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(actions=["rds-db:connect"], resources=[self.connect_arn()])
+        )
+
     def allow_from(self, peer: ec2.ISecurityGroup, *, description: str) -> None:
         """Admit `peer` to the database port (an ingress rule on the database's group)."""
-        self.security_group.add_ingress_rule(peer, ec2.Port.tcp(self.port), description)
+        if self.security_group is not None:
+            self.security_group.add_ingress_rule(peer, ec2.Port.tcp(self.port), description)
 
 
 class DatabaseMigrations(Construct):
@@ -185,8 +279,9 @@ class DatabaseMigrations(Construct):
                 "codeVersion": steps_function.current_version.version,
             },
         )
-        if database.cluster is not None:
-            self.resource.node.add_dependency(database.cluster)
+        if database.grant is not None:
+            # Migrations connect as the app user, which the grant creates.
+            self.resource.node.add_dependency(database.grant)
         acknowledge(
             self.provider,
             "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"

@@ -6,17 +6,28 @@ from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from healthflow_infra.bundling import steps_function_code
 from healthflow_infra.nag import acknowledge
 
 STEPS_HANDLER = "tasks.runners.lambda_handler.handler"
+RUNTIME = lambda_.Runtime.PYTHON_3_12
+PYTHON_VERSION = "3.12"
+
+
+def database_environment(*, host: str, port: int, name: str, user: str) -> dict[str, str]:
+    """What the code needs to connect with IAM authentication (no password anywhere)."""
+    return {
+        "HEALTHFLOW_DB_HOST": host,
+        "HEALTHFLOW_DB_PORT": str(port),
+        "HEALTHFLOW_DB_NAME": name,
+        "HEALTHFLOW_DB_USER": user,
+    }
 
 
 class StepFunctions(Construct):
-    """The `steps` Lambda: in the VPC next to the database, bounded concurrency, X-Ray on.
+    """The `steps` Lambda: arm64, in the VPC next to the database, X-Ray on.
 
     Attributes: `function`, `security_group`, `log_group`.
     """
@@ -28,8 +39,8 @@ class StepFunctions(Construct):
         *,
         env_name: str,
         vpc: ec2.IVpc,
-        subnet_selection: ec2.SubnetSelection,
-        database_secret: secretsmanager.ISecret,
+        subnets: list[ec2.ISubnet],
+        database_environment: dict[str, str],
         memory_size_mb: int,
         timeout: Duration,
         reserved_concurrency: int | None,
@@ -37,31 +48,33 @@ class StepFunctions(Construct):
         install_dependencies: bool,
     ) -> None:
         super().__init__(scope, construct_id)
-        # Outbound only: to the database and the VPC endpoints (there is no internet route).
+        # Outbound to the database only: the function calls no AWS API at run time (the IAM
+        # database token is signed locally), so its subnets need no route out.
         self.security_group = ec2.SecurityGroup(
             self, "SecurityGroup", vpc=vpc, description="healthflow steps Lambda"
         )
         self.log_group = logs.LogGroup(
             self, "LogGroup", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
         )
-        # x86_64, not the 20% cheaper arm64: the python3.11 runtime runs on Amazon Linux 2
-        # (glibc 2.26) and the pinned psycopg2-binary ships aarch64 wheels only for glibc 2.27+
-        # (manylinux_2_28); its x86_64 wheel is manylinux2014. Revisit with Python 3.12+ (AL2023).
-        architecture = lambda_.Architecture.X86_64
+        # arm64 (20% cheaper per GB-second): python3.12 runs on Amazon Linux 2023, for which
+        # psycopg2-binary, numpy and rapidfuzz ship manylinux_2_28 aarch64 wheels.
+        architecture = lambda_.Architecture.ARM_64
         self.function = lambda_.Function(
             self,
             "Function",
             description=f"healthflow {env_name}: light workflow steps",
-            runtime=lambda_.Runtime.PYTHON_3_11,
+            runtime=RUNTIME,
             architecture=architecture,
             handler=STEPS_HANDLER,
             code=steps_function_code(
-                architecture=architecture, install_dependencies=install_dependencies
+                architecture=architecture,
+                python_version=PYTHON_VERSION,
+                install_dependencies=install_dependencies,
             ),
             memory_size=memory_size_mb,
             timeout=timeout,
             vpc=vpc,
-            vpc_subnets=subnet_selection,
+            vpc_subnets=ec2.SubnetSelection(subnets=subnets),
             security_groups=[self.security_group],
             # Opt-in only (healthflow:stepsFunctionReservedConcurrency): a reservation fails the
             # deploy in an account with the default 10 concurrent executions. Each invocation
@@ -70,13 +83,8 @@ class StepFunctions(Construct):
             reserved_concurrent_executions=reserved_concurrency,
             tracing=lambda_.Tracing.ACTIVE,
             log_group=self.log_group,
-            environment={
-                "HEALTHFLOW_ENV": env_name,
-                # The secret's ARN, never its value: the code reads it at cold start.
-                "HEALTHFLOW_DB_SECRET_ARN": database_secret.secret_arn,
-            },
+            environment={"HEALTHFLOW_ENV": env_name, **database_environment},
         )
-        database_secret.grant_read(self.function)
         acknowledge(
             self.function,
             "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
@@ -91,13 +99,14 @@ class StepFunctions(Construct):
         )
         acknowledge(
             self.function,
-            "AwsSolutions-IAM5[Resource::*]",
-            reason="X-Ray tracing: xray:PutTraceSegments/PutTelemetryRecords have no "
-            "resource-level permissions (added by CDK for Tracing.ACTIVE).",
+            "AwsSolutions-L1",
+            reason="python3.12 is the newest runtime for which every pinned dependency of the "
+            "steps (requirements.lock) ships aarch64 wheels that are tested here; runtimes "
+            "are upgraded deliberately, together with the lock.",
         )
         acknowledge(
             self.function,
-            "AwsSolutions-L1",
-            reason="Python 3.11 is the project's runtime (pyproject requires-python, ml-worker "
-            "image); runtimes are upgraded together, deliberately.",
+            "AwsSolutions-IAM5[Resource::*]",
+            reason="X-Ray tracing: xray:PutTraceSegments/PutTelemetryRecords have no "
+            "resource-level permissions (added by CDK for Tracing.ACTIVE).",
         )

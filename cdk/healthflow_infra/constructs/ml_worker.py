@@ -1,18 +1,18 @@
 """The ECS side: a Fargate / Fargate Spot cluster and the ml-worker task definition.
 
-The state machine starts the task with `ecs:runTask.waitForTaskToken`; the container reports back
-with SendTaskSuccess/SendTaskFailure and heartbeats (tasks/steps/CONTRACT.md).
+The labs state machine starts the task with `ecs:runTask.sync`: Step Functions waits for the
+task to stop and stops it on timeout or abort. The container calls no AWS API: it connects to the
+database with an IAM token signed locally, writes its results there, and exits 0 or non-zero.
 """
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from healthflow_infra.nag import acknowledge
@@ -25,17 +25,10 @@ ARCHITECTURES: dict[str, tuple[ecs.CpuArchitecture, ecr_assets.Platform]] = {
     "x86_64": (ecs.CpuArchitecture.X86_64, ecr_assets.Platform.LINUX_AMD64),
     "arm64": (ecs.CpuArchitecture.ARM64, ecr_assets.Platform.LINUX_ARM64),
 }
-# Task-token callbacks: none of these three actions supports resource-level permissions (the
-# token, not an ARN, identifies the task), so the statement must use Resource "*".
-TASK_TOKEN_CALLBACK_ACTIONS = (
-    "states:SendTaskSuccess",
-    "states:SendTaskFailure",
-    "states:SendTaskHeartbeat",
-)
 
 
 class MlWorker(Construct):
-    """ECS cluster (FARGATE + FARGATE_SPOT, Container Insights) and the ml-worker task.
+    """ECS cluster (FARGATE + FARGATE_SPOT, Container Insights off) and the ml-worker task.
 
     Attributes: `cluster`, `task_definition`, `container`, `container_name`, `task_role`,
     `execution_role`, `security_group`, `log_group`.
@@ -48,7 +41,7 @@ class MlWorker(Construct):
         *,
         env_name: str,
         vpc: ec2.IVpc,
-        database_secret: secretsmanager.ISecret,
+        database_environment: dict[str, str],
         cpu: int,
         memory_limit_mib: int,
         log_retention: logs.RetentionDays,
@@ -59,12 +52,21 @@ class MlWorker(Construct):
             "Cluster",
             vpc=vpc,
             # Registers FARGATE and FARGATE_SPOT; the ASL asks for Spot first and falls back to
-            # on-demand FARGATE in a second state when Spot has no capacity.
+            # on-demand FARGATE in a second state.
             enable_fargate_capacity_providers=True,
-            container_insights_v2=ecs.ContainerInsights.ENABLED,
+            # Off: Container Insights bills custom metrics per task even for a task that runs a
+            # few minutes a month; the state machine's history and the task's logs suffice.
+            container_insights_v2=ecs.ContainerInsights.DISABLED,
         )
+        acknowledge(
+            self.cluster,
+            "AwsSolutions-ECS4",
+            reason="Container Insights is off on purpose: it bills per task metric while the "
+            "task runs minutes a month; failures surface in the labs execution and its alarm.",
+        )
+        # No ingress at all; egress to the database, ECR and CloudWatch Logs.
         self.security_group = ec2.SecurityGroup(
-            self, "SecurityGroup", vpc=vpc, description="healthflow ml-worker tasks"
+            self, "SecurityGroup", vpc=vpc, description="healthflow ml-worker tasks (no ingress)"
         )
         self.log_group = logs.LogGroup(
             self, "LogGroup", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
@@ -73,19 +75,8 @@ class MlWorker(Construct):
             self,
             "TaskRole",
             assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
-            description="healthflow ml-worker: task-token callbacks and the database secret",
+            description="healthflow ml-worker: rds-db:connect as the app user, nothing else",
         )
-        self.task_role.add_to_policy(
-            iam.PolicyStatement(actions=list(TASK_TOKEN_CALLBACK_ACTIONS), resources=["*"])
-        )
-        database_secret.grant_read(self.task_role)
-        acknowledge(
-            self.task_role,
-            "AwsSolutions-IAM5[Resource::*]",
-            reason="states:SendTaskSuccess/SendTaskFailure/SendTaskHeartbeat do not support "
-            "resource-level permissions; the task token authorizes the single task.",
-        )
-
         self.task_definition = ecs.FargateTaskDefinition(
             self,
             "TaskDefinition",
@@ -102,8 +93,6 @@ class MlWorker(Construct):
             "MlWorker",
             container_name=self.container_name,
             # Built by `cdk deploy` (needs Docker there); synth only fingerprints the context.
-            # The context is the repository root so the image can COPY the package sources; the
-            # root .dockerignore (not one in containers/ml-worker) decides what is sent.
             image=ecs.ContainerImage.from_asset(
                 str(REPO_ROOT),
                 file=ML_WORKER_DOCKERFILE,
@@ -113,13 +102,7 @@ class MlWorker(Construct):
                 exclude=_ML_WORKER_CONTEXT_EXCLUDES,
             ),
             logging=ecs.LogDrivers.aws_logs(stream_prefix="ml-worker", log_group=self.log_group),
-            # Fargate Spot sends SIGTERM two minutes before reclaiming the task; 120 s (the
-            # Fargate maximum) lets the runner send SendTaskFailure(SpotInterrupted) in time.
-            stop_timeout=Duration.seconds(120),
-            environment={
-                "HEALTHFLOW_ENV": env_name,
-                "HEALTHFLOW_DB_SECRET_ARN": database_secret.secret_arn,
-            },
+            environment={"HEALTHFLOW_ENV": env_name, **database_environment},
             readonly_root_filesystem=False,
         )
         self.execution_role = self.task_definition.obtain_execution_role()
@@ -132,8 +115,8 @@ class MlWorker(Construct):
         acknowledge(
             self.task_definition,
             "AwsSolutions-ECS2",
-            reason="The environment holds only the environment name and the secret's ARN; the "
-            "step input and task token are per-run overrides, the password stays in the secret.",
+            reason="The environment holds the environment name and where the database is (host, "
+            "port, name, user): no secret; the step input is a per-run override.",
         )
 
 

@@ -8,22 +8,23 @@ from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-METRIC_NAMESPACE = "Healthflow"
-ECS_TASK_FAILURES_METRIC = "EcsTaskFailures"
-
 
 class Monitoring(Construct):
-    """Alarms (DLQ depth, oldest message age, failed/timed-out executions, ECS step failures,
-    Lambda errors), a dashboard, and optionally a KMS-encrypted SNS topic as the alarm action.
+    """Four alarms (an alarm bills $0.10 a month, idle or not), an optional dashboard ($3 a
+    month, off by default) and optionally a KMS-encrypted SNS topic as the alarm action.
 
-    Attributes: `alarms` (name -> alarm), `dashboard`, `topic` (None unless requested).
+    Every failure inside either workflow ends in the dead-letter queue, so the DLQ alarm covers
+    them all once; the others watch what cannot reach the DLQ: a trigger the pipe does not move,
+    an Express execution cut at its 5-minute limit (a timeout skips the Catch), and a labs
+    execution that timed out.
+
+    Attributes: `alarms` (name -> alarm), `dashboard` (or None), `topic` (or None).
     """
 
     def __init__(
@@ -35,39 +36,17 @@ class Monitoring(Construct):
         queue: sqs.IQueue,
         dead_letter_queue: sqs.IQueue,
         state_machine: sfn.StateMachine,
-        state_machine_log_group: logs.ILogGroup,
+        labs_state_machine: sfn.StateMachine,
         steps_function: lambda_.IFunction,
         oldest_message_age_threshold: Duration,
         create_topic: bool,
         alarm_email: str | None = None,
+        dashboard: bool = False,
     ) -> None:
         super().__init__(scope, construct_id)
         self.topic: sns.Topic | None = None
         if create_topic or alarm_email:
             self.topic = self._create_topic(env_name=env_name, alarm_email=alarm_email)
-
-        # ECS step failures: the state machine's ERROR-level log has one TaskFailed,
-        # TaskTimedOut or TaskSubmitFailed event per failed Task state, with the integration's
-        # resource type ("ecs"); no health data is in these events.
-        ecs_failures_filter = logs.MetricFilter(
-            self,
-            "EcsTaskFailuresFilter",
-            log_group=state_machine_log_group,
-            metric_namespace=METRIC_NAMESPACE,
-            metric_name=ECS_TASK_FAILURES_METRIC,
-            dimensions=None,
-            filter_pattern=logs.FilterPattern.all(
-                logs.FilterPattern.any(
-                    logs.FilterPattern.string_value("$.type", "=", "TaskFailed"),
-                    logs.FilterPattern.string_value("$.type", "=", "TaskTimedOut"),
-                    # RunTask refused, e.g. no Spot capacity (before the FARGATE fallback).
-                    logs.FilterPattern.string_value("$.type", "=", "TaskSubmitFailed"),
-                ),
-                logs.FilterPattern.string_value("$.details.resourceType", "=", "ecs"),
-            ),
-            metric_value="1",
-            default_value=0,
-        )
         five_minutes = Duration.minutes(5)
         self.alarms: dict[str, cloudwatch.Alarm] = {}
         self._alarm(
@@ -76,7 +55,7 @@ class Monitoring(Construct):
                 period=five_minutes, statistic="Maximum"
             ),
             threshold=0,
-            description="Messages in the healthflow DLQ: inspect, fix, then redrive (README).",
+            description="Messages in the healthflow DLQ: `healthflow dlq list`, fix, redrive.",
         )
         self._alarm(
             "OldestTriggerTooOld",
@@ -87,37 +66,27 @@ class Monitoring(Construct):
             description="Triggers wait in the queue: is the pipe stopped or failing?",
         )
         self._alarm(
-            "ExecutionsFailed",
-            metric=state_machine.metric_failed(period=five_minutes, statistic="Sum"),
-            threshold=0,
-            description="healthflow executions failed (each one also sent a DLQ message).",
-        )
-        self._alarm(
-            "ExecutionsTimedOut",
+            "ExpressExecutionsTimedOut",
             metric=state_machine.metric_timed_out(period=five_minutes, statistic="Sum"),
             threshold=0,
-            description="healthflow executions timed out.",
+            description="An Express execution hit its time limit: no DLQ record was written; "
+            "the message's rows stay claimed until the next message for that user takes over.",
         )
         self._alarm(
-            "EcsStepFailures",
-            metric=ecs_failures_filter.metric(period=five_minutes, statistic="Sum"),
+            "LabsExecutionsTimedOut",
+            metric=labs_state_machine.metric_timed_out(period=five_minutes, statistic="Sum"),
             threshold=0,
-            description="The ml-worker (ECS) step failed or timed out, Spot fallbacks included.",
+            description="A labs execution timed out (the ml-worker ran too long).",
         )
-        self._alarm(
-            "StepsFunctionErrors",
-            metric=steps_function.metric_errors(period=five_minutes, statistic="Sum"),
-            threshold=0,
-            description="The steps Lambda raised (domain errors included: see the execution).",
-        )
-        self.dashboard = self._dashboard(
-            env_name=env_name,
-            queue=queue,
-            dead_letter_queue=dead_letter_queue,
-            state_machine=state_machine,
-            steps_function=steps_function,
-            ecs_failures=ecs_failures_filter.metric(period=five_minutes, statistic="Sum"),
-        )
+        self.dashboard: cloudwatch.Dashboard | None = None
+        if dashboard:
+            self.dashboard = self._dashboard(
+                env_name=env_name,
+                queue=queue,
+                dead_letter_queue=dead_letter_queue,
+                machines=(state_machine, labs_state_machine),
+                steps_function=steps_function,
+            )
 
     def _create_topic(self, *, env_name: str, alarm_email: str | None) -> sns.Topic:
         key = kms.Key(
@@ -169,11 +138,10 @@ class Monitoring(Construct):
         env_name: str,
         queue: sqs.IQueue,
         dead_letter_queue: sqs.IQueue,
-        state_machine: sfn.StateMachine,
+        machines: tuple[sfn.StateMachine, sfn.StateMachine],
         steps_function: lambda_.IFunction,
-        ecs_failures: cloudwatch.IMetric,
     ) -> cloudwatch.Dashboard:
-        dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=f"healthflow-{env_name}")
+        dashboard = cloudwatch.Dashboard(self, "Dashboard")
         dashboard.add_widgets(
             cloudwatch.AlarmStatusWidget(
                 title="Alarms", alarms=list(self.alarms.values()), width=24, height=3
@@ -193,14 +161,16 @@ class Monitoring(Construct):
                 width=12,
             ),
             cloudwatch.GraphWidget(
-                title="Executions",
+                title="Executions (Express parent, Standard labs)",
                 left=[
-                    state_machine.metric_started(statistic="Sum"),
-                    state_machine.metric_succeeded(statistic="Sum"),
-                    state_machine.metric_failed(statistic="Sum"),
-                    state_machine.metric_timed_out(statistic="Sum"),
+                    metric
+                    for machine in machines
+                    for metric in (
+                        machine.metric_started(statistic="Sum"),
+                        machine.metric_failed(statistic="Sum"),
+                        machine.metric_timed_out(statistic="Sum"),
+                    )
                 ],
-                right=[state_machine.metric_time(statistic="p90")],
                 width=12,
             ),
         )
@@ -213,8 +183,7 @@ class Monitoring(Construct):
                     steps_function.metric_throttles(statistic="Sum"),
                 ],
                 right=[steps_function.metric_duration(statistic="p90")],
-                width=12,
+                width=24,
             ),
-            cloudwatch.GraphWidget(title="ml-worker step failures", left=[ecs_failures], width=12),
         )
         return dashboard

@@ -11,15 +11,24 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+#: Why FIRE_AND_FORGET (asynchronous StartExecution of the Express machine) and not
+#: REQUEST_RESPONSE (StartSyncExecution): every failure inside the workflow already ends in the
+#: workflow's own Catch -> SendToDeadLetterQueue, with the error name as reason, and then in a Fail
+#: state. Under REQUEST_RESPONSE the pipe would see that failed execution, return the message to
+#: the queue, retry it up to maxReceiveCount times and finally let the queue's redrive policy move
+#: the raw body to the same DLQ: the failure would arrive there twice or more (once per retry from
+#: the Catch, once raw without a reason). Under FIRE_AND_FORGET the message is deleted once the
+#: execution has started, so a workflow failure reaches the DLQ exactly once, from the Catch, with
+#: its reason; only a message that cannot even start an execution is retried by the pipe and
+#: redriven raw by the queue (the "pipe could not deliver" kind, which `healthflow dlq` also reads).
+INVOCATION_TYPE = "FIRE_AND_FORGET"
+
 
 class TriggerPipe(Construct):
-    """SQS -> state machine, batch size 1, FIRE_AND_FORGET, with its own least-privilege role.
+    """SQS -> Express state machine, batch size 1, FIRE_AND_FORGET, least-privilege role.
 
     The stable L1 `CfnPipe` is used: the L2 pipes modules are still alpha pre-releases.
-    FIRE_AND_FORGET starts a Standard execution and deletes the message as soon as
-    StartExecution succeeds; failures after that are the workflow's job (Catch + DLQ), while a
-    message the pipe cannot deliver is retried and, after the queue's maxReceiveCount, lands in
-    the DLQ by the queue's redrive policy.
+    See INVOCATION_TYPE for why failures reach the dead-letter queue exactly once.
 
     Attributes: `pipe`, `role`, `log_group`.
     """
@@ -31,7 +40,7 @@ class TriggerPipe(Construct):
         *,
         env_name: str,
         queue: sqs.IQueue,
-        queue_key: kms.IKey,
+        queue_key: kms.IKey | None,
         state_machine: sfn.IStateMachine,
         enabled: bool,
         log_retention: logs.RetentionDays,
@@ -40,7 +49,6 @@ class TriggerPipe(Construct):
         self.log_group = logs.LogGroup(
             self,
             "LogGroup",
-            log_group_name=f"/aws/vendedlogs/pipes/healthflow-{env_name}",
             retention=log_retention,
             removal_policy=RemovalPolicy.DESTROY,
         )
@@ -59,7 +67,6 @@ class TriggerPipe(Construct):
                 actions=["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"],
                 resources=[queue.queue_arn],
             ),
-            iam.PolicyStatement(actions=["kms:Decrypt"], resources=[queue_key.key_arn]),
             iam.PolicyStatement(
                 actions=["states:StartExecution"], resources=[state_machine.state_machine_arn]
             ),
@@ -68,6 +75,10 @@ class TriggerPipe(Construct):
                 resources=[self.log_group.log_group_arn],
             ),
         ]
+        if queue_key is not None:
+            statements.append(
+                iam.PolicyStatement(actions=["kms:Decrypt"], resources=[queue_key.key_arn])
+            )
         for statement in statements:
             self.role.add_to_principal_policy(statement)
 
@@ -85,7 +96,7 @@ class TriggerPipe(Construct):
             target=state_machine.state_machine_arn,
             target_parameters=pipes.CfnPipe.PipeTargetParametersProperty(
                 step_function_state_machine_parameters=pipes.CfnPipe.PipeTargetStateMachineParametersProperty(
-                    invocation_type="FIRE_AND_FORGET"
+                    invocation_type=INVOCATION_TYPE
                 )
             ),
             desired_state="RUNNING" if enabled else "STOPPED",

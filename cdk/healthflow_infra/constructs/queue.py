@@ -11,9 +11,14 @@ from healthflow_infra.nag import acknowledge
 
 
 class TriggerQueue(Construct):
-    """SQS trigger queue + DLQ, both encrypted with one customer-managed key, SSL only.
+    """SQS trigger queue + DLQ, encrypted at rest, SSL only.
 
-    Attributes: `key`, `queue`, `dead_letter_queue`.
+    SQS-managed encryption (SSE-SQS) by default: it costs nothing, while a customer-managed key
+    costs $1 a month plus requests. `customer_managed_key=True` (`-c healthflow:queueCmk=true`)
+    uses one KMS key for both queues, for teams that want the key policy and CloudTrail to show
+    who decrypts trigger messages.
+
+    Attributes: `key` (None with SQS-managed encryption), `queue`, `dead_letter_queue`.
     """
 
     def __init__(
@@ -22,27 +27,29 @@ class TriggerQueue(Construct):
         construct_id: str,
         *,
         env_name: str,
+        customer_managed_key: bool = False,
         max_receive_count: int = 3,
         queue_retention_hours: int = 24,
         dead_letter_retention_days: int = 14,
         visibility_timeout_seconds: int = 300,
     ) -> None:
         super().__init__(scope, construct_id)
-        # A customer-managed key (not SQS-managed SSE) so that key policy and CloudTrail show who
-        # decrypts trigger messages; rotation costs nothing extra.
-        self.key = kms.Key(
-            self,
-            "Key",
-            description=f"healthflow {env_name}: trigger queue and dead-letter queue",
-            enable_key_rotation=True,
-            removal_policy=RemovalPolicy.RETAIN,
-        )
+        self.key: kms.Key | None = None
+        encryption: dict[str, object] = {"encryption": sqs.QueueEncryption.SQS_MANAGED}
+        if customer_managed_key:
+            self.key = kms.Key(
+                self,
+                "Key",
+                description=f"healthflow {env_name}: trigger queue and dead-letter queue",
+                enable_key_rotation=True,
+                removal_policy=RemovalPolicy.RETAIN,
+            )
+            encryption = {"encryption": sqs.QueueEncryption.KMS, "encryption_master_key": self.key}
         # 14 days (the SQS maximum) gives an operator two weekends to look at failures.
         self.dead_letter_queue = sqs.Queue(
             self,
             "DeadLetterQueue",
-            encryption=sqs.QueueEncryption.KMS,
-            encryption_master_key=self.key,
+            **encryption,  # type: ignore[arg-type]
             enforce_ssl=True,
             retention_period=Duration.days(dead_letter_retention_days),
         )
@@ -51,8 +58,7 @@ class TriggerQueue(Construct):
         self.queue = sqs.Queue(
             self,
             "Queue",
-            encryption=sqs.QueueEncryption.KMS,
-            encryption_master_key=self.key,
+            **encryption,  # type: ignore[arg-type]
             enforce_ssl=True,
             retention_period=Duration.hours(queue_retention_hours),
             # The pipe holds a message only until StartExecution returns (FIRE_AND_FORGET).

@@ -1,13 +1,26 @@
-"""The state machine, built from the ASL file that the local cloud runs too."""
+"""The two state machines, built from the ASL files the local cloud runs too.
+
+* The Express parent (`statemachines/healthflow.asl.json`), one execution per trigger message:
+  billed per request and duration, not per transition. It logs to CloudWatch Logs at level ALL,
+  which is what the console reads (with Logs Insights) to show Express executions; execution data
+  is left out (payloads hold ids and counts only, but a log is not where state data belongs).
+* The Standard labs child (`statemachines/labs.asl.json`): it waits on Fargate (`.sync`), which
+  Express cannot do.
+
+Each machine's IAM grants are DERIVED from the Task states of its ASL
+(`tasks.statemachines.task_resources`): a Task whose integration has no grant rule here, or whose
+target is not a resource of this stack, fails the synth instead of failing at run time.
+"""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aws_cdk import RemovalPolicy, Stack
-from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -18,30 +31,150 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from healthflow_infra.nag import acknowledge
-
-# Exactly the placeholders of tasks/steps/CONTRACT.md; the local cloud fills the same names.
-ASL_PLACEHOLDERS: tuple[str, ...] = (
-    "StepsFunctionArn",
-    "ClusterArn",
-    "MlWorkerTaskDefinitionArn",
-    "MlWorkerContainerName",
-    "PrivateSubnet1",
-    "PrivateSubnet2",
-    "MlWorkerSecurityGroupId",
-    "DeadLetterQueueUrl",
-)
-_PLACEHOLDER_PATTERN = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
+from tasks.statemachines import PLACEHOLDERS, TaskResource, load_definition, task_resources
 
 
-def placeholders_in(definition: str) -> set[str]:
-    """The `${Name}` placeholders a definition uses."""
-    return set(_PLACEHOLDER_PATTERN.findall(definition))
+@dataclass(frozen=True)
+class EcsTarget:
+    """What an `ecs:runTask.sync` Task acts on."""
+
+    cluster: ecs.ICluster
+    task_definition: ecs.TaskDefinition
 
 
-class Workflow(Construct):
-    """Standard state machine: ERROR-level logs without execution data, X-Ray, tight grants.
+@dataclass(frozen=True)
+class QueueTarget:
+    queue: sqs.IQueue
+    key: kms.IKey | None  # a customer-managed key, when the queue uses one
 
-    Attributes: `state_machine`, `log_group`, `definition_substitutions`.
+
+class MissingGrant(ValueError):
+    """A Task state calls something the stack grants nothing for."""
+
+
+def _grant_lambda(role: iam.IRole, target: Any, scope: Construct) -> None:
+    function: lambda_.IFunction = target
+    # Invoke on the function and its versions/aliases (ARN:*), as CDK's grant_invoke writes it.
+    function.grant_invoke(role)
+
+
+def _grant_ecs_sync(role: iam.IRole, target: Any, scope: Construct) -> None:
+    ecs_target: EcsTarget = target
+    cluster, task_definition = ecs_target.cluster, ecs_target.task_definition
+    stack = Stack.of(scope)
+    role.add_to_principal_policy(
+        iam.PolicyStatement(
+            actions=["ecs:RunTask"],
+            resources=[task_definition.task_definition_arn],
+            conditions={"ArnEquals": {"ecs:cluster": cluster.cluster_arn}},
+        )
+    )
+    # `.sync` describes the task until it stops, and stops it on timeout or abort; task ARNs
+    # exist only at run time, so the resource is this cluster's task ARN prefix.
+    role.add_to_principal_policy(
+        iam.PolicyStatement(
+            actions=["ecs:StopTask", "ecs:DescribeTasks"],
+            resources=[
+                stack.format_arn(
+                    service="ecs", resource="task", resource_name=f"{cluster.cluster_name}/*"
+                )
+            ],
+            conditions={"ArnEquals": {"ecs:cluster": cluster.cluster_arn}},
+        )
+    )
+    # `.sync` learns that the task stopped from the EventBridge rule Step Functions manages.
+    role.add_to_principal_policy(
+        iam.PolicyStatement(
+            actions=["events:PutTargets", "events:PutRule", "events:DescribeRule"],
+            resources=[
+                stack.format_arn(
+                    service="events",
+                    resource="rule",
+                    resource_name="StepFunctionsGetEventsForECSTaskRule",
+                )
+            ],
+        )
+    )
+    pass_roles = [task_definition.task_role.role_arn]
+    if task_definition.execution_role is not None:
+        pass_roles.append(task_definition.execution_role.role_arn)
+    role.add_to_principal_policy(
+        iam.PolicyStatement(
+            actions=["iam:PassRole"],
+            resources=pass_roles,
+            conditions={"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
+        )
+    )
+
+
+def _grant_start_execution(role: iam.IRole, target: Any, scope: Construct) -> None:
+    machine: sfn.IStateMachine = target
+    # Request-response: StartExecution only (no Describe/Stop, which `.sync` would need).
+    role.add_to_principal_policy(
+        iam.PolicyStatement(
+            actions=["states:StartExecution"], resources=[machine.state_machine_arn]
+        )
+    )
+
+
+def _grant_send_message(role: iam.IRole, target: Any, scope: Construct) -> None:
+    queue_target: QueueTarget = target
+    # Written out instead of grant_send_messages(), which adds kms:GenerateDataKey*/ReEncrypt*.
+    role.add_to_principal_policy(
+        iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[queue_target.queue.queue_arn])
+    )
+    if queue_target.key is not None:
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["kms:GenerateDataKey", "kms:Decrypt"],
+                resources=[queue_target.key.key_arn],
+            )
+        )
+
+
+#: How each integration an ASL may use is granted. A Task with any other resource fails synth.
+GRANT_RULES: Mapping[str, Callable[[iam.IRole, Any, Construct], None]] = {
+    "lambda:invoke": _grant_lambda,
+    "ecs:runTask.sync": _grant_ecs_sync,
+    "states:startExecution": _grant_start_execution,
+    "sqs:sendMessage": _grant_send_message,
+}
+
+
+def grant_tasks(
+    role: iam.IRole,
+    tasks: list[TaskResource],
+    targets: Mapping[str, Any],
+    scope: Construct,
+    source: str,
+) -> list[tuple[str, str]]:
+    """Grant `role` what every Task of a definition calls; returns (integration, target) pairs.
+
+    Raises MissingGrant on an integration without a rule or a target the stack does not have.
+    """
+    granted: list[tuple[str, str]] = []
+    for task in tasks:
+        rule = GRANT_RULES.get(task.service_action)
+        if rule is None:
+            raise MissingGrant(
+                f"{source}: state {task.state} uses {task.resource}, which the stack grants "
+                "nothing for (add a rule to GRANT_RULES)"
+            )
+        if task.target is None or task.target not in targets:
+            raise MissingGrant(
+                f"{source}: state {task.state} acts on {task.target!r}, not a resource of the stack"
+            )
+        key = (task.service_action, task.target)
+        if key not in granted:
+            rule(role, targets[task.target], scope)
+            granted.append(key)
+    return granted
+
+
+class StateMachineFromAsl(Construct):
+    """One state machine from an ASL file, its log group and its derived grants.
+
+    Attributes: `state_machine`, `log_group`, `granted` ((integration, target) pairs).
     """
 
     def __init__(
@@ -49,68 +182,44 @@ class Workflow(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        env_name: str,
         asl_path: Path,
-        steps_function: lambda_.IFunction,
-        cluster: ecs.ICluster,
-        task_definition: ecs.TaskDefinition,
-        container_name: str,
-        task_subnets: list[ec2.ISubnet],
-        task_security_group: ec2.ISecurityGroup,
-        dead_letter_queue: sqs.IQueue,
-        queue_key: kms.IKey,
+        machine_type: sfn.StateMachineType,
+        substitutions: Mapping[str, str],
+        targets: Mapping[str, Any],
+        log_level: sfn.LogLevel,
         log_retention: logs.RetentionDays,
+        tracing: bool,
     ) -> None:
         super().__init__(scope, construct_id)
-        if len(task_subnets) < 2:
-            raise ValueError("The ASL places ECS tasks in two subnets (${PrivateSubnet1}/2)")
-        definition = asl_path.read_text(encoding="utf-8")
-        self.definition_substitutions: Mapping[str, str] = {
-            "StepsFunctionArn": steps_function.function_arn,
-            "ClusterArn": cluster.cluster_arn,
-            "MlWorkerTaskDefinitionArn": task_definition.task_definition_arn,
-            "MlWorkerContainerName": container_name,
-            "PrivateSubnet1": task_subnets[0].subnet_id,
-            "PrivateSubnet2": task_subnets[1].subnet_id,
-            "MlWorkerSecurityGroupId": task_security_group.security_group_id,
-            "DeadLetterQueueUrl": dead_letter_queue.queue_url,
-        }
-        unknown = placeholders_in(definition) - set(self.definition_substitutions)
-        if unknown:
-            # An unfilled placeholder would deploy and fail at run time; fail the synth instead.
-            raise ValueError(f"{asl_path} uses placeholders CDK does not fill: {sorted(unknown)}")
-
-        # Step Functions vends logs under /aws/vendedlogs/ without a resource policy size issue.
+        definition = load_definition(asl_path)
+        used = {name for name in PLACEHOLDERS if f"${{{name}}}" in definition}
+        missing = used - set(substitutions)
+        if missing:
+            raise ValueError(
+                f"{asl_path.name} uses placeholders the stack does not fill: {missing}"
+            )
+        # Logs under /aws/vendedlogs/ (no resource-policy size limit); the name is generated, so
+        # two environments in one account never collide.
         self.log_group = logs.LogGroup(
-            self,
-            "LogGroup",
-            log_group_name=f"/aws/vendedlogs/states/healthflow-{env_name}",
-            retention=log_retention,
-            removal_policy=RemovalPolicy.DESTROY,
+            self, "LogGroup", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
         )
         self.state_machine = sfn.StateMachine(
             self,
             "StateMachine",
-            # A fixed name per environment so operators (and `healthflow --target aws`) find it.
-            state_machine_name=f"healthflow-{env_name}",
-            state_machine_type=sfn.StateMachineType.STANDARD,
+            state_machine_type=machine_type,
             definition_body=sfn.DefinitionBody.from_string(definition),
-            definition_substitutions=dict(self.definition_substitutions),
-            # ERROR only and no execution data: inputs/outputs carry ids and counts only, but
-            # the logs must not become a second copy of execution history.
+            definition_substitutions={name: substitutions[name] for name in sorted(used)},
             logs=sfn.LogOptions(
-                destination=self.log_group,
-                level=sfn.LogLevel.ERROR,
-                include_execution_data=False,
+                destination=self.log_group, level=log_level, include_execution_data=False
             ),
-            tracing_enabled=True,
+            tracing_enabled=tracing,
         )
-        acknowledge(
-            self.state_machine,
-            "AwsSolutions-SF1",
-            reason="Logging ALL events would copy every state transition into CloudWatch; ERROR "
-            "without execution data keeps failures visible and execution history the only "
-            "record of state input/output.",
+        self.granted = grant_tasks(
+            self.state_machine.role,
+            task_resources(json.loads(definition)),
+            targets,
+            self,
+            asl_path.name,
         )
         acknowledge(
             self.state_machine,
@@ -118,95 +227,125 @@ class Workflow(Construct):
             reason="The ${...} in DefinitionString are DefinitionSubstitutions keys, which "
             "CloudFormation fills at deploy time; Fn::Sub is not what fills them.",
         )
-        self._grant_task_permissions(
-            steps_function=steps_function,
-            cluster=cluster,
-            task_definition=task_definition,
-            dead_letter_queue=dead_letter_queue,
-            queue_key=queue_key,
+        if not tracing:
+            acknowledge(
+                self.state_machine,
+                "AwsSolutions-SF2",
+                reason="X-Ray is off by default: one trace per message is billed beyond the free "
+                "tier, and the execution history or Express log already shows each step "
+                "(healthflow:tracing=true turns it on).",
+            )
+        acknowledge(
+            self.state_machine.role,
+            "AwsSolutions-IAM5[Resource::*]",
+            reason="Log delivery (logs:*LogDelivery, DescribeResourcePolicies) and X-Ray have "
+            "no resource-level permissions; CDK adds exactly those for logging and tracing.",
         )
 
-    def _grant_task_permissions(
+
+class Workflow(Construct):
+    """The Standard labs child, then the Express parent that starts it.
+
+    Attributes: `state_machine` (the Express parent, the pipe's target), `labs_state_machine`,
+    `log_group` (the parent's), `labs_log_group`, `definition_substitutions`.
+    """
+
+    def __init__(
         self,
+        scope: Construct,
+        construct_id: str,
         *,
+        asl_path: Path,
+        labs_asl_path: Path,
         steps_function: lambda_.IFunction,
         cluster: ecs.ICluster,
         task_definition: ecs.TaskDefinition,
+        container_name: str,
+        task_subnet_ids: list[str],
+        task_security_group_id: str,
+        task_public_ip: bool,
         dead_letter_queue: sqs.IQueue,
-        queue_key: kms.IKey,
+        queue_key: kms.IKey | None,
+        log_retention: logs.RetentionDays,
+        tracing: bool = False,
     ) -> None:
-        # A definition from a string is opaque to CDK, so each grant is explicit here.
-        role = self.state_machine.role
-        # lambda:invoke Task states (with or without a version qualifier).
-        steps_function.grant_invoke(role)
-        # ecs:runTask.waitForTaskToken: RunTask on this task definition only, in this cluster.
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["ecs:RunTask"],
-                resources=[task_definition.task_definition_arn],
-                conditions={"ArnEquals": {"ecs:cluster": cluster.cluster_arn}},
-            )
+        super().__init__(scope, construct_id)
+        if len(task_subnet_ids) < 2:
+            raise ValueError("The labs ASL places ECS tasks in two subnets (${MlWorkerSubnet1}/2)")
+        substitutions: dict[str, str] = {
+            "StepsFunctionArn": steps_function.function_arn,
+            "ClusterArn": cluster.cluster_arn,
+            "MlWorkerTaskDefinitionArn": task_definition.task_definition_arn,
+            "MlWorkerContainerName": container_name,
+            "MlWorkerSubnet1": task_subnet_ids[0],
+            "MlWorkerSubnet2": task_subnet_ids[1],
+            "MlWorkerSecurityGroupId": task_security_group_id,
+            "MlWorkerAssignPublicIp": "ENABLED" if task_public_ip else "DISABLED",
+            "DeadLetterQueueUrl": dead_letter_queue.queue_url,
+        }
+        # What each placeholder that names a Task's target grants on.
+        targets: dict[str, Any] = {
+            "StepsFunctionArn": steps_function,
+            "MlWorkerTaskDefinitionArn": EcsTarget(cluster, task_definition),
+            "DeadLetterQueueUrl": QueueTarget(dead_letter_queue, queue_key),
+        }
+        labs = StateMachineFromAsl(
+            self,
+            "Labs",
+            asl_path=labs_asl_path,
+            machine_type=sfn.StateMachineType.STANDARD,
+            substitutions=substitutions,
+            targets=targets,
+            # Standard keeps a full execution history; the log holds errors only.
+            log_level=sfn.LogLevel.ERROR,
+            log_retention=log_retention,
+            tracing=tracing,
         )
-        # Stop/describe the tasks it started (timeouts stop the task); ECS task ARNs are only
-        # known at run time, so the resource is this cluster's task ARN prefix.
-        stack = Stack.of(self)
-        cluster_tasks_arn = stack.format_arn(
-            service="ecs", resource="task", resource_name=f"{cluster.cluster_name}/*"
-        )
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["ecs:StopTask", "ecs:DescribeTasks"],
-                resources=[cluster_tasks_arn],
-                conditions={"ArnEquals": {"ecs:cluster": cluster.cluster_arn}},
-            )
-        )
-        pass_roles = [task_definition.task_role.role_arn]
-        if task_definition.execution_role is not None:
-            pass_roles.append(task_definition.execution_role.role_arn)
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["iam:PassRole"],
-                resources=pass_roles,
-                conditions={"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
-            )
-        )
-        # No events:PutRule/PutTargets: those are for `.sync`; `.waitForTaskToken` needs none.
-        # SendToDeadLetterQueue (sqs:sendMessage) on a KMS-encrypted queue. Written out instead
-        # of grant_send_messages(), which adds the wildcard actions kms:GenerateDataKey*/ReEncrypt*.
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["sqs:SendMessage"], resources=[dead_letter_queue.queue_arn]
-            )
-        )
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[queue_key.key_arn]
-            )
-        )
+        self.labs_state_machine = labs.state_machine
+        self.labs_log_group = labs.log_group
         acknowledge(
-            role,
+            labs.state_machine,
+            "AwsSolutions-SF1",
+            reason="A Standard machine keeps its full history in Step Functions; its log holds "
+            "ERROR events without execution data, which is what alarms need.",
+        )
+        substitutions["LabsStateMachineArn"] = labs.state_machine.state_machine_arn
+        targets["LabsStateMachineArn"] = labs.state_machine
+        parent = StateMachineFromAsl(
+            self,
+            "Express",
+            asl_path=asl_path,
+            machine_type=sfn.StateMachineType.EXPRESS,
+            substitutions=substitutions,
+            targets=targets,
+            # ALL: the console shows Express executions from these logs (Logs Insights).
+            log_level=sfn.LogLevel.ALL,
+            log_retention=log_retention,
+            tracing=tracing,
+        )
+        self.state_machine = parent.state_machine
+        self.log_group = parent.log_group
+        self.granted = {"express": parent.granted, "labs": labs.granted}
+        self.definition_substitutions: Mapping[str, str] = substitutions
+        for machine in (parent, labs):
+            self._acknowledge_wildcards(machine, steps_function, cluster)
+
+    @staticmethod
+    def _acknowledge_wildcards(
+        machine: StateMachineFromAsl, steps_function: lambda_.IFunction, cluster: ecs.ICluster
+    ) -> None:
+        stack = Stack.of(machine)
+        function_id = stack.get_logical_id(steps_function.node.default_child)  # type: ignore[arg-type]
+        acknowledge(
+            machine.state_machine.role,
+            f"AwsSolutions-IAM5[Resource::<{function_id}.Arn>:*]",
+            reason="Invoke on the steps function's versions and aliases (ARN:*) of this function.",
+        )
+        cluster_id = stack.get_logical_id(cluster.node.default_child)  # type: ignore[arg-type]
+        acknowledge(
+            machine.state_machine.role,
             f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ecs:<AWS::Region>:"
-            f"<AWS::AccountId>:task/<{self._cluster_ref_name(cluster)}>/*]",
+            f"<AWS::AccountId>:task/<{cluster_id}>/*]",
             reason="ECS task ids exist only at run time; the statement is limited to this "
             "cluster's tasks (ARN prefix and ecs:cluster condition).",
         )
-        acknowledge(
-            role,
-            f"AwsSolutions-IAM5[Resource::<{self._function_logical_id(steps_function)}.Arn>:*]",
-            reason="Invoke on the steps function's versions and aliases (ARN:*) of this function.",
-        )
-        acknowledge(
-            role,
-            "AwsSolutions-IAM5[Resource::*]",
-            reason="Log delivery (logs:*LogDelivery, DescribeResourcePolicies) and X-Ray "
-            "(PutTraceSegments, PutTelemetryRecords, GetSampling*) have no resource-level "
-            "permissions; CDK adds exactly those for logging and tracing.",
-        )
-
-    @staticmethod
-    def _cluster_ref_name(cluster: ecs.ICluster) -> str:
-        return Stack.of(cluster).get_logical_id(cluster.node.default_child)  # type: ignore[arg-type]
-
-    @staticmethod
-    def _function_logical_id(function: lambda_.IFunction) -> str:
-        return Stack.of(function).get_logical_id(function.node.default_child)  # type: ignore[arg-type]

@@ -30,6 +30,7 @@ class FakeSteps:
     def __init__(self) -> None:
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.pending_users: set[int] | None = None  # None: every user has pending rows
+        self.names_needing_model = 1  # what resolve_known_labs leaves for the ml-worker
         self._failures: dict[str, list[BaseException]] = defaultdict(list)
 
     def fail_next(self, step: str, *errors: BaseException) -> None:
@@ -68,6 +69,14 @@ class FakeSteps:
             "has_pending": pending,
             "date_from": "2024-03-01" if pending else None,
             "date_to": "2024-03-02" if pending else None,
+        }
+
+    def resolve_known_labs(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "resolved": 2,
+            "needs_model": self.names_needing_model,
+            "rejected": 0,
+            "duplicates": 0,
         }
 
     def categorize_labs(self, payload: dict[str, Any]) -> dict[str, Any]:

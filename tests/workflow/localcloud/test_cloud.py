@@ -1,4 +1,5 @@
-"""The real state machine (statemachines/healthflow.asl.json) in the local cloud, fake steps."""
+"""The real state machines (statemachines/healthflow.asl.json, the Express parent, and
+statemachines/labs.asl.json, the Standard labs child) in the local cloud, with fake steps."""
 
 from __future__ import annotations
 
@@ -11,23 +12,16 @@ import pytest
 from tasks.errors import DatabaseUnavailable
 from tasks.localcloud.cloud import (
     DEFAULT_DEFINITION,
+    DEFAULT_LABS_DEFINITION,
     LocalCloud,
     execution_name_for,
 )
-from tasks.localcloud.moto_ext import placeholders_in
+from tasks.localcloud.moto_ext import SPOT_INTERRUPTION, placeholders_in
+from tasks.statemachines import PLACEHOLDERS
+from tasks.workflow import original_message
 
 from .localcloud_fakes import FakeSteps, load_event
 
-CONTRACT_PLACEHOLDERS = {
-    "StepsFunctionArn",
-    "ClusterArn",
-    "MlWorkerTaskDefinitionArn",
-    "MlWorkerContainerName",
-    "PrivateSubnet1",
-    "PrivateSubnet2",
-    "MlWorkerSecurityGroupId",
-    "DeadLetterQueueUrl",
-}
 TRANSIENT_ERRORS = {
     "Lambda.ServiceException",
     "Lambda.AWSLambdaException",
@@ -35,8 +29,14 @@ TRANSIENT_ERRORS = {
     "Lambda.TooManyRequestsException",
     "DatabaseUnavailable",
     "ECS.AmazonECSException",
+    "ECS.ThrottlingException",
+    "AmazonECS.Unknown",
     "SQS.SdkClientException",
     "SQS.AmazonSQSException",
+    "StepFunctions.SdkClientException",
+    "StepFunctions.AWSStepFunctionsException",
+    "StepFunctions.ThrottlingException",
+    "StepFunctions.ExecutionLimitExceededException",
 }
 PIPE_RECORD_KEYS = {
     "messageId",
@@ -52,8 +52,13 @@ PIPE_RECORD_KEYS = {
 LABS_HAPPY = [
     "ValidateMessage",
     "RouteByJobType",
+    "StartLabsWorkflow",
+    "LabsWorkflowStarted",
+    # the Standard child
     "ClaimPendingLabs",
     "HasPendingLabs",
+    "ResolveKnownNames",
+    "NeedsModel",
     "CategorizeLabs",
     "AggregateLabsDaily",
     "AggregateLabsMonthly",
@@ -93,21 +98,29 @@ def message(job_type: str, user_id: int = 1) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the definition
 
 
+@pytest.fixture(scope="module", params=["express", "labs"])
+def definition(request: pytest.FixtureRequest) -> dict[str, Any]:
+    path = DEFAULT_DEFINITION if request.param == "express" else DEFAULT_LABS_DEFINITION
+    return dict(json.loads(path.read_text()))
+
+
 @pytest.fixture(scope="module")
-def definition() -> dict[str, Any]:
-    return json.loads(DEFAULT_DEFINITION.read_text())
+def labs_definition() -> dict[str, Any]:
+    return dict(json.loads(DEFAULT_LABS_DEFINITION.read_text()))
 
 
 def tasks_of(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {name: s for name, s in definition["States"].items() if s["Type"] == "Task"}
 
 
-def test_definition_is_jsonpath_with_contract_placeholders(definition: dict[str, Any]) -> None:
-    text = DEFAULT_DEFINITION.read_text()
-    assert definition.get("QueryLanguage", "JSONPath") == "JSONPath"
-    assert all("QueryLanguage" not in state for state in definition["States"].values())
-    assert placeholders_in(text) == CONTRACT_PLACEHOLDERS
-    assert "${SubnetIds}" not in text
+def test_definitions_are_jsonpath_with_the_one_placeholder_list() -> None:
+    used: set[str] = set()
+    for path in (DEFAULT_DEFINITION, DEFAULT_LABS_DEFINITION):
+        definition = json.loads(path.read_text())
+        assert definition.get("QueryLanguage", "JSONPath") == "JSONPath"
+        assert all("QueryLanguage" not in state for state in definition["States"].values())
+        used |= placeholders_in(path.read_text())
+    assert used == set(PLACEHOLDERS)
 
 
 def test_every_task_has_a_timeout_and_retries_transient_errors_only(
@@ -119,27 +132,34 @@ def test_every_task_has_a_timeout_and_retries_transient_errors_only(
             assert set(retrier["ErrorEquals"]) <= TRANSIENT_ERRORS, name
             assert retrier["JitterStrategy"] == "FULL", name
             assert retrier["BackoffRate"] >= 1 and retrier["MaxAttempts"] >= 1, name
-            assert retrier["IntervalSeconds"] <= 2, name
+            assert retrier["IntervalSeconds"] <= 5, name
+        # Every Task catches to a named failure state, except the last resort itself.
+        assert state.get("Catch") or name == "SendToDeadLetterQueue", name
 
 
-def test_ecs_states_run_on_spot_then_on_demand(definition: dict[str, Any]) -> None:
-    spot, on_demand = (
-        definition["States"][n] for n in ("CategorizeLabs", "CategorizeLabsOnDemand")
-    )
+def test_express_parent_fits_its_five_minutes() -> None:
+    definition = json.loads(DEFAULT_DEFINITION.read_text())
+    assert definition["TimeoutSeconds"] <= 300
+    for name, state in tasks_of(definition).items():
+        assert state["TimeoutSeconds"] <= 120, name
+        assert not state["Resource"].endswith((".sync", ".waitForTaskToken")), name
+
+
+def test_ecs_states_run_sync_on_spot_then_on_demand(labs_definition: dict[str, Any]) -> None:
+    states = labs_definition["States"]
+    spot, on_demand = (states[n] for n in ("CategorizeLabs", "CategorizeLabsOnDemand"))
     for state, provider in ((spot, "FARGATE_SPOT"), (on_demand, "FARGATE")):
         parameters = state["Parameters"]
-        assert "LaunchType" not in parameters
+        assert state["Resource"] == "arn:aws:states:::ecs:runTask.sync"
+        assert "LaunchType" not in parameters and "HeartbeatSeconds" not in state
         assert parameters["CapacityProviderStrategy"][0]["CapacityProvider"] == provider
-        assert state["HeartbeatSeconds"] < state["TimeoutSeconds"]
         environment = parameters["Overrides"]["ContainerOverrides"][0]["Environment"]
-        assert [e["Name"] for e in environment] == [
-            "HEALTHFLOW_STEP",
-            "HEALTHFLOW_STEP_INPUT",
-            "HEALTHFLOW_TASK_TOKEN",
-        ]
-    spot_catch = spot["Catch"][0]
-    assert {"SpotCapacityUnavailable", "SpotInterrupted"} <= set(spot_catch["ErrorEquals"])
-    assert spot_catch["Next"] == "CategorizeLabsOnDemand"
+        assert [e["Name"] for e in environment] == ["HEALTHFLOW_STEP", "HEALTHFLOW_STEP_INPUT"]
+    to_on_demand = {
+        error for catch in spot["Catch"] if catch["Next"] == "CategorizeLabsOnDemand"
+        for error in catch["ErrorEquals"]
+    }  # fmt: skip
+    assert to_on_demand == {"ECS.AmazonECSException", "AmazonECS.Unknown"}
 
 
 # --------------------------------------------------------------------------- happy paths
@@ -158,17 +178,22 @@ def test_happy_path_per_branch(
 ) -> None:
     message_id = cloud.send_message(message(job_type, user_id=5))
     (result,) = cloud.drain()
-    assert result.status == "SUCCEEDED", result
+    assert result.succeeded, result
     assert result.name == execution_name_for(message_id)
-    entered = cloud.entered_states(result.execution_arn)
+    entered = [state for arn in result.execution_arns for state in cloud.entered_states(arn)]
     assert entered == expected_states
-    assert len(entered) <= 12
-    # Every step works on this execution's claim, named after the execution.
+    # Every step works on this execution's claim, named after the execution (the labs child
+    # carries its parent's name).
     for claim_input in fake_steps.inputs_of("claim"):
         assert claim_input["claim_id"] == result.name
-    assert set(result.output) <= {
+    final = result.child or result
+    assert final.name == result.name
+    assert set(final.output) <= {
         "message",
+        "trigger",
+        "parent_execution_arn",
         "claim",
+        "resolved",
         "categorized",
         "aggregated",
         "marked",
@@ -179,25 +204,71 @@ def test_nothing_pending_succeeds_in_five_transitions(
     cloud: LocalCloud, fake_steps: FakeSteps
 ) -> None:
     fake_steps.pending_users = set()
-    cloud.send_message(message("process_pending_labs"))
+    cloud.send_message(message("process_pending_vitals"))
     (result,) = cloud.drain()
-    assert result.status == "SUCCEEDED"
+    assert result.succeeded
     entered = cloud.entered_states(result.execution_arn)
     assert entered[-1] == "NothingToDo"
     assert len(entered) <= 5
+    cloud.send_message(message("process_pending_labs"))
+    (labs,) = cloud.drain()
+    assert labs.child is not None
+    assert cloud.entered_states(labs.child.execution_arn) == [
+        "ClaimPendingLabs",
+        "HasPendingLabs",
+        "NothingToDo",
+    ]
     assert not fake_steps.inputs_of("categorize_labs")
 
 
 def test_ecs_step_gets_exactly_its_contract_input(cloud: LocalCloud, fake_steps: FakeSteps) -> None:
     cloud.send_message(message("process_pending_labs", user_id=8))
     (result,) = cloud.drain()
+    assert fake_steps.inputs_of("resolve_known_labs") == [{"claim_id": result.name, "user_id": 8}]
     assert fake_steps.inputs_of("categorize_labs") == [{"claim_id": result.name, "user_id": 8}]
-    assert result.output["categorized"] == {
-        "categorized": 2,
-        "uncategorized": 1,
+    assert result.child is not None
+    assert result.child.output["resolved"] == {
+        "resolved": 2,
+        "needs_model": 1,
         "rejected": 0,
         "duplicates": 0,
     }
+
+
+def test_ml_worker_is_skipped_when_the_catalog_knows_every_name(
+    cloud: LocalCloud, fake_steps: FakeSteps
+) -> None:
+    fake_steps.names_needing_model = 0
+    cloud.send_message(message("process_pending_labs", user_id=8))
+    (result,) = cloud.drain()
+    assert result.succeeded and result.child is not None
+    states = cloud.entered_states(result.child.execution_arn)
+    assert "CategorizeLabs" not in states and states[-1] == "MarkLabsAggregated"
+    assert not fake_steps.inputs_of("categorize_labs")
+
+
+def test_a_repeated_start_does_not_run_the_labs_twice(
+    cloud: LocalCloud, fake_steps: FakeSteps
+) -> None:
+    import boto3
+
+    # The labs execution of "dup" already exists: a first StartLabsWorkflow got through but its
+    # answer was lost, or an Express duplicate of the same execution ran first.
+    validated = fake_steps.validate_message(message("process_pending_labs", 3))
+    sfn = boto3.client("stepfunctions", region_name=cloud.region)
+    earlier = sfn.start_execution(
+        stateMachineArn=cloud.labs_state_machine_arn,
+        name="dup",
+        input=json.dumps({"message": validated, "trigger": message("process_pending_labs", 3)}),
+    )["executionArn"]
+    assert cloud.wait(earlier).succeeded
+    result = cloud.wait(cloud.start_execution(message("process_pending_labs", 3), "dup"))
+    assert result.succeeded
+    assert cloud.entered_states(result.execution_arn)[-2:] == [
+        "StartLabsWorkflow",
+        "LabsWorkflowStarted",
+    ]
+    assert len(fake_steps.inputs_of("claim")) == 1  # the labs ran once
 
 
 # --------------------------------------------------------------------------- the pipe
@@ -296,35 +367,69 @@ def test_database_unavailable_is_retried(cloud: LocalCloud, fake_steps: FakeStep
     assert cloud.dlq_messages() == []
 
 
-def test_spot_capacity_failure_falls_back_to_on_demand(fake_steps: FakeSteps) -> None:
+@pytest.mark.parametrize("error", ["ECS.AmazonECSException", "AmazonECS.Unknown"])
+def test_spot_capacity_failure_falls_back_to_on_demand(fake_steps: FakeSteps, error: str) -> None:
     launches: list[str | None] = []
 
     def spot_is_full(launch: Any) -> str | None:
         launches.append(launch.capacity_provider)
-        return "SpotCapacityUnavailable" if launch.capacity_provider == "FARGATE_SPOT" else None
+        return error if launch.capacity_provider == "FARGATE_SPOT" else None
 
     with LocalCloud(run_step=fake_steps, spot_capacity=spot_is_full) as cloud:
         cloud.send_message(message("process_pending_labs"))
         (result,) = cloud.drain()
-        entered = cloud.entered_states(result.execution_arn)
-    assert result.status == "SUCCEEDED"
+        assert result.child is not None
+        entered = cloud.entered_states(result.child.execution_arn)
+    assert result.succeeded
     assert launches == ["FARGATE_SPOT", "FARGATE"]
     assert entered[4:6] == ["CategorizeLabs", "CategorizeLabsOnDemand"]
-    assert len(entered) == 11
+    assert len(fake_steps.inputs_of("categorize_labs")) == 1
 
 
-def test_spot_interruption_reported_by_the_container_falls_back(
+def test_spot_reclaim_of_a_running_task_falls_back_to_on_demand(fake_steps: FakeSteps) -> None:
+    def reclaim_spot(launch: Any) -> str | None:
+        return SPOT_INTERRUPTION if launch.capacity_provider == "FARGATE_SPOT" else None
+
+    with LocalCloud(run_step=fake_steps, spot_capacity=reclaim_spot) as cloud:
+        cloud.send_message(message("process_pending_labs"))
+        (result,) = cloud.drain()
+        assert result.child is not None
+        entered = cloud.entered_states(result.child.execution_arn)
+    assert result.succeeded
+    assert entered[4:7] == ["CategorizeLabs", "WasSpotReclaimed", "CategorizeLabsOnDemand"]
+
+
+def test_a_failed_container_is_not_retried_on_demand(
     cloud: LocalCloud, fake_steps: FakeSteps
 ) -> None:
-    class SpotInterrupted(Exception):
+    class CategorizationFailed(Exception):
         pass
 
-    fake_steps.fail_next("categorize_labs", SpotInterrupted())
-    cloud.send_message(message("process_pending_labs"))
+    fake_steps.fail_next("categorize_labs", CategorizationFailed())
+    cloud.send_message(message("process_pending_labs", 4))
     (result,) = cloud.drain()
-    assert result.status == "SUCCEEDED"
-    assert "CategorizeLabsOnDemand" in cloud.entered_states(result.execution_arn)
-    assert len(fake_steps.inputs_of("categorize_labs")) == 2
+    assert result.status == "SUCCEEDED"  # the parent's part succeeded
+    assert result.child is not None and not result.succeeded
+    assert cloud.entered_states(result.child.execution_arn)[-5:] == [
+        "CategorizeLabs",
+        "WasSpotReclaimed",
+        "MarkClaimFailed",
+        "SendToDeadLetterQueue",
+        "ProcessingFailed",
+    ]
+    assert len(fake_steps.inputs_of("categorize_labs")) == 1
+    (dead,) = cloud.dlq_messages()
+    assert set(dead.body) == DLQ_KEYS
+    assert dead.body["error"]["Error"] == "States.TaskFailed"
+    # The stopped task's description is the reason: ids and codes, nothing else.
+    assert "EssentialContainerExited" in dead.body["error"]["Cause"]
+    # A labs dead letter carries the trigger in the manual-message shape, so it redrives.
+    assert original_message(dead.body) == {
+        "job_type": "process_pending_labs",
+        "user_id": 4,
+        "priority": "normal",
+        "reprocess": None,
+    }
 
 
 def test_history_holds_no_message_body_beyond_ids(cloud: LocalCloud) -> None:
@@ -332,9 +437,11 @@ def test_history_holds_no_message_body_beyond_ids(cloud: LocalCloud) -> None:
     (result,) = cloud.drain()
     state_outputs = [
         json.loads(event["stateExitedEventDetails"]["output"])
-        for event in cloud.history(result.execution_arn)
+        for arn in result.execution_arns
+        for event in cloud.history(arn)
         if "stateExitedEventDetails" in event
     ]
+    assert len(result.execution_arns) == 2
     # After validation the pipe record (receipt handle, raw body) is gone from state data.
     assert all("records" not in json.dumps(output) for output in state_outputs)
     assert all("receiptHandle" not in json.dumps(output) for output in state_outputs)

@@ -40,6 +40,12 @@ EXPECTED_SIGNATURES = {
         "normalised_parameters",
         "state_credentials",
     ],
+    "_build_sync_resolver": [
+        "env",
+        "resource_runtime_part",
+        "normalised_parameters",
+        "state_credentials",
+    ],
     "start_execution": ["state_machine_arn", "name", "execution_input", "trace_header"],
     "_get_start_execution_worker": [],
 }
@@ -128,6 +134,14 @@ def running(definition: dict[str, Any], **patches: Any) -> Iterator[Any]:
             return described
 
         yield run
+
+
+def wait_for(sfn: Any, execution_arn: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 30
+    while (described := sfn.describe_execution(executionArn=execution_arn))["status"] == "RUNNING":
+        assert time.monotonic() < deadline, "execution did not finish"
+        time.sleep(0.02)
+    return dict(described)
 
 
 def lambda_state(**extra: Any) -> dict[str, Any]:
@@ -289,6 +303,105 @@ def test_ecs_capacity_failure_is_a_named_task_failure() -> None:
     ) as run:
         result = run({})
     assert result["output"]["error"]["Error"] == "SpotCapacityUnavailable"
+
+
+def ecs_sync_state(**extra: Any) -> dict[str, Any]:
+    state = ecs_state(**extra)
+    state["Resource"] = "arn:aws:states:::ecs:runTask.sync"
+    state.pop("HeartbeatSeconds")
+    environment = state["Parameters"]["Overrides"]["ContainerOverrides"][0]["Environment"]
+    environment.pop()  # no task token: the exit code is the report
+    return state
+
+
+def test_ecs_sync_waits_for_the_container_and_returns_the_stopped_task() -> None:
+    steps: list[tuple[str, dict[str, Any]]] = []
+
+    def step(name: str, payload: dict[str, Any]) -> dict[str, Any]:
+        steps.append((name, payload))
+        time.sleep(0.3)
+        return {"categorized": 1}
+
+    definition = {"StartAt": "Run", "States": {"Run": ecs_sync_state()}}
+    with running(definition, container_runner=container_with(step)) as run:
+        result = run({"claim_id": "c1", "user_id": 7})
+    assert result["status"] == "SUCCEEDED", result
+    assert steps == [("categorize_labs", {"claim_id": "c1", "user_id": 7})]
+    stopped = result["output"]["out"]
+    assert stopped["LastStatus"] == "STOPPED" and stopped["StopCode"] == "EssentialContainerExited"
+    assert stopped["Containers"][0]["ExitCode"] == 0
+    assert stopped["CapacityProviderName"] == "FARGATE_SPOT"
+
+
+@pytest.mark.parametrize(
+    ("capacity", "stop_code"),
+    [(None, "EssentialContainerExited"), (moto_ext.SPOT_INTERRUPTION, "SpotInterruption")],
+)
+def test_ecs_sync_bad_stop_is_states_task_failed_with_the_task_as_cause(
+    capacity: str | None, stop_code: str
+) -> None:
+    def failing_step(step: str, payload: dict[str, Any]) -> dict[str, Any]:
+        raise CategorizationFailed("model unavailable")
+
+    catch = [{"ErrorEquals": ["States.TaskFailed"], "ResultPath": "$.error", "Next": "Caught"}]
+    definition = {
+        "StartAt": "Run",
+        "States": {"Run": ecs_sync_state(Catch=catch), "Caught": {"Type": "Pass", "End": True}},
+    }
+    with running(
+        definition,
+        container_runner=container_with(failing_step),
+        capacity_check=lambda launch: capacity,
+    ) as run:
+        result = run({"claim_id": "c1", "user_id": 7})
+    assert result["status"] == "SUCCEEDED", result
+    error = result["output"]["error"]
+    assert error["Error"] == "States.TaskFailed"
+    task = json.loads(error["Cause"])
+    assert task["StopCode"] == stop_code
+    # The reason carries ids and codes only, never the step's exception text.
+    assert "model unavailable" not in error["Cause"]
+
+
+def test_start_execution_of_another_machine_request_response() -> None:
+    child = {"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}
+    with (
+        moto_ext.execution_enabled_mock(),
+        moto_ext.patched_interpreter(lambda_dispatcher=lambda arn, payload: payload),
+    ):
+        sfn = boto3.client("stepfunctions", region_name=REGION)
+        role = ROLE
+        child_arn = sfn.create_state_machine(
+            name="child", definition=json.dumps(child), roleArn=role
+        )["stateMachineArn"]
+        parent = {
+            "StartAt": "Start",
+            "States": {
+                "Start": {
+                    "Type": "Task",
+                    "Resource": "arn:aws:states:::states:startExecution",
+                    "Parameters": {
+                        "StateMachineArn": child_arn,
+                        "Name.$": "$$.Execution.Name",
+                        "Input": {"user_id.$": "$.user_id"},
+                    },
+                    "ResultSelector": {"arn.$": "$.ExecutionArn"},
+                    "End": True,
+                }
+            },
+        }
+        parent_arn = sfn.create_state_machine(
+            name="parent", definition=json.dumps(parent), roleArn=role, type="EXPRESS"
+        )["stateMachineArn"]
+        execution = sfn.start_execution(
+            stateMachineArn=parent_arn, name="p1", input=json.dumps({"user_id": 5})
+        )["executionArn"]
+        described = wait_for(sfn, execution)
+        assert described["status"] == "SUCCEEDED", described
+        started = json.loads(described["output"])["arn"]
+        assert started.endswith(":child:p1")
+        child_run = wait_for(sfn, started)
+        assert json.loads(child_run["input"]) == {"user_id": 5}
 
 
 def test_sqs_send_message() -> None:

@@ -152,12 +152,24 @@ def test_container_heartbeats_while_the_step_runs() -> None:
     assert client.sent[-1][0] == "success"
 
 
-def test_container_without_token_reports_nothing() -> None:
+def test_container_without_token_reports_by_exit_code_only() -> None:
+    # ecs:runTask.sync: Step Functions reads the exit code; the container calls no AWS API.
     client = FakeStepFunctions()
     env = container_env()
     del env[ecs.TOKEN_VARIABLE]
-    code = ecs.run_from_environment(env, run_step=lambda s, p: {}, config=CONFIG, client=client)
-    assert code == ecs.EXIT_NO_TOKEN and client.sent == []
+    ran: list[str] = []
+    code = ecs.run_from_environment(
+        env, run_step=lambda s, p: ran.append(s) or {}, config=CONFIG, client=client
+    )
+    assert code == ecs.EXIT_OK and ran == ["categorize_labs"] and client.sent == []
+
+    def failing(step: str, payload: Any) -> Any:
+        raise RuntimeError("boom")
+
+    code = ecs.run_from_environment(env, run_step=failing, config=CONFIG, client=client)
+    assert code == ecs.EXIT_STEP_FAILED and client.sent == []
+    bad = {**env, ecs.INPUT_VARIABLE: "not json"}
+    assert ecs.run_from_environment(bad, run_step=failing, config=CONFIG, client=client) == 1
 
 
 @pytest.mark.parametrize("bad_input", ["not json", "[1, 2]"])
