@@ -1,16 +1,19 @@
 """The workflow's shape and speed, in one run on the same data:
 
-1. State transitions per message and branch (labs, vitals, nutrition, nothing pending): real
-   executions of ``statemachines/healthflow.asl.json`` on the local cloud, with the real steps
-   against a real PostgreSQL, counted as states entered (Standard workflows bill each one).
-   Aim: <= 12 on the happy path, <= 5 when nothing is pending.
-2. Executions per second through the local cloud (queue -> pipe -> state machine -> steps)
+1. Per message and branch (labs, vitals, nutrition, nothing pending): Express requests and the
+   states the Express parent enters, and the Standard transitions of the labs child (the only
+   part billed per transition), from real executions of ``statemachines/healthflow.asl.json``
+   and ``statemachines/labs.asl.json`` on the local cloud, with the real steps against a real
+   PostgreSQL. Aim: labs child <= 12 transitions; Express parent <= 12 states, <= 5 when nothing
+   is pending.
+2. Executions per second through the local cloud (queue -> pipe -> state machines -> steps)
    against direct mode (``tasks.process.process_pending``) on a fresh copy of the same data; both
    must leave identical aggregate tables.
-3. The cost model's monthly figure for 10,000 messages a day, with ``DEFAULT_PROFILES`` and with
-   profiles built from what this run measured.
+3. The cost model's monthly figures (``tasks.cost``, priced from the synthesized template) at
+   1,000 and 10,000 messages a day, with its stated usage and with the usage this run measured.
 
     .venv/bin/python bench/workflow.py [--users N] [--profile-users N] [--vitals-days N]
+                                       [--template cdk.out/Healthflow-dev.template.json]
 """
 
 from __future__ import annotations
@@ -35,12 +38,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import Engine, text
 
 from bench._common import bench_engine, truncate
+from tasks import cost
 from tasks.aggregate import GRANULARITIES
 from tasks.db.models import Base
 from tasks.ingest import ingest_lines
 from tasks.localcloud import moto_ext
 from tasks.localcloud.cloud import (
     DEFAULT_DEFINITION,
+    DEFAULT_LABS_DEFINITION,
     ExecutionResult,
     LocalCloud,
     container_runner_for,
@@ -49,15 +54,13 @@ from tasks.localcloud.cloud import (
 )
 from tasks.process import process_pending
 from tasks.sample import generate_users, iter_labs, iter_nutrition, iter_vitals
-from tasks.workflow import DEFAULT_PROFILES, BranchProfile, CostEstimate, monthly_cost
 
 DOMAINS = ("labs", "vitals", "nutrition")
-BRANCHES = (*DOMAINS, "nothing_pending")
-# The aims of DESIGN.md: Standard workflows bill per transition.
-AIMS = {"labs": 12, "vitals": 12, "nutrition": 12, "nothing_pending": 5}
-# The same mix and rate as `healthflow cost` defaults, so the figures are comparable.
-MESSAGES_PER_DAY = 10_000
-MIX = {"labs": 0.1, "vitals": 0.5, "nutrition": 0.3, "nothing_pending": 0.1}
+BRANCHES = (*DOMAINS, "nothing")
+# Aims: states the Express parent enters, and Standard transitions of the labs child.
+EXPRESS_AIMS = {"labs": 12, "vitals": 12, "nutrition": 12, "nothing": 5}
+STANDARD_AIM = 12
+RATES = (1_000.0, 10_000.0)
 START = date(2024, 3, 4)
 REGION = "us-east-1"
 HEARTBEAT_SECONDS = 5.0
@@ -145,10 +148,10 @@ class StepClock:
         return dispatch
 
     def container_runner(self, inner: moto_ext.ContainerRunner) -> moto_ext.ContainerRunner:
-        def run(environment: Mapping[str, str]) -> None:
+        def run(environment: Mapping[str, str]) -> int | None:
             started = time.perf_counter()
             try:
-                inner(environment)
+                return inner(environment)
             finally:
                 elapsed = time.perf_counter() - started
                 step_input = json.loads(environment.get("HEALTHFLOW_STEP_INPUT", "{}"))
@@ -168,12 +171,10 @@ def _execution_of_lambda(payload: Mapping[str, Any]) -> str:
     return "unknown"
 
 
-def lambda_states(definition_path: Path = DEFAULT_DEFINITION) -> frozenset[str]:
-    """Names of the Task states that invoke a Lambda function (one invocation per entry)."""
+def state_types(definition_path: Path) -> dict[str, tuple[str, str]]:
+    """State name -> (Type, Resource) of a definition."""
     states = json.loads(definition_path.read_text())["States"]
-    return frozenset(
-        name for name, state in states.items() if ":lambda:invoke" in state.get("Resource", "")
-    )
+    return {name: (state["Type"], state.get("Resource", "")) for name, state in states.items()}
 
 
 # ---------------------------------------------------------------------------- executions
@@ -181,12 +182,15 @@ def lambda_states(definition_path: Path = DEFAULT_DEFINITION) -> frozenset[str]:
 
 @dataclass(frozen=True)
 class Observation:
-    """One finished execution, as the bill sees it."""
+    """One message (its Express execution and any labs child), as the bill sees it."""
 
     branch: str
     status: str
-    transitions: int
+    express_states: int
+    express_task_states: int
+    standard_transitions: int
     lambda_invocations: int
+    ml_worker_started: bool
     lambda_seconds: float
     container_seconds: float
 
@@ -197,7 +201,8 @@ class Bench:
     def __init__(self, cloud: LocalCloud, clock: StepClock) -> None:
         self.cloud = cloud
         self.clock = clock
-        self._lambda_states = lambda_states()
+        self._express = state_types(DEFAULT_DEFINITION)
+        self._labs = state_types(DEFAULT_LABS_DEFINITION)
         self._domain_of: dict[str, str] = {}
 
     def send(self, domain: str, user_id: int) -> None:
@@ -210,13 +215,18 @@ class Bench:
         return [self._observation(result) for result in results]
 
     def _observation(self, result: ExecutionResult) -> Observation:
-        states = self.cloud.entered_states(result.execution_arn)
-        branch = "nothing_pending" if "NothingToDo" in states else self._domain_of[result.name]
+        parent = self.cloud.entered_states(result.execution_arn)
+        child = self.cloud.entered_states(result.child.execution_arn) if result.child else []
+        branch = "nothing" if "NothingToDo" in parent + child else self._domain_of[result.name]
+        kinds = [self._express[s] for s in parent] + [self._labs[s] for s in child]
         return Observation(
             branch=branch,
-            status=result.status,
-            transitions=len(states),
-            lambda_invocations=sum(state in self._lambda_states for state in states),
+            status="SUCCEEDED" if result.succeeded else "FAILED",
+            express_states=len(parent),
+            express_task_states=sum(self._express[s][0] == "Task" for s in parent),
+            standard_transitions=len(child),
+            lambda_invocations=sum(":lambda:invoke" in resource for _, resource in kinds),
+            ml_worker_started="CategorizeLabs" in child,
             lambda_seconds=self.clock.lambda_seconds.get(result.name, 0.0),
             container_seconds=self.clock.container_seconds.get(result.name, 0.0),
         )
@@ -279,60 +289,52 @@ def by_branch(observations: Iterable[Observation]) -> dict[str, list[Observation
     return grouped
 
 
-def measured_profiles(
-    profiled: Iterable[Observation], matcher_load_seconds: float
-) -> dict[str, BranchProfile]:
-    """Medians per branch. A real ml-worker task is a fresh container that loads the matcher
-    before it works, so that load is part of the Fargate time of every labs message."""
-    profiles = {}
+def measured_usage(profiled: Iterable[Observation]) -> dict[str, cost.BranchUsage]:
+    """Medians per branch, in the cost model's units (labs that found nothing count as nothing)."""
+    usage = {}
     for branch, runs in by_branch(profiled).items():
         if not runs:
             raise RuntimeError(f"no execution took the {branch} branch")
-        container = statistics.median(r.container_seconds for r in runs)
-        profiles[branch] = BranchProfile(
-            transitions=round(statistics.median(r.transitions for r in runs)),
+        usage[branch] = cost.BranchUsage(
+            express_states=round(statistics.median(r.express_states for r in runs)),
+            express_task_states=round(statistics.median(r.express_task_states for r in runs)),
             lambda_invocations=round(statistics.median(r.lambda_invocations for r in runs)),
-            lambda_seconds=statistics.median(r.lambda_seconds for r in runs),
-            fargate_seconds=container + matcher_load_seconds if container else 0.0,
+            standard_transitions=round(statistics.median(r.standard_transitions for r in runs)),
+            ml_worker_share=sum(r.ml_worker_started for r in runs) / len(runs),
         )
-    return profiles
+    return usage
 
 
-def print_transitions(observations: list[Observation]) -> None:
-    print("state transitions per message (states entered; every execution of this run)")
-    print(f"  {'branch':<16}{'runs':>5}{'min':>6}{'median':>8}{'max':>6}   aim")
-    for branch, runs in by_branch(observations).items():
-        counts = [r.transitions for r in runs]
-        if not counts:
-            print(f"  {branch:<16}{0:>5}   no executions  MISS")
-            continue
-        verdict = "PASS" if max(counts) <= AIMS[branch] else "MISS"
-        print(
-            f"  {branch:<16}{len(counts):>5}{min(counts):>6}{statistics.median(counts):>8.0f}"
-            f"{max(counts):>6}   <= {AIMS[branch]:<3} {verdict}"
-        )
-
-
-def print_profiles(profiles: Mapping[str, BranchProfile]) -> None:
-    print("measured profiles (medians, one execution in flight at a time)")
+def print_per_message(observations: list[Observation]) -> None:
+    print("per message and branch (every execution of this run; Express bills 1 request each)")
     print(
-        f"  {'branch':<16}{'transitions':>12}{'lambda calls':>14}{'lambda s':>10}{'fargate s':>11}"
+        f"  {'branch':<10}{'runs':>5}{'Express req':>12}{'Express states':>16}"
+        f"{'Standard trans.':>17}{'Lambda calls':>14}{'ml-worker':>11}   aims"
     )
-    for branch, profile in profiles.items():
+    for branch, runs in by_branch(observations).items():
+        if not runs:
+            print(f"  {branch:<10}{0:>5}   no executions  MISS")
+            continue
+        express = [r.express_states for r in runs]
+        standard = [r.standard_transitions for r in runs]
+        ok = max(express) <= EXPRESS_AIMS[branch] and max(standard) <= STANDARD_AIM
         print(
-            f"  {branch:<16}{profile.transitions:>12}{profile.lambda_invocations:>14}"
-            f"{profile.lambda_seconds:>10.3f}{profile.fargate_seconds:>11.2f}"
+            f"  {branch:<10}{len(runs):>5}{1:>12}{statistics.median(express):>16.0f}"
+            f"{statistics.median(standard):>17.0f}"
+            f"{statistics.median(r.lambda_invocations for r in runs):>14.0f}"
+            f"{sum(r.ml_worker_started for r in runs) / len(runs):>10.0%}"
+            f"   <= {EXPRESS_AIMS[branch]} / {STANDARD_AIM} {'PASS' if ok else 'MISS'}"
         )
 
 
-def print_costs(default: CostEstimate, measured: CostEstimate) -> None:
-    mix = ", ".join(f"{branch} {share:.0%}" for branch, share in MIX.items())
-    print(f"monthly cost, {MESSAGES_PER_DAY:,} messages/day ({mix})")
-    print(f"  {'line':<28}{'default profiles':>18}{'measured profiles':>19}")
-    rows = [(line, dollars, measured.lines[line]) for line, dollars in default.lines.items()]
-    rows.append(("total", default.monthly_total, measured.monthly_total))
-    for line, by_default, by_measure in rows:
-        print(f"  {line:<28}{f'${by_default:,.2f}':>18}{f'${by_measure:,.2f}':>19}")
+def print_costs(shape: cost.StackShape, measured: Mapping[str, cost.BranchUsage]) -> None:
+    for label, mix in (("default", cost.DEFAULT_MIX), ("labs-heavy", cost.LABS_HEAVY_MIX)):
+        for usage_label, usage in (("stated usage", cost.USAGE), ("measured usage", measured)):
+            costs = [cost.monthly_cost(shape, rate, mix, usage) for rate in (0.0, *RATES)]
+            title = (
+                f"monthly cost, {label} mix, {usage_label} (tasks.cost on the synthesized stack)"
+            )
+            print("\n".join(cost.format_cost(costs, title)))
 
 
 def rate_line(label: str, executions: int, rows: int, seconds: float) -> str:
@@ -362,7 +364,14 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=16)
     parser.add_argument("--profile-users", type=int, default=3)
     parser.add_argument("--vitals-days", type=int, default=3)
+    parser.add_argument("--template", help="a synthesized template (default: synthesize one)")
     args = parser.parse_args()
+    template = (
+        json.loads(Path(args.template).read_text())
+        if args.template
+        else cost.synthesized_template()
+    )
+    shape = cost.stack_shape(template)
     moto_ext.silence_parser_logs()
     logging.getLogger("tasks").setLevel(logging.ERROR)
     dataset = make_dataset(args.users, args.vitals_days)
@@ -380,7 +389,7 @@ def main() -> None:
             load_fresh(engine, dataset)
             direct_s, direct_runs = run_direct()
             same = aggregate_snapshot(engine) == through_workflow
-    report(dataset, matcher_load, profiled, burst, workflow_s, direct_s, direct_runs, same)
+    report(dataset, matcher_load, profiled, burst, workflow_s, direct_s, direct_runs, same, shape)
 
 
 def report(
@@ -392,6 +401,7 @@ def report(
     direct_s: float,
     direct_runs: int,
     same: bool,
+    shape: cost.StackShape,
 ) -> None:
     failed = [o for o in profiled + burst if o.status != "SUCCEEDED"]
     print(
@@ -401,7 +411,7 @@ def report(
     )
     print(f"lab matcher load (model + catalog embeddings, once): {matcher_load:.2f} s, not rated")
     print()
-    print_transitions(profiled + burst)
+    print_per_message(profiled + burst)
     print()
     print("throughput on the same data (a burst: every user and domain triggered at once)")
     print(
@@ -413,17 +423,18 @@ def report(
         f"identical aggregate tables: {'yes' if same else 'NO'}"
     )
     print()
-    profiles = measured_profiles(profiled, matcher_load)
-    print_profiles(profiles)
-    print("  (in process against a local database: no Lambda cold start, no network latency;")
-    print(
-        "   fargate s = categorize task + matcher load; the cost model adds 60 s of task start-up)"
-    )
+    measured = measured_usage(profiled)
+    runs = by_branch(profiled)
+    print("measured step time (medians, one execution in flight at a time; in process, no cold")
+    print("start or network, so the cost model keeps its stated per-invocation estimate)")
+    for branch, observations in runs.items():
+        print(
+            f"  {branch:<10} Lambda {statistics.median(o.lambda_seconds for o in observations):.3f}"
+            f" s over {measured[branch].lambda_invocations} calls, ml-worker "
+            f"{statistics.median(o.container_seconds for o in observations):.2f} s"
+        )
     print()
-    print_costs(
-        monthly_cost(MESSAGES_PER_DAY, MIX, DEFAULT_PROFILES),
-        monthly_cost(MESSAGES_PER_DAY, MIX, profiles),
-    )
+    print_costs(shape, measured)
 
 
 if __name__ == "__main__":

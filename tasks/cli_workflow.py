@@ -20,11 +20,9 @@ from typing import Any
 from tasks.settings import get_settings
 from tasks.steps.models import DOMAIN_OF_JOB, DOMAINS_IN_ORDER, TriggerMessage
 from tasks.workflow import (
-    DEFAULT_PROFILES,
     LocalStore,
     format_trace,
     mermaid,
-    monthly_cost,
 )
 
 JOB_OF_DOMAIN: dict[str, str] = {domain: job for job, domain in DOMAIN_OF_JOB.items()}
@@ -321,13 +319,34 @@ def cmd_graph(args: argparse.Namespace) -> int:
 
 
 def cmd_cost(args: argparse.Namespace) -> int:
-    mix = {k: float(v) for k, v in (part.split("=") for part in args.mix.split(","))}
-    estimate = monthly_cost(args.messages_per_day, mix, DEFAULT_PROFILES)
-    print(f"monthly cost for {args.messages_per_day:,.0f} messages/day (mix {args.mix}):")
-    for line, dollars in estimate.lines.items():
-        print(f"  {line:<28} ${dollars:>10,.2f}")
-    print(f"  {'total':<28} ${estimate.monthly_total:>10,.2f}")
-    print("  (the database, NAT/endpoints and logs are priced separately; idle cost is zero)")
+    from tasks import cost
+
+    if args.template:
+        template = json.loads(Path(args.template).read_text(encoding="utf-8"))
+        source = args.template
+    else:
+        print("pricing the default stack as `cdk synth` builds it (offline; cached by digest)")
+        template = cost.synthesized_template()
+        source = "cdk synth, no context"
+    shape = cost.stack_shape(template)
+    print(
+        f"stack ({source}): Lambda {shape.lambda_architecture} {shape.lambda_memory_mb} MB, "
+        f"ml-worker {shape.task_cpu_units / 1024:g} vCPU / {shape.task_memory_mib / 1024:g} GB "
+        f"{shape.task_architecture}, {shape.interface_endpoint_azs} interface endpoint-AZs, "
+        f"{shape.nat_gateways} NAT, {shape.alarm_metrics} alarm metrics, "
+        f"{shape.kms_keys} KMS keys, Express log level {shape.express_log_level}"
+    )
+    mixes = [("default", cost.DEFAULT_MIX), ("labs-heavy", cost.LABS_HEAVY_MIX)]
+    if args.mix:
+        mixes = [("given", cost.parse_mix(args.mix))]
+    rates = [0.0, 1_000.0, 10_000.0]
+    if args.messages_per_day is not None:
+        rates = [0.0, args.messages_per_day]
+    for label, mix in mixes:
+        shares = ", ".join(f"{name} {share:g}" for name, share in mix.items())
+        costs = [cost.monthly_cost(shape, rate, mix) for rate in rates]
+        title = f"monthly cost, us-east-1 list prices, {label} mix ({shares}):"
+        print("\n".join(cost.format_cost(costs, title)))
     return 0
 
 
@@ -377,9 +396,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     graph.add_argument("--output")
     graph.set_defaults(handler=cmd_graph)
 
-    cost = sub.add_parser("cost", help="monthly cost at list prices for a message rate")
-    cost.add_argument("--messages-per-day", type=float, default=10_000)
-    cost.add_argument("--mix", default="labs=0.1,vitals=0.5,nutrition=0.3,nothing_pending=0.1")
+    cost = sub.add_parser(
+        "cost", help="monthly cost of the synthesized stack at us-east-1 list prices"
+    )
+    cost.add_argument(
+        "--messages-per-day", type=float, help="default: idle, 1,000 and 10,000 a day"
+    )
+    cost.add_argument(
+        "--mix",
+        help="shares of labs,vitals,nutrition,nothing (e.g. 2,60,30,8); default: the default "
+        "mix 2/60/30/8 and the labs-heavy 10/50/30/10",
+    )
+    cost.add_argument("--template", help="a synthesized template (default: synthesize one)")
     cost.set_defaults(handler=cmd_cost)
 
 

@@ -8,7 +8,7 @@ import fcntl
 import json
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -162,84 +162,7 @@ def _mermaid_states(definition: Mapping[str, Any], prefix: str) -> list[str]:
 
 
 # ---------------------------------------------------------------------------- cost
-
-# List prices, us-east-1, as published for 2026 (USD). Spot varies; this is its usual discount.
-PRICES = {
-    "sfn_standard_transition": 0.000025,
-    "lambda_request": 0.20 / 1_000_000,
-    "lambda_gb_second_arm": 0.0000133334,
-    "fargate_spot_vcpu_hour": 0.04048 * 0.30,
-    "fargate_spot_gb_hour": 0.004445 * 0.30,
-    "pipes_request": 0.40 / 1_000_000,
-    "sqs_request": 0.40 / 1_000_000,
-}
-
-
-@dataclass
-class BranchProfile:
-    """What one message of a branch costs in units (measured or given)."""
-
-    transitions: int
-    lambda_invocations: int
-    lambda_seconds: float
-    fargate_seconds: float = 0.0
-
-
-@dataclass
-class CostEstimate:
-    messages_per_day: float
-    lines: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def monthly_total(self) -> float:
-        return sum(self.lines.values())
-
-
-def monthly_cost(
-    messages_per_day: float,
-    mix: Mapping[str, float],
-    profiles: Mapping[str, BranchProfile],
-    *,
-    lambda_memory_gb: float = 0.5,
-    task_vcpu: float = 2.0,
-    task_memory_gb: float = 4.0,
-    fargate_startup_seconds: float = 60.0,
-) -> CostEstimate:
-    """Monthly cost (30 days) for a message rate split across branches by `mix` (shares)."""
-    per_month = messages_per_day * 30
-    total_share = sum(mix.values()) or 1.0
-    estimate = CostEstimate(messages_per_day)
-    transitions = lambda_requests = lambda_gbs = fargate_s = 0.0
-    for branch, share in mix.items():
-        n = per_month * share / total_share
-        profile = profiles[branch]
-        transitions += n * profile.transitions
-        lambda_requests += n * profile.lambda_invocations
-        lambda_gbs += n * profile.lambda_seconds * lambda_memory_gb
-        if profile.fargate_seconds:
-            fargate_s += n * (profile.fargate_seconds + fargate_startup_seconds)
-    estimate.lines["Step Functions transitions"] = transitions * PRICES["sfn_standard_transition"]
-    estimate.lines["Lambda"] = (
-        lambda_requests * PRICES["lambda_request"] + lambda_gbs * PRICES["lambda_gb_second_arm"]
-    )
-    estimate.lines["Fargate Spot (ml-worker)"] = (fargate_s / 3600) * (
-        task_vcpu * PRICES["fargate_spot_vcpu_hour"]
-        + task_memory_gb * PRICES["fargate_spot_gb_hour"]
-    )
-    estimate.lines["EventBridge Pipes"] = per_month * PRICES["pipes_request"]
-    # Send, receive and delete per message; long polling keeps empty receives rare.
-    estimate.lines["SQS"] = per_month * 3 * PRICES["sqs_request"]
-    return estimate
-
-
-# Measured by bench/workflow.py on the local cloud (states entered per execution; step time).
-DEFAULT_PROFILES = {
-    "labs": BranchProfile(transitions=10, lambda_invocations=7, lambda_seconds=0.6,
-                          fargate_seconds=20.0),
-    "vitals": BranchProfile(transitions=10, lambda_invocations=8, lambda_seconds=0.8),
-    "nutrition": BranchProfile(transitions=8, lambda_invocations=6, lambda_seconds=0.4),
-    "nothing_pending": BranchProfile(transitions=5, lambda_invocations=2, lambda_seconds=0.1),
-}  # fmt: skip
+# The cost model lives in tasks.cost: it prices the template `cdk synth` produces.
 
 
 # ---------------------------------------------------------------------------- local state

@@ -106,6 +106,7 @@ class HealthflowStack(Stack):
             reserved_concurrency=config.steps_function_reserved_concurrency,
             log_retention=retention,
             install_dependencies=not config.skip_bundling,
+            tracing=config.tracing,
         )
         self.ml_worker = MlWorker(
             self,
@@ -163,6 +164,10 @@ class HealthflowStack(Stack):
                 "state-machine-arn": (
                     self.workflow.state_machine.state_machine_arn,
                     "ARN of the state machine a message starts (start-execution, trace)",
+                ),
+                "labs-state-machine-arn": (
+                    self.workflow.labs_state_machine.state_machine_arn,
+                    "ARN of the Standard labs state machine (trace of a labs execution)",
                 ),
                 "dead-letter-queue-url": (
                     self.trigger_queue.dead_letter_queue.queue_url,

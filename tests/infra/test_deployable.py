@@ -12,8 +12,9 @@ import pytest
 from aws_cdk.assertions import Match
 
 from tasks.aws import PARAMETER_NAMES
+from tasks.statemachines import EXPRESS_ASL, LABS_ASL
 
-from .conftest import SynthesizedApp, asl_under_test, synthesize_full_app
+from .conftest import SynthesizedApp, synthesize_full_app
 
 STEPS_HANDLER = "tasks.runners.lambda_handler.handler"
 THROTTLED = "Lambda.TooManyRequestsException"
@@ -41,8 +42,9 @@ def test_a_reservation_is_an_opt_in_context_value(tmp_path: Path) -> None:
     assert _steps_function(app)["Properties"]["ReservedConcurrentExecutions"] == 20
 
 
-def test_throttled_invokes_retry_with_a_longer_backoff() -> None:
-    definition = json.loads(asl_under_test().read_text())
+@pytest.mark.parametrize("asl", [EXPRESS_ASL, LABS_ASL], ids=["express", "labs"])
+def test_throttled_invokes_retry_with_a_longer_backoff(asl: Path) -> None:
+    definition = json.loads(asl.read_text())
     lambda_states = {
         name: state
         for name, state in definition["States"].items()

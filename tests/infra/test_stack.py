@@ -382,8 +382,16 @@ def test_alarms_watch_the_dlq_the_queue_and_timeouts(full_app: SynthesizedApp) -
         ("AWS/SQS", "ApproximateAgeOfOldestMessage"),
         ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
         ("AWS/States", "ExecutionsTimedOut"),
-        ("AWS/States", "ExecutionsTimedOut"),
     ]
+    (timed_out,) = [
+        alarm["Properties"]
+        for alarm in full_app.resources_of_type("AWS::CloudWatch::Alarm").values()
+        if alarm["Properties"].get("MetricName") == "ExecutionsTimedOut"
+    ]
+    machine_id = _referenced_logical_id(timed_out["Dimensions"][0]["Value"])
+    assert full_app.template["Resources"][machine_id]["Properties"]["StateMachineType"] == (
+        "EXPRESS"
+    )
 
 
 def test_ssm_parameters_for_queue_url_and_enabled_flag(full_app: SynthesizedApp) -> None:

@@ -122,8 +122,12 @@ def test_local_workflow_commands(cli, lab_matcher) -> None:
 def test_graph_and_cost(cli) -> None:
     code, out, _ = cli("graph")
     assert code == 0 and out.startswith("flowchart TD") and "CategorizeLabs" in out
-    code, out, _ = cli("cost", "--messages-per-day", "10000")
-    assert code == 0 and "Step Functions transitions" in out and "total" in out
+    assert "subgraph express" in out and "subgraph labs" in out
+    # A template of the stack's shape (tests/infra prices the real synthesized one).
+    template = Path(__file__).parents[1] / "data" / "infra" / "cost_template.json"
+    code, out, _ = cli("cost", "--messages-per-day", "10000", "--template", str(template))
+    assert code == 0 and "Step Functions Express requests" in out and "total a month" in out
+    assert "$1.20" in out and "10,000/day" in out and "idle" in out
 
 
 def test_commands_refuse_an_out_of_date_schema(make_schema_engine, capsys) -> None:

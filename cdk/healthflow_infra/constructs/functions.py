@@ -46,6 +46,7 @@ class StepFunctions(Construct):
         reserved_concurrency: int | None,
         log_retention: logs.RetentionDays,
         install_dependencies: bool,
+        tracing: bool = False,
     ) -> None:
         super().__init__(scope, construct_id)
         # Outbound to the database only: the function calls no AWS API at run time (the IAM
@@ -81,7 +82,9 @@ class StepFunctions(Construct):
             # holds at most one connection and closes it (no pool in Lambda), and a throttled
             # invoke is retried by the state machine with a long backoff.
             reserved_concurrent_executions=reserved_concurrency,
-            tracing=lambda_.Tracing.ACTIVE,
+            # Off by default: at a few messages a minute X-Ray's sampler keeps nearly every
+            # invocation, and traces bill per million (healthflow:tracing=true turns it on).
+            tracing=lambda_.Tracing.ACTIVE if tracing else lambda_.Tracing.DISABLED,
             log_group=self.log_group,
             environment={"HEALTHFLOW_ENV": env_name, **database_environment},
         )
@@ -104,9 +107,10 @@ class StepFunctions(Construct):
             "steps (requirements.lock) ships aarch64 wheels that are tested here; runtimes "
             "are upgraded deliberately, together with the lock.",
         )
-        acknowledge(
-            self.function,
-            "AwsSolutions-IAM5[Resource::*]",
-            reason="X-Ray tracing: xray:PutTraceSegments/PutTelemetryRecords have no "
-            "resource-level permissions (added by CDK for Tracing.ACTIVE).",
-        )
+        if tracing:
+            acknowledge(
+                self.function,
+                "AwsSolutions-IAM5[Resource::*]",
+                reason="X-Ray tracing: xray:PutTraceSegments/PutTelemetryRecords have no "
+                "resource-level permissions (added by CDK for Tracing.ACTIVE).",
+            )

@@ -16,13 +16,13 @@ from constructs import Construct
 
 
 class Monitoring(Construct):
-    """Four alarms (an alarm bills $0.10 a month, idle or not), an optional dashboard ($3 a
-    month, off by default) and optionally a KMS-encrypted SNS topic as the alarm action.
+    """Three alarms (each bills $0.10 a month, idle or not), an optional dashboard ($3 a month,
+    off by default) and optionally a KMS-encrypted SNS topic as the alarm action.
 
     Every failure inside either workflow ends in the dead-letter queue, so the DLQ alarm covers
-    them all once; the others watch what cannot reach the DLQ: a trigger the pipe does not move,
-    an Express execution cut at its 5-minute limit (a timeout skips the Catch), and a labs
-    execution that timed out.
+    them all once (the labs child's Task timeouts are caught and sent there too); the other two
+    watch what cannot reach the DLQ: a trigger the pipe does not move, and an Express execution
+    cut at its 5-minute limit (an execution timeout skips the Catch).
 
     Attributes: `alarms` (name -> alarm), `dashboard` (or None), `topic` (or None).
     """
@@ -71,12 +71,6 @@ class Monitoring(Construct):
             threshold=0,
             description="An Express execution hit its time limit: no DLQ record was written; "
             "the message's rows stay claimed until the next message for that user takes over.",
-        )
-        self._alarm(
-            "LabsExecutionsTimedOut",
-            metric=labs_state_machine.metric_timed_out(period=five_minutes, statistic="Sum"),
-            threshold=0,
-            description="A labs execution timed out (the ml-worker ran too long).",
         )
         self.dashboard: cloudwatch.Dashboard | None = None
         if dashboard:
