@@ -91,6 +91,10 @@ class Settings(BaseSettings):
     claim_lease_seconds: int = Field(default=3 * 3600, gt=0)
     # Failures a row may have before it is set aside (stays `failed`, no longer retried).
     max_attempts: int = Field(default=3, ge=1)
+    # Rows one bounded claim (the workflow's) takes at most: an Express execution lasts at most
+    # five minutes, so a backlog is taken in slices and the execution re-queues its trigger for
+    # the rest (see README, "Large backlogs"). Direct mode claims without a bound.
+    claim_max_rows: int = Field(default=100_000, ge=1)
     # Set by the ECS agent (Lambda sets lambda_function_name): in AWS a claim is leased, since
     # its process cannot be checked from elsewhere.
     ecs_container_metadata_uri_v4: str | None = Field(

@@ -34,6 +34,7 @@ PLACEHOLDERS: Mapping[str, str] = {
     "MlWorkerSecurityGroupId": "security group of the ml-worker tasks (no ingress)",
     "MlWorkerAssignPublicIp": "ENABLED in public subnets (default), DISABLED behind NAT/endpoints",
     "DeadLetterQueueUrl": "URL of the dead-letter queue (SendToDeadLetterQueue)",
+    "TriggerQueueUrl": "URL of the trigger queue (Continue*Backlog re-queues a large backlog)",
 }
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")

@@ -80,6 +80,9 @@ class HealthflowConfig:
     queue_cmk: bool = False
     dashboard: bool = False
     tracing: bool = False
+    # Business metrics (EMF) from the steps: each metric and step pair is a custom metric billed
+    # $0.30 a month for every hour it is written (about $1.80 a month at a message an hour).
+    metrics: bool = False
     # Compute sizes. The ml-worker's measured peak RSS is 672 MB (bench/categorize.py), so
     # 1 GB with 0.5 vCPU (the smallest Fargate size that holds it with headroom).
     steps_function_memory_mb: int = 512
@@ -145,6 +148,7 @@ class HealthflowConfig:
             "queueCmk": "queue_cmk",
             "dashboard": "dashboard",
             "tracing": "tracing",
+            "metrics": "metrics",
             "createAlarmTopic": "create_alarm_topic",
         }
         number_keys = {

@@ -88,12 +88,16 @@ class HealthflowStack(Stack):
             resource_id=config.db_resource_id,
             security_group_id=config.db_security_group_id,
         )
-        db_environment = database_environment(
-            host=self.database.host,
-            port=self.database.port,
-            name=self.database.name,
-            user=self.database.user,
-        )
+        db_environment = {
+            **database_environment(
+                host=self.database.host,
+                port=self.database.port,
+                name=self.database.name,
+                user=self.database.user,
+            ),
+            # Off by default: custom metrics bill by the hour (see HealthflowConfig.metrics).
+            "HEALTHFLOW_METRICS": "true" if config.metrics else "false",
+        }
         self.steps = StepFunctions(
             self,
             "Steps",
@@ -140,6 +144,7 @@ class HealthflowStack(Stack):
             task_security_group_id=self.ml_worker.security_group.security_group_id,
             task_public_ip=self.network.ml_worker_public_ip,
             dead_letter_queue=self.trigger_queue.dead_letter_queue,
+            trigger_queue=self.trigger_queue.queue,
             queue_key=self.trigger_queue.key,
             log_retention=retention,
             tracing=config.tracing,

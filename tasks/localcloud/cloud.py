@@ -115,7 +115,9 @@ def _pipe_message_attribute(value: Mapping[str, Any]) -> dict[str, Any]:
     return attribute
 
 
-def definition_substitutions(region: str, dead_letter_queue_url: str) -> dict[str, str]:
+def definition_substitutions(
+    region: str, dead_letter_queue_url: str, trigger_queue_url: str = ""
+) -> dict[str, str]:
     """Fake but well-formed values for every ASL placeholder, as CDK would fill them."""
     prefix = f"{region}:{ACCOUNT_ID}"
     values = {
@@ -129,6 +131,7 @@ def definition_substitutions(region: str, dead_letter_queue_url: str) -> dict[st
         "MlWorkerSecurityGroupId": "sg-0a1b2c3d4e5f60003",
         "MlWorkerAssignPublicIp": "ENABLED",
         "DeadLetterQueueUrl": dead_letter_queue_url,
+        "TriggerQueueUrl": trigger_queue_url,
     }
     # The one list of placeholders decides; a new one without a local value fails here.
     assert set(values) == set(statemachines.PLACEHOLDERS), "placeholder list drifted"
@@ -253,7 +256,9 @@ class LocalCloud:
         return str(attributes["Attributes"]["QueueArn"])
 
     def _create_state_machine(self) -> None:
-        substitutions = definition_substitutions(self.region, self.dead_letter_queue_url)
+        substitutions = definition_substitutions(
+            self.region, self.dead_letter_queue_url, self.queue_url
+        )
         # The child first: the parent's definition names its ARN.
         self.labs_state_machine_arn = self._create_machine(
             LABS_STATE_MACHINE_NAME, self._labs_definition_path, "STANDARD", substitutions
@@ -293,7 +298,9 @@ class LocalCloud:
         holds: every running execution may hold a connection), as a deployment bounds Lambda
         concurrency by the database's connection slots; the rest of the queue waits its turn.
         There is no deadline for the whole drain: it waits as long as executions keep
-        finishing, and gives up only when none has finished for `execution_timeout_seconds`."""
+        finishing, and gives up only when none has finished for `execution_timeout_seconds`.
+        A result includes the labs child its Express execution started (`result.child`), and the
+        drain goes on while executions queue more (a large backlog re-queues its trigger)."""
         limit = self._max_running or _pool_capacity()
         started = 0
         running: list[str] = []
@@ -319,12 +326,15 @@ class LocalCloud:
                     running.append(arn)
                     order.append(arn)
             self.peak_running = max(self.peak_running, len(running))
+            if not running and max_messages is None and self._queue_has_messages():
+                queue_empty = False  # a finished execution queued its continuation
+                continue
             if not running:
                 break
             for arn in list(running):
                 described = self._sfn.describe_execution(executionArn=arn)
                 if described["status"] in _TERMINAL:
-                    results[arn] = _result_of(described)
+                    results[arn] = self._with_child(_result_of(described))
                     running.remove(arn)
                     last_progress = time.monotonic()
             if running and time.monotonic() - last_progress > self._execution_timeout:
@@ -335,6 +345,17 @@ class LocalCloud:
             if running:
                 time.sleep(self._poll_seconds)
         return [results[arn] for arn in dict.fromkeys(order)]
+
+    def _queue_has_messages(self) -> bool:
+        attributes = self._queue_attributes()
+        return int(attributes.get("ApproximateNumberOfMessages", "0")) > 0
+
+    def _queue_attributes(self) -> dict[str, str]:
+        return dict(
+            self._sqs.get_queue_attributes(
+                QueueUrl=self.queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+            )["Attributes"]
+        )
 
     def _start_for_message(self, message: Mapping[str, Any]) -> str:
         record = pipe_record(message, self.queue_arn, self.region)
@@ -398,12 +419,17 @@ class LocalCloud:
         started the Standard labs child, so the child is waited for too (``result.child``).
         """
         deadline = time.monotonic() + (timeout_seconds or self._execution_timeout)
-        result = self._wait_one(execution_arn, deadline)
+        return self._with_child(self._wait_one(execution_arn, deadline))
+
+    def _with_child(self, result: ExecutionResult) -> ExecutionResult:
+        """The result with the labs execution it started, once that one ended too."""
         child_arn = self.child_execution_arn(result)
-        if child_arn is not None:
-            # A mocked StartLabsWorkflow (mock config) starts nothing.
-            with contextlib.suppress(self._sfn.exceptions.ExecutionDoesNotExist):
-                result = replace(result, child=self._wait_one(child_arn, deadline))
+        if child_arn is None:
+            return result
+        deadline = time.monotonic() + self._execution_timeout
+        # A mocked StartLabsWorkflow (mock config) starts nothing.
+        with contextlib.suppress(self._sfn.exceptions.ExecutionDoesNotExist):
+            return replace(result, child=self._wait_one(child_arn, deadline))
         return result
 
     def _wait_one(self, execution_arn: str, deadline: float) -> ExecutionResult:

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from typing import cast
 
 from pydantic import ValidationError
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
 from tasks import aggregate as engine_sql
@@ -19,6 +19,7 @@ from tasks import lifecycle
 from tasks.db.engine import get_engine
 from tasks.db.migrate import ensure_current
 from tasks.errors import InvalidMessage
+from tasks.settings import get_settings
 from tasks.steps.models import (
     DOMAIN_OF_JOB,
     MAX_MESSAGE_BYTES,
@@ -120,8 +121,23 @@ def validate_message(payload: ValidateInput) -> ValidatedMessage:
     )
 
 
-def _claim_output(summary: lifecycle.ClaimSummary) -> ClaimOutput:
+def _more_pending(conn: Connection, domain: str, user_id: int) -> bool:
+    """Pending rows of the user left after a bounded claim (served by the pending index)."""
+    table = lifecycle.table_of(domain)
+    return bool(
+        conn.execute(
+            text(
+                f"SELECT EXISTS (SELECT 1 FROM {table} "
+                "WHERE user_id = :user_id AND status = 'pending')"
+            ),
+            {"user_id": user_id},
+        ).scalar_one()
+    )
+
+
+def _claim_output(summary: lifecycle.ClaimSummary, more_pending: bool = False) -> ClaimOutput:
     return ClaimOutput(
+        more_pending=more_pending,
         claim_id=summary.claim_id,
         user_id=summary.user_id,
         domain=cast(Domain, summary.domain),
@@ -141,7 +157,8 @@ def claim(payload: ClaimInput) -> ClaimOutput:
         # A retried claim step must find what its first try took, not claim nothing.
         earlier = lifecycle.summarize_claim(conn, domain=payload.domain, claim_id=payload.claim_id)
         if earlier is not None:
-            return _claim_output(earlier)
+            more = payload.bounded and _more_pending(conn, payload.domain, payload.user_id)
+            return _claim_output(earlier, more)
         if payload.reprocess is not None:
             lifecycle.reset_for_reprocessing(
                 conn,
@@ -150,10 +167,16 @@ def claim(payload: ClaimInput) -> ClaimOutput:
                 date_from=payload.reprocess.date_from,
                 date_to=payload.reprocess.date_to,
             )
+        limit = get_settings().claim_max_rows if payload.bounded else None
         summary = lifecycle.claim_pending(
-            conn, domain=payload.domain, user_id=payload.user_id, claim_id=payload.claim_id
+            conn,
+            domain=payload.domain,
+            user_id=payload.user_id,
+            claim_id=payload.claim_id,
+            limit=limit,
         )
-    return _claim_output(summary)
+        more = limit is not None and _more_pending(conn, payload.domain, payload.user_id)
+    return _claim_output(summary, more)
 
 
 @step("copy_vitals_to_categorized", ClaimRef)

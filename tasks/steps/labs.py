@@ -297,36 +297,25 @@ def categorize_labs(payload: ClaimRef) -> CategorizeOutput:
         )
 
 
-_resolver: Any = None
-
-
-def known_names_resolver() -> Any:
-    """The model-free tier of the matcher (exact and alias matches), built once per process."""
-    global _resolver
-    with _matcher_lock:
-        if _resolver is None:
-            from tasks.labs.matcher import AliasMatcher
-
-            _resolver = AliasMatcher()
-        return _resolver
-
-
-def resolve_known_claim(
-    conn: Connection, *, claim_id: str, user_id: int, resolver: Any
-) -> ResolveOutput:
+def resolve_known_claim(conn: Connection, *, claim_id: str, user_id: int) -> ResolveOutput:
     """Categorize the claim's rows whose names the catalog knows without a model.
 
-    The rows it resolves get their ``lab_report_categorized`` row, which is how the model step
-    knows to skip them; the rest are left for the model. Earlier results of the claim are
-    replaced, so a rerun starts afresh.
+    ``tasks.labs.resolve_known`` gives exactly the codes the full matcher gives, without loading
+    a model. The rows it resolves get their ``lab_report_categorized`` row, which is how the
+    model step knows to skip them. Earlier results of the claim are replaced (a rerun starts
+    afresh).
     """
+    from tasks.labs import LabQuery, resolve_known
+
     rows = read_claim_rows(conn, claim_id=claim_id, user_id=user_id)
-    results = match_rows(rows, resolver)
-    known = [row for row in rows if results[(row.test_name, row.unit or "")].loinc_code]
+    distinct = sorted({(r.test_name, r.unit or "") for r in rows})
+    found = resolve_known([LabQuery(name, unit) for name, unit in distinct])
+    results = {key: match for key, match in zip(distinct, found, strict=True) if match}
+    known = [row for row in rows if (row.test_name, row.unit or "") in results]
     written = write_results(conn, claim_id=claim_id, user_id=user_id, rows=known, results=results)
     return ResolveOutput(
         resolved=written.categorized,
-        needs_model=sum(1 for match in results.values() if match.loinc_code is None),
+        needs_model=len(distinct) - len(results),
         rejected=written.rejected,
         duplicates=written.duplicates,
     )
@@ -337,8 +326,5 @@ def resolve_known_labs(payload: ClaimRef) -> ResolveOutput:
     """ResolveKnownNames: alias and exact matches in the Lambda; counts only, never names."""
     from tasks.steps.definitions import transaction
 
-    resolver = known_names_resolver()
     with transaction() as conn:
-        return resolve_known_claim(
-            conn, claim_id=payload.claim_id, user_id=payload.user_id, resolver=resolver
-        )
+        return resolve_known_claim(conn, claim_id=payload.claim_id, user_id=payload.user_id)

@@ -92,6 +92,8 @@ class ClaimInput(StepModel):
     user_id: PositiveInt
     claim_id: str = Field(min_length=1, max_length=200)
     reprocess: DateRange | None = None
+    # The workflow's claims are bounded (settings.claim_max_rows); direct mode's are not.
+    bounded: bool = False
 
 
 class ClaimOutput(StepModel):
@@ -107,6 +109,8 @@ class ClaimOutput(StepModel):
     retried: int = 0
     # One suspect row claimed alone (poison-row isolation).
     isolated: bool = False
+    # A bounded claim left pending rows: the workflow re-queues its trigger for them.
+    more_pending: bool = False
 
 
 class ClaimRef(StepModel):

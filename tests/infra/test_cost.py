@@ -22,6 +22,7 @@ def test_the_shape_is_read_from_the_template(full_app: SynthesizedApp) -> None:
     assert (shape.interface_endpoint_azs, shape.nat_gateways, shape.kms_keys) == (0, 0, 0)
     assert shape.alarm_metrics == 3 and shape.dashboards == 0
     assert not shape.lambda_tracing and not shape.machine_tracing
+    assert not shape.business_metrics  # opt-in: they bill by the hour
 
 
 @pytest.mark.parametrize(

@@ -51,6 +51,7 @@ def _build(asl_path: Path = EXPRESS_ASL, labs_asl_path: Path = LABS_ASL) -> Stac
         task_security_group_id=ec2.SecurityGroup(stack, "WorkerSg", vpc=vpc).security_group_id,
         task_public_ip=True,
         dead_letter_queue=sqs.Queue(stack, "Dlq"),
+        trigger_queue=sqs.Queue(stack, "Trigger"),
         queue_key=None,
         log_retention=logs.RetentionDays.ONE_WEEK,
     )
@@ -150,8 +151,16 @@ def test_express_grants_are_derived_from_its_tasks(template: Template) -> None:
         )
     )
     assert by_action["states:StartExecution"]["Resource"] == {"Ref": labs_id}
-    dlq_id = next(iter(template.find_resources("AWS::SQS::Queue")))
-    assert by_action["sqs:SendMessage"]["Resource"] == {"Fn::GetAtt": [dlq_id, "Arn"]}
+    # The dead-letter queue (Catch) and the trigger queue (a large backlog's continuation).
+    queues = {
+        json.dumps(s["Resource"])
+        for s in _role_statements(template, "EXPRESS")
+        if s["Action"] == "sqs:SendMessage"
+    }
+    assert queues == {
+        json.dumps({"Fn::GetAtt": [queue_id, "Arn"]})
+        for queue_id in template.find_resources("AWS::SQS::Queue")
+    }
     assert "lambda:InvokeFunction" in by_action
     # Express runs no ECS task: no ECS, events or PassRole grant.
     assert not any(a.startswith(("ecs:", "events:", "iam:")) for a in by_action)

@@ -81,11 +81,12 @@ def test_vitals_and_nutrition_branches_equal_direct_mode(engine, cloud, make_sch
         cloud.send_message(vitals_message(user))
         cloud.send_message({"job_type": "process_pending_nutrition", "user_id": user})
     results = cloud.drain()
-    assert len(results) == 2 * len(ZONES) and all(r.succeeded for r in results)
+    failures = [d.body["error"] for d in cloud.dlq_messages()]
+    assert len(results) == 2 * len(ZONES) and all(r.succeeded for r in results), failures
     for result in results:
         states = cloud.entered_states(result.execution_arn)
         assert len(states) <= 12, states
-        assert states[-1] in ("MarkVitalsAggregated", "MarkNutritionAggregated")
+        assert states[-1] in ("VitalsDone", "NutritionDone")
     through_workflow = snapshot(engine)
 
     # The same data processed in direct mode, in a schema of its own.
@@ -117,7 +118,7 @@ def test_duplicate_and_concurrent_messages_never_double_count(engine, cloud) -> 
     results = cloud.drain()
     assert all(r.succeeded for r in results)
     ends = sorted(cloud.entered_states(r.execution_arn)[-1] for r in results)
-    assert ends.count("MarkVitalsAggregated") >= 1
+    assert ends.count("VitalsDone") >= 1
     from tests.support.reference import vitals_reference
 
     readings = [r for r in generate(seed=21, per_user=60) if r.user_id == 101]
@@ -212,3 +213,40 @@ def test_no_health_data_in_histories_or_dead_letters(engine) -> None:
     decimals = sorted(v for v in values if "." in v and not v.endswith(".0"))
     assert decimals
     assert_no_health_values(seen, decimals)
+
+
+def test_a_backlog_larger_than_one_claim_completes_exactly_in_slices(
+    engine, make_schema_engine, monkeypatch
+) -> None:
+    """An Express execution lasts at most five minutes, so the workflow's claims are bounded
+    (HEALTHFLOW_CLAIM_MAX_ROWS) and an execution that leaves rows re-queues its trigger."""
+    from tasks.settings import get_settings
+
+    silence_parser_logs()
+    lines = _seed(engine, users={104: ZONES[104]})
+    monkeypatch.setenv("HEALTHFLOW_CLAIM_MAX_ROWS", str(len(lines) // 3))
+    get_settings.cache_clear()
+    try:
+        with LocalCloud(heartbeat_seconds=0.5) as cloud:
+            cloud.send_message(vitals_message(104))
+            cloud.send_message({"job_type": "process_pending_nutrition", "user_id": 104})
+            results = cloud.drain()
+            ends = [cloud.entered_states(r.execution_arn) for r in results]
+    finally:
+        monkeypatch.delenv("HEALTHFLOW_CLAIM_MAX_ROWS")
+        get_settings.cache_clear()
+    assert all(r.succeeded for r in results)
+    vitals_runs = [states for states in ends if "ClaimPendingVitals" in states]
+    # Three slices and a last one that finds nothing, or three when the split is exact.
+    assert len(vitals_runs) >= 3
+    assert sum("ContinueVitalsBacklog" in states for states in vitals_runs) == len(vitals_runs) - 1
+    assert statuses(engine)["vitals_raw_data"] == {"aggregated": len(lines)}
+
+    from tasks.db import engine as db_engine
+
+    direct = make_schema_engine()
+    db_engine.set_engine(direct)
+    _seed(direct, users={104: ZONES[104]})
+    process_pending(["vitals", "nutrition"])
+    db_engine.set_engine(engine)
+    assert snapshot(direct) == snapshot(engine)

@@ -79,7 +79,7 @@ def test_labs_branch_runs_the_ecs_task_and_equals_direct_mode(
     assert parent_states[-2:] == ["StartLabsWorkflow", "LabsWorkflowStarted"]
     # "Patient's favourite colour" is unknown to the catalog: the model has a name to judge.
     assert "ResolveKnownNames" in states and "CategorizeLabs" in states
-    assert states[-1] == "MarkLabsAggregated"
+    assert states[-1] == "LabsDone"
     assert len(states) <= 12
     # Neither test names nor values enter the execution history.
     assert_no_phrases(history, [name for name, _, _ in REPORT])

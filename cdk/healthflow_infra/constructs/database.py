@@ -5,9 +5,7 @@ needs to sign a token locally: no password, no Secrets Manager read at run time)
 `grant_connect()` (`rds-db:connect` for that one database user) and `allow_from()`.
 
 Your database (the first-class path, `-c healthflow:dbHost=... dbResourceId=...`) needs one SQL
-grant, once, by its owner (see cdk/README.md):
-    CREATE ROLE healthflow_app LOGIN; GRANT rds_iam TO healthflow_app;
-    GRANT ALL ON DATABASE healthflow TO healthflow_app;  -- and the schema, see README
+grant, once, by its owner (`iam_auth_grant_sql`, spelled out in cdk/README.md).
 A new Aurora Serverless v2 cluster gets that grant at deploy time through the RDS Data API (an
 HTTPS API: no interface endpoint, no Lambda in the VPC), run by a custom resource.
 """
@@ -37,15 +35,16 @@ ENGINE_VERSION = rds.AuroraPostgresEngineVersion.VER_16_8
 def iam_auth_grant_sql(user: str, database: str) -> str:
     """The grant IAM authentication needs, idempotent, as one statement (the Data API runs one).
 
-    The app user owns the database so that migrations can create the schema's tables.
+    The same grant cdk/README.md asks the owner of an existing database for: the app user may
+    connect, and create the schema's tables (migrations run as that user).
     """
     return (
         "DO $$ BEGIN "
         f"IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{user}') THEN "
         f"CREATE ROLE {user} LOGIN; END IF; "
         f"GRANT rds_iam TO {user}; "
-        f"ALTER DATABASE {database} OWNER TO {user}; "
-        f"ALTER SCHEMA public OWNER TO {user}; "
+        f"GRANT CREATE, CONNECT ON DATABASE {database} TO {user}; "
+        f"GRANT ALL ON SCHEMA public TO {user}; "
         "END $$"
     )
 

@@ -267,6 +267,7 @@ class Workflow(Construct):
         dead_letter_queue: sqs.IQueue,
         queue_key: kms.IKey | None,
         log_retention: logs.RetentionDays,
+        trigger_queue: sqs.IQueue,
         tracing: bool = False,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -283,12 +284,14 @@ class Workflow(Construct):
             "MlWorkerAssignPublicIp": "ENABLED" if task_public_ip else "DISABLED",
             "DeadLetterQueueUrl": dead_letter_queue.queue_url,
         }
+        substitutions["TriggerQueueUrl"] = trigger_queue.queue_url
         # What each placeholder that names a Task's target grants on.
         targets: dict[str, Any] = {
             "StepsFunctionArn": steps_function,
             "MlWorkerTaskDefinitionArn": EcsTarget(cluster, task_definition),
             "DeadLetterQueueUrl": QueueTarget(dead_letter_queue, queue_key),
         }
+        targets["TriggerQueueUrl"] = QueueTarget(trigger_queue, queue_key)
         labs = StateMachineFromAsl(
             self,
             "Labs",

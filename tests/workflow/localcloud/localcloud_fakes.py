@@ -69,6 +69,7 @@ class FakeSteps:
             "has_pending": pending,
             "date_from": "2024-03-01" if pending else None,
             "date_to": "2024-03-02" if pending else None,
+            "more_pending": False,
         }
 
     def resolve_known_labs(self, payload: dict[str, Any]) -> dict[str, Any]:

@@ -65,6 +65,8 @@ LABS_HAPPY = [
     "AggregateLabsQuarterly",
     "AggregateLabsYearly",
     "MarkLabsAggregated",
+    "MoreLabsPending",
+    "LabsDone",
 ]
 VITALS_HAPPY = [
     "ValidateMessage",
@@ -77,6 +79,8 @@ VITALS_HAPPY = [
     "AggregateVitalsWeekly",
     "AggregateVitalsMonthly",
     "MarkVitalsAggregated",
+    "MoreVitalsPending",
+    "VitalsDone",
 ]
 NUTRITION_HAPPY = [
     "ValidateMessage",
@@ -87,6 +91,8 @@ NUTRITION_HAPPY = [
     "AggregateNutritionWeekly",
     "AggregateNutritionMonthly",
     "MarkNutritionAggregated",
+    "MoreNutritionPending",
+    "NutritionDone",
 ]
 DLQ_KEYS = {"message", "error", "execution_arn", "failed_at"}
 
@@ -243,7 +249,11 @@ def test_ml_worker_is_skipped_when_the_catalog_knows_every_name(
     (result,) = cloud.drain()
     assert result.succeeded and result.child is not None
     states = cloud.entered_states(result.child.execution_arn)
-    assert "CategorizeLabs" not in states and states[-1] == "MarkLabsAggregated"
+    assert "CategorizeLabs" not in states and states[-3:] == [
+        "MarkLabsAggregated",
+        "MoreLabsPending",
+        "LabsDone",
+    ]
     assert not fake_steps.inputs_of("categorize_labs")
 
 

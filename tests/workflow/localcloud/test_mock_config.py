@@ -32,6 +32,8 @@ LABS_AGGREGATES = [
     "AggregateLabsQuarterly",
     "AggregateLabsYearly",
     "MarkLabsAggregated",
+    "MoreLabsPending",
+    "LabsDone",
 ]
 VITALS = [
     "ValidateMessage",
@@ -44,6 +46,8 @@ VITALS = [
     "AggregateVitalsWeekly",
     "AggregateVitalsMonthly",
     "MarkVitalsAggregated",
+    "MoreVitalsPending",
+    "VitalsDone",
 ]
 NUTRITION = [
     "ValidateMessage",
@@ -54,6 +58,8 @@ NUTRITION = [
     "AggregateNutritionWeekly",
     "AggregateNutritionMonthly",
     "MarkNutritionAggregated",
+    "MoreNutritionPending",
+    "NutritionDone",
 ]
 TO_DLQ = ["SendToDeadLetterQueue", "ProcessingFailed"]
 # machine -> test case -> (status, entered states, DLQ error or None)
