@@ -29,11 +29,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 import psycopg2
 import psycopg2.errors
 from pydantic import (
-    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
+    StringConstraints,
     ValidationError,
     ValidatorFunctionWrapHandler,
     WrapValidator,
@@ -58,14 +58,9 @@ class IngestFailed(HealthflowError):
 UserId = Annotated[int, Field(strict=True, gt=0, le=MAX_USER_ID)]
 
 
-def _not_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be blank")
-    return value
-
-
-# A text field the row cannot do without (an empty CSV field would reach COPY as NULL).
-Required = Annotated[str, AfterValidator(_not_blank)]
+# A text field the row cannot do without (an empty CSV field would reach COPY as NULL): at least
+# one character that is not blank, checked by pydantic's own (compiled) pattern matcher.
+Required = Annotated[str, StringConstraints(pattern=r"\S")]
 EntryId = Annotated[str | int, Field(union_mode="left_to_right")]
 
 # Times outside this window are no reading of a living person's health: rejected, never claimed
@@ -76,17 +71,23 @@ FUTURE_SLACK = timedelta(days=1)
 LARGEST_VALUE = 1e12
 
 
-def _latest() -> datetime:
-    return datetime.now(UTC) + FUTURE_SLACK
+class _Window:
+    """The plausible window, its end fixed once per ingest (not read from the clock per line)."""
+
+    latest = datetime.now(UTC) + FUTURE_SLACK
+
+    @classmethod
+    def refresh(cls) -> None:
+        cls.latest = datetime.now(UTC) + FUTURE_SLACK
 
 
 def _implausible_instant(*instants: datetime | None) -> bool:
-    latest = _latest()
+    latest = _Window.latest
     return any(t is not None and not EARLIEST <= t <= latest for t in instants)
 
 
 def _implausible_date(day: date) -> bool:
-    return not EARLIEST.date() <= day <= _latest().date()
+    return not EARLIEST.date() <= day <= _Window.latest.date()
 
 
 class Line(BaseModel):
@@ -570,6 +571,7 @@ def ingest_lines(
         return ingest_users(engine, lines)
     spec = DOMAIN_SPECS[domain]
     report = IngestReport(domain)
+    _Window.refresh()
     writer = CopyWriter(engine, spec.table, (*spec.columns, "status", "error"))
     entry_at = spec.columns.index("entry_id")
     batch: list[Row] = []

@@ -175,7 +175,7 @@ def test_one_bad_line_never_aborts_a_file(engine) -> None:
     assert (report.lines, report.inserted, report.rejected, report.malformed) == (10, 2, 0, 8)
     assert _balanced(report)
     reasons = dict(report.problems)
-    assert "metric: Value error, must not be blank" in reasons[2]
+    assert "metric: String should match pattern" in reasons[2]
     assert reasons[4] == "malformed: source: contains a NUL character"
     assert reasons[5] == "malformed: unit: contains a NUL character"
     assert all("user_id" in reasons[n] for n in (6, 7, 8, 9))
