@@ -96,3 +96,85 @@ def test_two_environments_claim_no_common_name(full_app: SynthesizedApp, tmp_pat
     dev_names, prod_names = _physical_names(full_app.template), _physical_names(prod.template)
     assert dev_names, "the stack names some resources; the check must see them"
     assert dev_names & prod_names == set()
+
+
+@pytest.mark.parametrize("asl", [EXPRESS_ASL, LABS_ASL], ids=["express", "labs"])
+def test_every_step_learns_its_execution_and_state_for_its_log_lines(asl: Path) -> None:
+    """The steps Lambda and the ml-worker put `execution` and `state` on every log line; the
+    state machine is where both are known, so each Task hands them over."""
+    definition = json.loads(asl.read_text())
+    for name, state in definition["States"].items():
+        resource = str(state.get("Resource", ""))
+        if resource == "arn:aws:states:::lambda:invoke":
+            payload = state["Parameters"]["Payload"]
+            assert payload.get("execution.$") == "$$.Execution.Name", name
+            assert payload.get("state.$") == "$$.State.Name", name
+        elif resource.startswith("arn:aws:states:::ecs:runTask"):
+            for override in state["Parameters"]["Overrides"]["ContainerOverrides"]:
+                given = {e["Name"]: e.get("Value.$") for e in override["Environment"]}
+                assert given.get("HEALTHFLOW_EXECUTION") == "$$.Execution.Name", name
+                assert given.get("HEALTHFLOW_STATE") == "$$.State.Name", name
+
+
+def _alarm_metrics(alarm: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(namespace, metric name, dimensions) of each metric an alarm reads."""
+    properties = alarm["Properties"]
+    stats = (
+        [m["MetricStat"]["Metric"] for m in properties["Metrics"] if "MetricStat" in m]
+        if "Metrics" in properties
+        else [properties]
+    )
+    return [
+        (m["Namespace"], m["MetricName"], json.dumps(m.get("Dimensions"), sort_keys=True))
+        for m in stats
+    ]
+
+
+def test_a_failed_pipe_start_pages_once_through_the_dlq_alarm(full_app: SynthesizedApp) -> None:
+    """The pipe's failures reach an alarm without one of their own (an alarm bills while idle):
+    SQS moves a trigger the pipe could not start to the DLQ after maxReceiveCount receives, and
+    the DLQ alarm goes off. The queue-age alarm waits longer than that, so it only pages for a
+    pipe that moves nothing, and no metric is watched by two alarms."""
+    alarms = full_app.resources_of_type("AWS::CloudWatch::Alarm")
+    watched = [metric for alarm in alarms.values() for metric in _alarm_metrics(alarm)]
+    assert len(watched) == len(set(watched))
+
+    queues = full_app.resources_of_type("AWS::SQS::Queue")
+    [(trigger_id, trigger)] = [
+        (i, q) for i, q in queues.items() if "RedrivePolicy" in q["Properties"]
+    ]
+    redrive = trigger["Properties"]["RedrivePolicy"]
+    dead_letter_id = redrive["deadLetterTargetArn"]["Fn::GetAtt"][0]
+
+    def alarm_on(metric_name: str, queue_id: str) -> dict[str, Any]:
+        [found] = [
+            a["Properties"] for a in alarms.values()
+            if a["Properties"].get("MetricName") == metric_name
+            and a["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0] == queue_id
+        ]  # fmt: skip
+        return found
+
+    dead_letters = alarm_on("ApproximateNumberOfMessagesVisible", dead_letter_id)
+    assert dead_letters["Threshold"] == 0
+    oldest = alarm_on("ApproximateAgeOfOldestMessage", trigger_id)
+    until_dead_letter = redrive["maxReceiveCount"] * trigger["Properties"]["VisibilityTimeout"]
+    assert oldest["Threshold"] > until_dead_letter
+
+
+def test_an_age_alarm_that_would_page_twice_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="page twice"):
+        synthesize_full_app(tmp_path, context={"healthflow:oldestMessageAgeAlarmSeconds": "900"})
+
+
+def test_with_an_email_every_alarm_notifies_one_topic(tmp_path: Path) -> None:
+    app = synthesize_full_app(tmp_path, context={"healthflow:alarmEmail": "ops@example.com"})
+    [topic_id] = app.resources_of_type("AWS::SNS::Topic")
+    app.assertions.has_resource_properties(
+        "AWS::SNS::Subscription",
+        Match.object_like({"Protocol": "email", "Endpoint": "ops@example.com",
+                           "TopicArn": {"Ref": topic_id}}),
+    )  # fmt: skip
+    alarms = app.resources_of_type("AWS::CloudWatch::Alarm").values()
+    assert alarms
+    for alarm in alarms:
+        assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic_id}]
