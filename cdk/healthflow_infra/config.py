@@ -97,7 +97,10 @@ class HealthflowConfig:
     # Monitoring.
     alarm_email: str | None = None
     create_alarm_topic: bool = False
-    oldest_message_age_alarm_seconds: int = 900
+    # Above the time a trigger the pipe cannot start takes to reach the DLQ (3 receives x 300 s):
+    # such a failure pages once, through the DLQ alarm; this one pages for a pipe that moves
+    # nothing at all (stopped, or its target gone). The stack refuses a lower value.
+    oldest_message_age_alarm_seconds: int = 1800
     log_retention_days: int = 30
 
     @property

@@ -189,6 +189,13 @@ class HealthflowStack(Stack):
                 database=self.database,
                 log_retention=retention,
             )
+        if config.oldest_message_age_alarm_seconds <= self.trigger_queue.seconds_until_dead_letter:
+            raise ValueError(
+                "healthflow:oldestMessageAgeAlarmSeconds must exceed "
+                f"{self.trigger_queue.seconds_until_dead_letter} s (maxReceiveCount x visibility "
+                "timeout), or a failed pipe start would page twice: as an old trigger and as a "
+                "dead letter"
+            )
         self.monitoring = Monitoring(
             self,
             "Monitoring",

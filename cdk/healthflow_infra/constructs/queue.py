@@ -34,6 +34,9 @@ class TriggerQueue(Construct):
         visibility_timeout_seconds: int = 300,
     ) -> None:
         super().__init__(scope, construct_id)
+        # The longest a message the pipe cannot start stays in the queue before SQS moves it to
+        # the dead-letter queue (each receive hides it for the visibility timeout).
+        self.seconds_until_dead_letter = max_receive_count * visibility_timeout_seconds
         self.key: kms.Key | None = None
         encryption: dict[str, object] = {"encryption": sqs.QueueEncryption.SQS_MANAGED}
         if customer_managed_key:
