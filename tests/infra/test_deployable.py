@@ -178,3 +178,70 @@ def test_with_an_email_every_alarm_notifies_one_topic(tmp_path: Path) -> None:
     assert alarms
     for alarm in alarms:
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic_id}]
+
+
+def _references(value: Any) -> set[str]:
+    """Logical ids a property value refers to (Ref, Fn::GetAtt)."""
+    found: set[str] = set()
+    if isinstance(value, dict):
+        if "Ref" in value and isinstance(value["Ref"], str):
+            found.add(value["Ref"])
+        if "Fn::GetAtt" in value:
+            found.add(value["Fn::GetAtt"][0])
+        for item in value.values():
+            found |= _references(item)
+    elif isinstance(value, list):
+        for item in value:
+            found |= _references(item)
+    return found
+
+
+def _created_before(template: dict[str, Any], logical_id: str) -> set[str]:
+    """Everything CloudFormation must create before `logical_id` (DependsOn and references)."""
+    resources = template["Resources"]
+    seen: set[str] = set()
+    todo = [logical_id]
+    while todo:
+        resource = resources[todo.pop()]
+        depends = resource.get("DependsOn", [])
+        direct = (set(depends) if isinstance(depends, list) else {depends}) | _references(
+            resource.get("Properties", {})
+        )
+        for dependency in direct & set(resources) - seen:
+            seen.add(dependency)
+            todo.append(dependency)
+    return seen
+
+
+@pytest.fixture(scope="module")
+def your_vpc_and_database(tmp_path_factory: pytest.TempPathFactory) -> SynthesizedApp:
+    from .test_stack import BRING_YOUR_OWN
+
+    return synthesize_full_app(tmp_path_factory.mktemp("byo"), context=BRING_YOUR_OWN)
+
+
+def test_bring_your_own_migrations_wait_for_the_network_path_and_the_grant(
+    your_vpc_and_database: SynthesizedApp,
+) -> None:
+    """Migrations connect from the steps Lambda: the ingress rule on the database's security
+    group and the function's rds-db:connect permission must exist before they run."""
+    app = your_vpc_and_database
+    assert app.synth_error is None, app.synth_error
+    [migrate_id] = app.resources_of_type("Custom::HealthflowMigrations")
+    before = _created_before(app.template, migrate_id)
+    ingress = [
+        i for i, r in app.resources_of_type("AWS::EC2::SecurityGroupIngress").items()
+        if r["Properties"].get("GroupId") == "sg-0123456789abcdef0"
+    ]  # fmt: skip
+    assert ingress and set(ingress) <= before
+    connect = [
+        i for i, r in app.resources_of_type("AWS::IAM::Policy").items()
+        if "rds-db:connect" in json.dumps(r["Properties"]["PolicyDocument"])
+    ]  # fmt: skip
+    assert connect and set(connect) & before
+
+
+def test_bring_your_own_is_cfn_lint_clean(your_vpc_and_database: SynthesizedApp) -> None:
+    from .test_cfn_lint import cfn_lint
+
+    assert cfn_lint(your_vpc_and_database.template) == []

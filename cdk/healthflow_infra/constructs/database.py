@@ -281,6 +281,9 @@ class DatabaseMigrations(Construct):
         if database.grant is not None:
             # Migrations connect as the app user, which the grant creates.
             self.resource.node.add_dependency(database.grant)
+        # ...and through the network path: the ingress rules on the database's security group
+        # (an existing database's too), created inside `database`.
+        self.resource.node.add_dependency(database)
         acknowledge(
             self.provider,
             "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"

@@ -160,7 +160,9 @@ def test_ecs_states_run_sync_on_spot_then_on_demand(labs_definition: dict[str, A
         assert "LaunchType" not in parameters and "HeartbeatSeconds" not in state
         assert parameters["CapacityProviderStrategy"][0]["CapacityProvider"] == provider
         environment = parameters["Overrides"]["ContainerOverrides"][0]["Environment"]
-        assert [e["Name"] for e in environment] == ["HEALTHFLOW_STEP", "HEALTHFLOW_STEP_INPUT"]
+        assert [e["Name"] for e in environment] == [
+            "HEALTHFLOW_STEP", "HEALTHFLOW_STEP_INPUT", "HEALTHFLOW_EXECUTION", "HEALTHFLOW_STATE"
+        ]  # fmt: skip
     to_on_demand = {
         error for catch in spot["Catch"] if catch["Next"] == "CategorizeLabsOnDemand"
         for error in catch["ErrorEquals"]
