@@ -399,6 +399,20 @@ def reset_for_reprocessing(
     return result.rowcount
 
 
+def has_suspects(conn: Connection, domain: str, user_id: int) -> bool:
+    """Rows of the user that failed twice together and wait to be retried alone."""
+    return bool(
+        conn.execute(
+            text(
+                f"SELECT EXISTS (SELECT 1 FROM {table_of(domain)} WHERE user_id = :user_id "
+                "AND status IN ('processing', 'failed') AND status = 'failed' "
+                "AND attempts >= 2 AND attempts < :max_attempts)"
+            ),
+            {"user_id": user_id, "max_attempts": get_settings().max_attempts},
+        ).scalar_one()
+    )
+
+
 def users_with_pending(conn: Connection, domain: str, user_id: int | None = None) -> list[int]:
     """Users with work in `domain` (only `user_id`, when given): pending rows, `processing`
     rows (a claim decides whether their execution is gone) or failed rows still retried."""

@@ -175,7 +175,11 @@ def claim(payload: ClaimInput) -> ClaimOutput:
             claim_id=payload.claim_id,
             limit=limit,
         )
-        more = limit is not None and _more_pending(conn, payload.domain, payload.user_id)
+        more = limit is not None and (
+            _more_pending(conn, payload.domain, payload.user_id)
+            # Suspect rows go one per execution: continue with the next one.
+            or (summary.isolated and lifecycle.has_suspects(conn, payload.domain, payload.user_id))
+        )
     return _claim_output(summary, more)
 
 

@@ -277,3 +277,25 @@ def test_a_row_that_breaks_a_step_is_set_aside_and_the_users_other_rows_go_on(en
     ]
     assert hourly == 6
     assert process_pending(["vitals"]) == []  # set aside: no longer retried
+
+
+def test_a_workflow_claim_of_one_suspect_asks_for_the_next_execution(engine) -> None:
+    from tasks.steps.registry import run_step
+
+    ingest_lines(engine, "vitals", _vitals(1, 2))
+    for claim_id in ("c1", "c2"):  # two failures together: both rows become suspects
+        _claim(engine, claim_id)
+        _fail(engine, claim_id)
+
+    def claim(claim_id: str) -> dict:
+        return run_step(
+            "claim",
+            {"domain": "vitals", "user_id": 1, "claim_id": claim_id, "bounded": True},
+        )
+
+    first = claim("w1")
+    assert (first["claimed"], first["isolated"], first["more_pending"]) == (1, True, True)
+    with Session(engine) as s, s.begin():
+        lifecycle.mark_aggregated(s.connection(), domain="vitals", claim_id="w1")
+    last = claim("w2")
+    assert (last["claimed"], last["isolated"], last["more_pending"]) == (1, True, False)
