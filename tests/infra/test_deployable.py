@@ -245,3 +245,28 @@ def test_bring_your_own_is_cfn_lint_clean(your_vpc_and_database: SynthesizedApp)
     from .test_cfn_lint import cfn_lint
 
     assert cfn_lint(your_vpc_and_database.template) == []
+
+
+def test_no_ml_worker_task_outlives_its_state(full_app: SynthesizedApp) -> None:
+    """Step Functions stops a `.sync` task on timeout or abort (its role may call ecs:StopTask),
+    and the container ends itself at its deadline, no later than the state's timeout."""
+    from tasks.runners.ecs import DEADLINE_VARIABLE, DEFAULT_DEADLINE_SECONDS
+
+    definition = json.loads(LABS_ASL.read_text())
+    ecs_states = {
+        name: state
+        for name, state in definition["States"].items()
+        if str(state.get("Resource", "")).startswith("arn:aws:states:::ecs:runTask")
+    }
+    assert ecs_states
+    [task] = full_app.resources_of_type("AWS::ECS::TaskDefinition").values()
+    [container] = task["Properties"]["ContainerDefinitions"]
+    environment = {e["Name"]: e["Value"] for e in container.get("Environment", [])}
+    deadline = float(environment.get(DEADLINE_VARIABLE, DEFAULT_DEADLINE_SECONDS))
+    for name, state in ecs_states.items():
+        assert state["Resource"].endswith(".sync"), name
+        assert 0 < deadline <= state["TimeoutSeconds"], name
+    policies = json.dumps(
+        [p["Properties"] for p in full_app.resources_of_type("AWS::IAM::Policy").values()]
+    )
+    assert "ecs:StopTask" in policies
