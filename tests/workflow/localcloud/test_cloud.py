@@ -95,6 +95,7 @@ NUTRITION_HAPPY = [
     "NutritionDone",
 ]
 DLQ_KEYS = {"message", "error", "execution_arn", "failed_at"}
+LAST_RESORTS = {"SendToDeadLetterQueue", "SendInvalidMessageToDeadLetterQueue"}
 
 
 def message(job_type: str, user_id: int = 1) -> dict[str, Any]:
@@ -139,8 +140,8 @@ def test_every_task_has_a_timeout_and_retries_transient_errors_only(
             assert retrier["JitterStrategy"] == "FULL", name
             assert retrier["BackoffRate"] >= 1 and retrier["MaxAttempts"] >= 1, name
             assert retrier["IntervalSeconds"] <= 5, name
-        # Every Task catches to a named failure state, except the last resort itself.
-        assert state.get("Catch") or name == "SendToDeadLetterQueue", name
+        # Every Task catches to a named failure state, except the last resorts themselves.
+        assert state.get("Catch") or name in LAST_RESORTS, name
 
 
 def test_express_parent_fits_its_five_minutes() -> None:
@@ -337,12 +338,13 @@ def test_invalid_message_goes_to_the_dlq_without_a_claim(
     assert result.status == "FAILED" and result.error == "ProcessingFailed"
     assert cloud.entered_states(result.execution_arn) == [
         "ValidateMessage",
-        "SendToDeadLetterQueue",
+        "SendInvalidMessageToDeadLetterQueue",
         "ProcessingFailed",
     ]
     assert not fake_steps.inputs_of("claim")
     (dead,) = cloud.dlq_messages()
-    assert set(dead.body) == DLQ_KEYS
+    # Nothing of an invalid body is kept (it may hold anything): only the error and where.
+    assert set(dead.body) == DLQ_KEYS - {"message"}
     assert dead.body["error"]["Error"] == "InvalidMessage"
     assert dead.body["execution_arn"] == result.execution_arn
 
@@ -368,6 +370,11 @@ def test_domain_error_after_claim_marks_the_claim_failed(
     (dead,) = cloud.dlq_messages()
     assert dead.body["error"]["Error"] == "AggregationFailed"
     assert set(dead.body) == DLQ_KEYS
+    # The validated trigger fields only, as a redrive re-sends them: never the raw body.
+    assert dead.body["message"] == {
+        "job_type": "process_pending_nutrition", "user_id": 1, "priority": "normal",
+        "reprocess": None,
+    }  # fmt: skip
 
 
 def test_database_unavailable_is_retried(cloud: LocalCloud, fake_steps: FakeSteps) -> None:

@@ -76,7 +76,7 @@ EXPECTED: dict[str, dict[str, tuple[str, list[str], str | None]]] = {
         ),
         "InvalidMessageToDeadLetterQueue": (
             "FAILED",
-            ["ValidateMessage", *TO_DLQ],
+            ["ValidateMessage", "SendInvalidMessageToDeadLetterQueue", "ProcessingFailed"],
             "InvalidMessage",
         ),
     },
