@@ -17,6 +17,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from tasks.progress import Progress
 from tasks.settings import get_settings
 from tasks.steps.models import DOMAIN_OF_JOB, DOMAINS_IN_ORDER, TriggerMessage
 from tasks.workflow import (
@@ -129,7 +130,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             triggers += 1
         noun = "message" if triggers == 1 else "messages"
         print(f"local cloud: {triggers} {noun} queued; draining through the state machine")
-        results = cloud.drain()
+        # Traces print once every execution has ended; until then a line every few seconds
+        # (a bar on a terminal) says how far the drain is.
+        with Progress(triggers, unit="executions", description="drain") as progress:
+            results = cloud.drain(on_finished=lambda _: progress.update(1))
         for result in results:
             print("\n".join(_keep_and_trace(store, cloud, result)))
         dead = cloud.dlq_messages()

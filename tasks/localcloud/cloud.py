@@ -18,7 +18,7 @@ import contextlib
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
@@ -291,7 +291,11 @@ class LocalCloud:
 
     # ------------------------------------------------------------------ the pipe
 
-    def drain(self, max_messages: int | None = None) -> list[ExecutionResult]:
+    def drain(
+        self,
+        max_messages: int | None = None,
+        on_finished: Callable[[ExecutionResult], None] | None = None,
+    ) -> list[ExecutionResult]:
         """Start one execution per queued message and wait for all of them to finish.
 
         At most `max_running` executions run at once (by default what the database pool
@@ -336,6 +340,8 @@ class LocalCloud:
                 if described["status"] in _TERMINAL:
                     results[arn] = self._with_child(_result_of(described))
                     running.remove(arn)
+                    if on_finished is not None:
+                        on_finished(results[arn])
                     last_progress = time.monotonic()
             if running and time.monotonic() - last_progress > self._execution_timeout:
                 raise TimeoutError(
