@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import math
 import re
-import unicodedata
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+# One spelling fold for catalog names and report names alike (parse.py owns it).
+from tasks.labs.parse import americanize as _americanize
+from tasks.labs.parse import ascii_lower as _ascii_lower
 
 if TYPE_CHECKING:
     from tasks.labs.catalog import LabTest
@@ -21,26 +24,6 @@ FLAG_OK = "ok"
 FLAG_UNKNOWN_UNIT = "unknown_unit"
 FLAG_INVALID_VALUE = "invalid_value"
 
-# British spellings -> US, applied on lowercased text (substring rules cover the inflections).
-_BRITISH_TO_US: tuple[tuple[str, str], ...] = (
-    ("haem", "hem"),
-    ("aemia", "emia"),
-    ("leuco", "leuko"),
-    ("oestr", "estr"),
-    ("colour", "color"),
-    ("sulph", "sulf"),
-    ("foet", "fet"),
-    ("caerul", "cerul"),
-    ("faec", "fec"),
-    ("ionised", "ionized"),
-    ("luteinising", "luteinizing"),
-    ("glycosylated", "glycated"),
-    ("glycosilated", "glycated"),
-    ("oesophag", "esophag"),
-    ("litre", "liter"),
-    ("analyser", "analyzer"),
-    ("paed", "ped"),
-)
 
 # Method and filler words never tell two catalog tests apart; "direct", "calculated", "total",
 # "free" and "absolute" do, so they are deliberately not here.
@@ -151,20 +134,6 @@ class NameForms:
     def compact(self) -> str:
         """Core without spaces: "CK-MB", "CKMB" and "CK MB" meet here."""
         return self.core.replace(" ", "")
-
-
-def _ascii_lower(text: str) -> str:
-    if text.isascii():
-        return text.lower()
-    text = text.replace("µ", "u").replace("μ", "u")
-    decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).lower()
-
-
-def _americanize(text: str) -> str:
-    for british, american in _BRITISH_TO_US:
-        text = text.replace(british, american)
-    return text
 
 
 def _expand_prefixes(text: str) -> str:
