@@ -60,6 +60,7 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state
     StateTaskServiceSfn,
 )
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 from moto.stepfunctions.parser.backend.execution import Execution
 from moto.stepfunctions.parser.mocking import mock_config as moto_mock_config
 from moto.stepfunctions.parser.models import StepFunctionsParserBackend
@@ -533,6 +534,21 @@ def _worker_with_test_case(self: Execution) -> Any:
     return worker
 
 
+# --------------------------------------------------------------------------- parsing
+
+_PARSE_LOCK = threading.Lock()
+_moto_parse = AmazonStateLanguageParser.parse
+
+
+def _serialized_parse(definition: str) -> Any:
+    """moto's ASL preprocessor keeps its query-language scope stack in a class attribute that
+    every parse shares, so two executions starting at once corrupt each other's stack: an
+    IndexError in an execution thread, and an execution left RUNNING for good (seen once in a
+    burst of a thousand). A parse takes milliseconds; one at a time costs nothing."""
+    with _PARSE_LOCK:
+        return _moto_parse(definition)
+
+
 # --------------------------------------------------------------------------- install
 
 
@@ -547,6 +563,7 @@ _PATCHES: tuple[tuple[Any, str, Any], ...] = (
     (StateTaskServiceEcs, "_build_sync_resolver", _ecs_build_sync_resolver),
     (StepFunctionsParserBackend, "start_execution", _start_execution_with_test_case),
     (Execution, "_get_start_execution_worker", _worker_with_test_case),
+    (AmazonStateLanguageParser, "parse", staticmethod(_serialized_parse)),
 )
 
 

@@ -30,6 +30,7 @@ FUNCTION = "arn:aws:lambda:us-east-1:123456789012:function:steps"
 
 # The signatures moto_ext's replacements mirror (parameter names, self excluded).
 EXPECTED_SIGNATURES = {
+    "parse": ["definition"],
     "_invoke_lambda_function": ["parameters", "region", "state_credentials"],
     "_normalise_parameters": ["parameters", "boto_service_name", "service_action_name"],
     "_normalise_response": ["response", "boto_service_name", "service_action_name"],
