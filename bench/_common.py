@@ -7,7 +7,7 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -18,8 +18,13 @@ from tasks.db.migrate import upgrade
 
 
 @contextmanager
-def bench_engine() -> Iterator[Engine]:
-    url = os.environ.get("HEALTHFLOW_DATABASE_URL")
+def bench_engine(
+    url: str | None = None, *, prepare: Callable[[Engine], None] | None = None
+) -> Iterator[Engine]:
+    """A migrated throw-away schema on `url` (default: HEALTHFLOW_DATABASE_URL, else a fresh
+    embedded server), installed as the process's engine. `prepare` runs on the engine before
+    the migrations, to set up its sessions (bench/servers.py turns JIT on or off there)."""
+    url = url or os.environ.get("HEALTHFLOW_DATABASE_URL")
     if not url:
         import pgserver
 
@@ -32,6 +37,8 @@ def bench_engine() -> Iterator[Engine]:
     with admin.begin() as conn:
         conn.execute(text(f"CREATE SCHEMA {schema}"))
     engine = db_engine.make_engine(url, schema=schema)
+    if prepare is not None:
+        prepare(engine)
     if os.environ.get("HEALTHFLOW_BENCH_TRACE"):
         trace_slow_statements(engine)
     upgrade(engine)

@@ -21,9 +21,7 @@ import os
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -31,37 +29,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import Engine, event, text
 
-from tasks.db import engine as db_engine
-from tasks.db.migrate import upgrade
+from bench._common import bench_engine
 from tasks.ingest import ingest_lines
 from tasks.process import process_pending
 from tasks.sample import generate_users, iter_nutrition, iter_vitals
 
 
-@contextmanager
-def schema_engine(url: str, *, jit: bool) -> Iterator[Engine]:
-    """A migrated throw-away schema on `url` whose sessions start with `jit` on or off."""
-    schema = f"hf_bench_jit_{uuid.uuid4().hex[:8]}"
-    admin = db_engine.make_engine(url, pool_size=1)
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    engine = db_engine.make_engine(url, schema=schema)
+def jit_setting(jit: bool) -> Callable[[Engine], None]:
+    """Start every session of an engine with `jit` on or off."""
 
-    @event.listens_for(engine, "connect")
-    def _jit(dbapi_connection, _record):  # type: ignore[no-untyped-def]
-        with dbapi_connection.cursor() as cursor:
-            cursor.execute(f"SET jit = {'on' if jit else 'off'}")
+    def prepare(engine: Engine) -> None:
+        @event.listens_for(engine, "connect")
+        def _jit(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute(f"SET jit = {'on' if jit else 'off'}")
 
-    upgrade(engine)
-    db_engine.set_engine(engine)
-    try:
-        yield engine
-    finally:
-        db_engine.set_engine(None)
-        engine.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+    return prepare
 
 
 def jit_available(engine: Engine) -> bool:
@@ -71,7 +54,7 @@ def jit_available(engine: Engine) -> bool:
 
 def run_once(url: str, *, jit: bool, users: list[dict], rows: int) -> tuple[float, bool, str]:
     """Seconds for direct mode over the data; whether JIT could run; a digest of the output."""
-    with schema_engine(url, jit=jit) as engine:
+    with bench_engine(url, prepare=jit_setting(jit)) as engine:
         ingest_lines(engine, "users", [json.dumps(u) for u in users])
         # Every user gets an equal share: a few weeks of readings, as a sync after a while would.
         share = rows // len(users)
