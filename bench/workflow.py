@@ -39,7 +39,7 @@ from sqlalchemy import Engine, text
 
 from bench._common import bench_engine, truncate
 from tasks import cost
-from tasks.aggregate import GRANULARITIES
+from tasks.aggregation import GRANULARITIES
 from tasks.db.models import Base
 from tasks.ingest import ingest_lines
 from tasks.localcloud import moto_ext

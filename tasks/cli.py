@@ -93,8 +93,8 @@ def _print_run(run: ClaimRun) -> None:
 
 
 def cmd_process(args: argparse.Namespace) -> int:
+    from tasks.domains import DOMAINS_IN_ORDER
     from tasks.process import pending_work, process_work
-    from tasks.steps.models import DOMAINS_IN_ORDER
 
     _engine()
     domains = [args.domain] if args.domain else list(DOMAINS_IN_ORDER)
@@ -117,7 +117,7 @@ def cmd_process(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from tasks.aggregate import GRANULARITIES
+    from tasks.aggregation import GRANULARITIES
     from tasks.export import export_rows, write_csv
 
     levels = list(GRANULARITIES[args.domain])

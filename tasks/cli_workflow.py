@@ -17,9 +17,10 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from tasks.domains import DOMAINS_IN_ORDER
 from tasks.progress import Progress
 from tasks.settings import get_settings
-from tasks.steps.models import DOMAIN_OF_JOB, DOMAINS_IN_ORDER, TriggerMessage
+from tasks.steps.models import DOMAIN_OF_JOB, TriggerMessage
 from tasks.workflow import (
     LocalStore,
     format_trace,
@@ -79,7 +80,7 @@ def _summary(engine: Any) -> list[str]:
             )
             described = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no rows"
             lines.append(f"  {domain:<9} rows: {described}")
-        from tasks.aggregate import GRANULARITIES, aggregate_table
+        from tasks.aggregation import GRANULARITIES, aggregate_table
 
         for domain, levels in GRANULARITIES.items():
             sizes = []

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, text
 
-from tasks.aggregate import aggregate_table
+from tasks.aggregation import aggregate_table
 from tasks.catalog import nutrient_keys
 
 MEASURE_COLUMNS = (

@@ -41,9 +41,9 @@ from pydantic import (
 )
 from sqlalchemy import Engine, text
 
-from tasks.aggregate import rezone_users
 from tasks.catalog import meal_types, nutrients, vital_types
 from tasks.errors import HealthflowError
+from tasks.lifecycle import rezone_users
 from tasks.steps.models import MAX_USER_ID
 
 Row = tuple[Any, ...]

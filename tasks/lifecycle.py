@@ -19,30 +19,17 @@ from typing import Any
 import psutil
 from sqlalchemy import Connection, text
 
-from tasks.db.models import RAW_TABLES
+from tasks.aggregation import (
+    GRANULARITIES,
+    USER_ZONE_SQL,
+    ZONED_DOMAINS,
+    aggregate_table,
+    aggregation_of,
+    lock_user_domain,
+)
 from tasks.settings import get_settings
 
 log = logging.getLogger(__name__)
-
-# The local date of a raw row, per domain; `tz` is the user's zone (UTC when unknown).
-LOCAL_DATE_SQL = {
-    "vitals": "(r.start_time AT TIME ZONE tz.name)::date",
-    "labs": "COALESCE((r.collected_at AT TIME ZONE tz.name)::date, r.collected_local::date)",
-    "nutrition": "r.meal_date",
-}
-
-# What LOCAL_DATE_SQL reads of a row.
-_DATE_COLUMNS = {
-    "vitals": "r.start_time",
-    "labs": "r.collected_at, r.collected_local",
-    "nutrition": "r.meal_date",
-}
-
-# The user's IANA zone (UTC when unknown) as a one-row relation `tz`, for FROM clauses.
-USER_ZONE_SQL = (
-    "(SELECT COALESCE((SELECT timezone FROM user_settings WHERE user_id = :user_id), 'UTC') "
-    "AS name) AS tz"
-)
 
 
 @dataclass(frozen=True)
@@ -61,7 +48,12 @@ class ClaimSummary:
 
 
 def table_of(domain: str) -> str:
-    return RAW_TABLES[domain].__tablename__
+    return aggregation_of(domain).raw_table
+
+
+def _local_date(domain: str) -> str:
+    """The local date of a raw row `r` of the domain, in the user's zone `tz`."""
+    return aggregation_of(domain).local_date_sql
 
 
 # ---------------------------------------------------------------------------- claim owners
@@ -266,13 +258,13 @@ def _claim_rows(conn: Connection, domain: str, ids_array: str, params: dict) -> 
                     updated_at = now()
                 FROM before b
                 WHERE r.id = b.id
-                RETURNING {_DATE_COLUMNS[domain]}, b.status AS was
+                RETURNING {aggregation_of(domain).date_columns}, b.status AS was
             )
             SELECT count(*) AS claimed,
                    count(*) FILTER (WHERE was = 'processing') AS taken_over,
                    count(*) FILTER (WHERE was = 'failed') AS retried,
-                   min({LOCAL_DATE_SQL[domain]}) AS date_from,
-                   max({LOCAL_DATE_SQL[domain]}) AS date_to
+                   min({_local_date(domain)}) AS date_from,
+                   max({_local_date(domain)}) AS date_to
             FROM claimed r, {USER_ZONE_SQL}
             """
         ),
@@ -287,8 +279,8 @@ def summarize_claim(conn: Connection, *, domain: str, claim_id: str) -> ClaimSum
         text(
             f"""
             SELECT min(r.user_id) AS user_id, count(*) AS claimed,
-                   min({LOCAL_DATE_SQL[domain]}) AS date_from,
-                   max({LOCAL_DATE_SQL[domain]}) AS date_to
+                   min({_local_date(domain)}) AS date_from,
+                   max({_local_date(domain)}) AS date_to
             FROM {table} r,
                  LATERAL (SELECT COALESCE((SELECT timezone FROM user_settings u
                                            WHERE u.user_id = r.user_id), 'UTC') AS name) tz
@@ -315,11 +307,6 @@ def mark_aggregated(conn: Connection, *, domain: str, claim_id: str) -> int:
     return result.rowcount
 
 
-# What a step derived from raw rows, by raw row id: a failed claim's rows must not be counted
-# by another claim's recompute of the same buckets while they wait for their retry.
-_DERIVED_TABLES = {"labs": "lab_report_categorized", "vitals": "vitals_categorized"}
-
-
 @dataclass(frozen=True)
 class FailedClaim:
     failed: int
@@ -335,10 +322,13 @@ def mark_failed(conn: Connection, *, domain: str, claim_id: str, error: str) -> 
     RowsSetAside metric that the alarm watches.
     """
     table = table_of(domain)
+    # What a step derived from the rows goes too: a failed claim's rows must not be counted by
+    # another claim's recompute of the same buckets while they wait for their retry.
+    derived_table = aggregation_of(domain).derived_table
     derived = (
-        f", derived AS (DELETE FROM {_DERIVED_TABLES[domain]} "
+        f", derived AS (DELETE FROM {derived_table} "
         "WHERE raw_id = ANY(ARRAY(SELECT id FROM failed)))"
-        if domain in _DERIVED_TABLES
+        if derived_table
         else ""
     )
     row = conn.execute(
@@ -390,8 +380,8 @@ def reset_for_reprocessing(
                    error = NULL, updated_at = now()
             FROM {USER_ZONE_SQL}
             WHERE r.user_id = :user_id AND r.status IN ('aggregated', 'failed')
-              AND (CAST(:date_from AS date) IS NULL OR {LOCAL_DATE_SQL[domain]} >= :date_from)
-              AND (CAST(:date_to AS date) IS NULL OR {LOCAL_DATE_SQL[domain]} <= :date_to)
+              AND (CAST(:date_from AS date) IS NULL OR {_local_date(domain)} >= :date_from)
+              AND (CAST(:date_to AS date) IS NULL OR {_local_date(domain)} <= :date_to)
             """
         ),
         {"user_id": user_id, "date_from": date_from, "date_to": date_to},
@@ -429,3 +419,36 @@ def users_with_pending(conn: Connection, domain: str, user_id: int | None = None
         {"user_id": user_id, "max_attempts": get_settings().max_attempts},
     )
     return sorted(r.user_id for r in rows)
+
+
+def rezone_users(conn: Connection, zones: dict[int, str]) -> list[int]:
+    """Before users' zones are stored: forget what was aggregated in another zone.
+
+    For each user whose zone changes (a user that had none was aggregated in UTC), delete the
+    vitals and labs aggregates and put the settled rows back to pending, so the next claim
+    recomputes every bucket in the new zone (a lab result's local date is derived again when
+    its claim categorizes it). Rows a live execution holds keep going; their buckets are
+    recomputed in the zone current when each step runs. Returns the users that changed."""
+    if not zones:
+        return []
+    stored: dict[int, str] = {
+        row.user_id: row.timezone
+        for row in conn.execute(
+            text("SELECT user_id, timezone FROM user_settings WHERE user_id = ANY(:ids)"),
+            {"ids": list(zones)},
+        )
+    }
+    changed = sorted(u for u, zone in zones.items() if stored.get(u, "UTC") != zone)
+    for domain in ZONED_DOMAINS:
+        for user_id in changed:  # in user order: two concurrent calls cannot deadlock
+            lock_user_domain(conn, domain, user_id)
+            for granularity in GRANULARITIES[domain]:
+                conn.execute(
+                    text(
+                        f"DELETE FROM {aggregate_table(domain, granularity)} "
+                        "WHERE user_id = :user_id"
+                    ),
+                    {"user_id": user_id},
+                )
+            reset_for_reprocessing(conn, domain=domain, user_id=user_id)
+    return changed

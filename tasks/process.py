@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session
 
 from tasks import lifecycle
-from tasks.aggregate import GRANULARITIES
+from tasks.aggregation import aggregation_of
 from tasks.db.engine import get_engine
-from tasks.steps.models import DOMAINS_IN_ORDER
+from tasks.domains import DOMAINS_IN_ORDER
 from tasks.steps.registry import run_step
 
 
@@ -41,7 +41,7 @@ def step_plan(domain: str, claim_id: str, user_id: int) -> Iterator[tuple[str, s
         yield "categorize", "categorize_labs", ref
     elif domain == "vitals":
         yield "copy", "copy_vitals_to_categorized", ref
-    for granularity in GRANULARITIES[domain]:
+    for granularity in aggregation_of(domain).granularities:
         yield granularity, "aggregate", {**ref, "domain": domain, "granularity": granularity}
     yield "mark", "mark_aggregated", {"claim_id": claim_id, "domain": domain}
 

@@ -369,5 +369,3 @@ class NutritionMonthly(_NutritionAggregate, Base):
 for _table in (NutritionDaily, NutritionWeekly, NutritionMonthly):
     for _key in nutrient_keys():
         cast(Table, _table.__table__).append_column(Column(_key, Double, nullable=True))
-
-RAW_TABLES = {"labs": LabRaw, "vitals": VitalsRaw, "nutrition": NutritionRaw}

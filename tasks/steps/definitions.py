@@ -14,8 +14,7 @@ from pydantic import ValidationError
 from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
-from tasks import aggregate as engine_sql
-from tasks import lifecycle
+from tasks import aggregation, lifecycle
 from tasks.db.engine import get_engine
 from tasks.db.migrate import ensure_current
 from tasks.errors import InvalidMessage
@@ -186,7 +185,7 @@ def claim(payload: ClaimInput) -> ClaimOutput:
 @step("copy_vitals_to_categorized", ClaimRef)
 def copy_vitals_to_categorized(payload: ClaimRef) -> CopyOutput:
     with transaction() as conn:
-        result = engine_sql.copy_vitals_to_categorized(
+        result = aggregation.copy_vitals_to_categorized(
             conn, claim_id=payload.claim_id, user_id=payload.user_id
         )
     return CopyOutput(copied=result.copied, rejected=result.rejected, duplicates=result.duplicates)
@@ -195,7 +194,7 @@ def copy_vitals_to_categorized(payload: ClaimRef) -> CopyOutput:
 @step("aggregate", AggregateInput)
 def aggregate(payload: AggregateInput) -> AggregateOutput:
     with transaction() as conn:
-        result = engine_sql.aggregate(
+        result = aggregation.aggregate(
             conn,
             domain=payload.domain,
             claim_id=payload.claim_id,

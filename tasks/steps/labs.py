@@ -17,7 +17,8 @@ from typing import Any
 from psycopg2.extras import execute_values
 from sqlalchemy import Connection, text
 
-from tasks.lifecycle import LOCAL_DATE_SQL, USER_ZONE_SQL
+from tasks.aggregation import USER_ZONE_SQL
+from tasks.aggregation.labs import LOCAL_DATE_SQL
 from tasks.steps.models import CategorizeOutput, ClaimRef, ResolveOutput
 from tasks.steps.registry import step
 
@@ -75,7 +76,7 @@ def read_claim_rows(
                 SELECT r.id, r.report_id, r.test_name, r.value, r.value_text, r.unit,
                        COALESCE(r.collected_at, r.collected_local AT TIME ZONE tz.name)
                            AS observed_at,
-                       {LOCAL_DATE_SQL["labs"]} AS local_date
+                       {LOCAL_DATE_SQL} AS local_date
                 FROM lab_report_raw r, {USER_ZONE_SQL}
                 WHERE r.claim_id = :claim_id AND r.user_id = :user_id
                   AND r.status = 'processing'

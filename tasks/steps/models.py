@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PositiveInt, model_validator
 
+from tasks.domains import Domain, Granularity
+
 # The largest user id: the per-user advisory lock key packs the domain above 48 bits of user id.
 MAX_USER_ID = 2**48 - 1
 # SQS refuses larger message bodies; a trigger that big is no trigger.
@@ -32,7 +34,6 @@ def _iso_date(value: Any) -> Any:
 
 IsoDate = Annotated[date, BeforeValidator(_iso_date)]
 
-Domain = Literal["labs", "vitals", "nutrition"]
 JobType = Literal["process_pending_labs", "process_pending_vitals", "process_pending_nutrition"]
 
 DOMAIN_OF_JOB: dict[str, Domain] = {
@@ -144,11 +145,11 @@ class AggregateInput(StepModel):
     claim_id: str
     user_id: PositiveInt
     domain: Domain
-    granularity: str
+    granularity: Granularity
 
 
 class AggregateOutput(StepModel):
-    granularity: str
+    granularity: Granularity
     buckets: int
 
 
@@ -179,6 +180,3 @@ class MigrateInput(StepModel):
 
 class MigrateOutput(StepModel):
     revision: str
-
-
-DOMAINS_IN_ORDER: tuple[Domain, ...] = ("labs", "vitals", "nutrition")

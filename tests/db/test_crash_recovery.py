@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
-from tasks.aggregate import GRANULARITIES
+from tasks.aggregation import GRANULARITIES
 from tasks.export import export_rows
 from tasks.ingest import ingest_lines
 from tasks.sample import write_sample_dataset
