@@ -19,9 +19,14 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service impor
     state_task_service,
 )
 from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackEndpoint
+from moto.stepfunctions.parser.asl.parse.asl_parser import (
+    AmazonStateLanguageParser,
+    ASLParserException,
+)
 from moto.stepfunctions.parser.mocking import mock_config
 
 from tasks.localcloud import moto_ext
+from tasks.localcloud.cloud import DEFAULT_DEFINITION
 from tasks.runners.ecs import WorkerConfig, run_from_environment
 
 REGION = "us-east-1"
@@ -81,6 +86,17 @@ def test_helpers_moto_ext_calls_still_exist() -> None:
     # The stub moto_ext works around: if moto restores it, the mock-config hook can go.
     assert mock_config.load_mock_test_case_for("healthflow", "any") is None
     assert "_heartbeat_endpoint" in vars(CallbackEndpoint("token"))
+
+
+def test_each_parse_of_a_definition_gets_its_own_components_from_one_tree() -> None:
+    definition = DEFAULT_DEFINITION.read_text()
+    with moto_ext.patched_interpreter(lambda_dispatcher=lambda arn, payload: {}):
+        first, tree = AmazonStateLanguageParser.parse(definition)
+        second, same_tree = AmazonStateLanguageParser.parse(definition)
+        with pytest.raises(ASLParserException):
+            AmazonStateLanguageParser.parse('{"StartAt": ')
+    assert same_tree is tree
+    assert first is not second and type(first) is type(second)
 
 
 def test_patches_are_restored_on_exit() -> None:
