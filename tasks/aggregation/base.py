@@ -235,10 +235,21 @@ MEASURE_COLUMNS = (
 )
 
 
+def exact_sum(value: str) -> str:
+    """A float sum that does not depend on the order rows arrive in.
+
+    Floating-point addition is not associative: summed in two physical orders (a table whose
+    rows were updated in a different sequence), 5 entries gave 25.7 once and
+    25.700000000000003 the other time, so the workflow and direct mode wrote different tables
+    from the same data. Each value is taken at the 15 significant digits float8 guarantees,
+    added exactly, and rounded once."""
+    return f"sum(({value})::numeric)::float8"
+
+
 def reading_stats(value: str, at: str) -> str:
     """The mergeable statistics of readings `value` taken at `at` (see MEASURES.merge)."""
     return (
-        f"count(*), sum({value}), min({value}), max({value}), "
+        f"count(*), {exact_sum(value)}, min({value}), max({value}), "
         f"(array_agg({value} ORDER BY {at} DESC, {value} DESC))[1], max({at})"
     )
 
@@ -248,8 +259,8 @@ def reading_stats(value: str, at: str) -> str:
 MEASURES = Shape(
     MEASURE_COLUMNS,
     "loinc_code",
-    """
-    sum(f.count), sum(f.sum), min(f.min), max(f.max),
+    f"""
+    sum(f.count), {exact_sum("f.sum")}, min(f.min), max(f.max),
     (array_agg(f.last_value ORDER BY f.last_time DESC, f.last_value DESC))[1],
     max(f.last_time), min(f.unit)
     """,

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from sqlalchemy import Connection
 
-from tasks.aggregation.base import DomainAggregation, Params, Rollup, Shape, replace_buckets
+from tasks.aggregation.base import (
+    DomainAggregation,
+    Params,
+    Rollup,
+    Shape,
+    exact_sum,
+    replace_buckets,
+)
 from tasks.catalog import nutrient_keys
 from tasks.db.models import NutritionRaw
 
@@ -20,7 +27,7 @@ _ACCEPTED = "('processing', 'aggregated', 'failed')"
 
 
 def _nutrition_daily(conn: Connection, params: Params) -> int:
-    sums = ", ".join(f"sum(n.{k})" for k in _NUTRIENTS)
+    sums = ", ".join(exact_sum(f"n.{k}") for k in _NUTRIENTS)
     return replace_buckets(
         conn,
         "nutrition_agg_daily",
@@ -50,7 +57,9 @@ NUTRITION = DomainAggregation(
     zoned=False,
     lock_key=3,
     shape=Shape(
-        _COLUMNS, "meal_type", "sum(f.entries), " + ", ".join(f"sum(f.{k})" for k in _NUTRIENTS)
+        _COLUMNS,
+        "meal_type",
+        "sum(f.entries), " + ", ".join(exact_sum(f"f.{k}") for k in _NUTRIENTS),
     ),
     granularities=("daily", "weekly", "monthly"),
     from_rows={"daily": _nutrition_daily},

@@ -71,3 +71,33 @@ def test_nutrition_matches_reference_in_two_uploads(engine) -> None:
                     assert got[nutrient] is None, (granularity, key, nutrient)
                 else:
                     assert math.isclose(got[nutrient], want[nutrient], rel_tol=1e-9)
+
+
+def test_sums_do_not_depend_on_the_order_rows_were_stored_in(engine) -> None:
+    """Floats summed in stored order give 0.6000000000000001 one way and 0.6 the other: the
+    workflow and direct mode once wrote different tables from the same data that way."""
+    grams = [0.1, 0.2, 0.3]
+    for user_id, order in ((7, grams), (8, grams[::-1])):
+        ingest_lines(
+            engine, "nutrition",
+            [json.dumps({"user_id": user_id, "meal_date": "2024-03-04", "meal_type": "lunch",
+                         "food_name": "Dal", "protein_g": g}) for g in order],
+        )  # fmt: skip
+        ingest_lines(
+            engine, "vitals",
+            [json.dumps({"user_id": user_id, "metric": "body_temperature", "value": 36 + g,
+                         "unit": "degC", "start_time": f"2024-03-04T08:{i:02d}:00+00:00"})
+             for i, g in enumerate(order)],
+        )  # fmt: skip
+    assert all(run.error is None for run in process_pending(["nutrition", "vitals"]))
+    with engine.connect() as conn:
+        for table, column in (
+            ("nutrition_agg_daily", "protein_g"),
+            ("nutrition_agg_weekly", "protein_g"),
+            ("vitals_agg_hourly", "sum"),
+            ("vitals_agg_daily", "sum"),
+        ):
+            sums = conn.execute(
+                text(f"SELECT user_id, {column} FROM {table} ORDER BY user_id")
+            ).all()
+            assert len({s for _, s in sums}) == 1 and len(sums) >= 2, (table, sums)
