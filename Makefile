@@ -46,6 +46,7 @@ bench: venv
 	$(BIN)/python bench/aggregate.py
 	$(BIN)/python bench/categorize.py
 	$(BIN)/python bench/workflow.py
+	$(BIN)/python bench/workflow.py --burst 1000 --burst-users 200
 
 synth: venv
 	cd cdk && npx --yes aws-cdk@2 synth --quiet

@@ -14,6 +14,16 @@
 
     .venv/bin/python bench/workflow.py [--users N] [--profile-users N] [--vitals-days N]
                                        [--template cdk.out/Healthflow-dev.template.json]
+
+With ``--burst N`` it runs only a burst instead: N messages queued at once over ``--burst-users``
+users (every user's three triggers, the rest duplicates of them, in a seeded random order), drained
+through the local cloud as ``healthflow run`` drains them. It prints executions/s, the most
+executions running and database connections open at once, failed executions, dead letters and
+unsettled rows, then runs direct mode on a fresh copy of the same data and compares every export
+(each domain and granularity, as ``healthflow export`` writes it). It exits 1 if anything failed
+or differs.
+
+    .venv/bin/python bench/workflow.py --burst 1000 --burst-users 200
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import random
 import statistics
 import sys
 import tempfile
@@ -35,12 +46,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.pool import NullPool
 
 from bench._common import bench_engine, truncate
 from tasks import cost
 from tasks.aggregation import GRANULARITIES
 from tasks.db.models import Base
+from tasks.export import export_rows
 from tasks.ingest import ingest_lines
 from tasks.localcloud import moto_ext
 from tasks.localcloud.cloud import (
@@ -337,11 +350,199 @@ def print_costs(shape: cost.StackShape, measured: Mapping[str, cost.BranchUsage]
             print("\n".join(cost.format_cost(costs, title)))
 
 
-def rate_line(label: str, executions: int, rows: int, seconds: float) -> str:
+def rate_line(label: str, runs: int, rows: int, seconds: float, unit: str = "executions") -> str:
     return (
-        f"  {label:<34}{executions:>4} executions in {seconds:6.2f} s  "
-        f"{executions / seconds:7.1f} executions/s  {rows / seconds:9,.0f} rows/s"
+        f"  {label:<36}{runs:>5} {unit} in {seconds:7.2f} s  "
+        f"{runs / seconds:7.1f} {unit}/s  {rows / seconds:9,.0f} rows/s"
     )
+
+
+# ---------------------------------------------------------------------------- a burst
+
+
+def burst_messages(user_ids: list[int], total: int, seed: int = 11) -> list[tuple[str, int]]:
+    """Every (domain, user) trigger once, then duplicates of them up to `total`, shuffled: the
+    backend sends one message per upload, so a busy user's triggers arrive more than once."""
+    triggers = [(domain, user_id) for user_id in user_ids for domain in DOMAINS]
+    if total < len(triggers):
+        raise SystemExit(f"--burst {total} is fewer than the {len(triggers)} triggers it needs")
+    rng = random.Random(seed)
+    messages = triggers + [rng.choice(triggers) for _ in range(total - len(triggers))]
+    rng.shuffle(messages)
+    return messages
+
+
+class ConnectionPeak:
+    """The most client connections open to the database at once, sampled every 50 ms from a
+    connection of its own (not counted) while the burst runs."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = create_engine(engine.url, poolclass=NullPool)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self.peak = 0
+
+    def _sample(self) -> None:
+        with self._engine.connect() as conn:
+            while not self._stop.wait(0.05):
+                open_now = conn.execute(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND backend_type = 'client backend' "
+                        "AND pid <> pg_backend_pid()"
+                    )
+                ).scalar_one()
+                conn.rollback()
+                self.peak = max(self.peak, int(open_now))
+
+    def __enter__(self) -> ConnectionPeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._engine.dispose()
+
+
+def all_exports(engine: Engine) -> dict[str, list[list[str]]]:
+    """Every export `healthflow export` writes, by domain and granularity (nutrition also by
+    meal type): the files a user of the data would compare."""
+    exports = {}
+    for domain, levels in GRANULARITIES.items():
+        for level in levels:
+            exports[f"{domain} {level}"] = list(export_rows(engine, domain, level))
+            if domain == "nutrition":
+                exports[f"{domain} {level} by meal type"] = list(
+                    export_rows(engine, domain, level, by_meal_type=True)
+                )
+    return exports
+
+
+def unsettled_rows(engine: Engine) -> dict[str, int]:
+    """Raw rows left pending, processing or failed, over the three domains."""
+    counts = dict.fromkeys(("pending", "processing", "failed"), 0)
+    with engine.connect() as conn:
+        for table in ("lab_report_raw", "vitals_raw_data", "nutrition_raw_data"):
+            for status, count in conn.execute(
+                text(f"SELECT status, count(*) FROM {table} GROUP BY status")
+            ):
+                if status in counts:
+                    counts[status] += count
+    return counts
+
+
+@dataclass(frozen=True)
+class BurstResult:
+    messages: int
+    triggers: int
+    executions: int
+    failed: int
+    dead_letters: int
+    seconds: float
+    peak_running: int
+    peak_connections: int
+    pool_holds: int
+    unsettled: dict[str, int]
+    direct_seconds: float
+    direct_claims: int
+    export_files: int
+    export_rows: int
+    different_exports: list[str]
+    same_tables: bool
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.failed == 0
+            and self.dead_letters == 0
+            and not any(self.unsettled.values())
+            and not self.different_exports
+            and self.same_tables
+        )
+
+
+def run_burst(dataset: Dataset, total: int) -> BurstResult:
+    messages = burst_messages(dataset.user_ids, total)
+    finished = 0
+
+    def progress(_result: ExecutionResult) -> None:
+        nonlocal finished
+        finished += 1
+        if finished % 100 == 0:
+            print(f"  {finished}/{len(messages)} executions finished", flush=True)
+
+    with bench_engine() as engine:
+        load_fresh(engine, dataset)
+        pool = engine.pool
+        pool_holds = int(pool.size()) + int(pool._max_overflow)  # type: ignore[attr-defined]
+        cloud, clock = timed_cloud()
+        with cloud:
+            bench = Bench(cloud, clock)
+            for domain, user_id in messages:
+                bench.send(domain, user_id)
+            with ConnectionPeak(engine) as connections:
+                started = time.perf_counter()
+                results = cloud.drain(on_finished=progress)
+                seconds = time.perf_counter() - started
+            dead_letters = len(cloud.dlq_messages())
+        unsettled = unsettled_rows(engine)
+        through_workflow = all_exports(engine)
+        tables = aggregate_snapshot(engine)
+        load_fresh(engine, dataset)
+        direct_seconds, direct_claims = run_direct()
+        direct = all_exports(engine)
+        same_tables = aggregate_snapshot(engine) == tables
+    return BurstResult(
+        messages=len(messages),
+        triggers=len(set(messages)),
+        executions=len(results),
+        failed=sum(not r.succeeded for r in results),
+        dead_letters=dead_letters,
+        seconds=seconds,
+        peak_running=cloud.peak_running,
+        peak_connections=connections.peak,
+        pool_holds=pool_holds,
+        unsettled=unsettled,
+        direct_seconds=direct_seconds,
+        direct_claims=direct_claims,
+        export_files=len(direct),
+        export_rows=sum(len(rows) - 1 for rows in direct.values()),
+        different_exports=[name for name in direct if direct[name] != through_workflow.get(name)],
+        same_tables=same_tables,
+    )
+
+
+def report_burst(dataset: Dataset, burst: BurstResult) -> None:
+    print(
+        f"burst: {burst.messages:,} messages at once over {len(dataset.user_ids)} users "
+        f"({burst.triggers} triggers, {burst.messages - burst.triggers} duplicates); "
+        f"{dataset.raw_rows:,} raw rows (labs {len(dataset.lines['labs']):,}, "
+        f"vitals {len(dataset.lines['vitals']):,}, nutrition {len(dataset.lines['nutrition']):,})"
+    )
+    print(
+        rate_line("local cloud (SQS, pipe, ASL, steps)", burst.executions, dataset.raw_rows,
+                  burst.seconds)
+    )  # fmt: skip
+    print(
+        rate_line("direct mode (process_pending)", burst.direct_claims, dataset.raw_rows,
+                  burst.direct_seconds, "claims")
+    )  # fmt: skip
+    print(
+        f"  at most {burst.peak_running} executions running and {burst.peak_connections} "
+        f"database connections open at once (the pool holds {burst.pool_holds})"
+    )
+    print(
+        f"  failed executions {burst.failed}, dead letters {burst.dead_letters}, raw rows "
+        + ", ".join(f"{status} {count}" for status, count in burst.unsettled.items())
+    )
+    verdict = "yes" if not burst.different_exports else "NO: " + ", ".join(burst.different_exports)
+    print(
+        f"  exports equal to direct mode: {verdict} ({burst.export_files} exports, "
+        f"{burst.export_rows:,} rows); aggregate tables equal: "
+        f"{'yes' if burst.same_tables else 'NO'}"
+    )
+    print(f"  {'PASS' if burst.ok else 'FAIL'}")
 
 
 # ---------------------------------------------------------------------------- main
@@ -365,7 +566,21 @@ def main() -> None:
     parser.add_argument("--profile-users", type=int, default=3)
     parser.add_argument("--vitals-days", type=int, default=3)
     parser.add_argument("--template", help="a synthesized template (default: synthesize one)")
+    parser.add_argument(
+        "--burst", type=int, metavar="N", help="run only a burst of N messages (see above)"
+    )
+    parser.add_argument("--burst-users", type=int, default=200)
+    parser.add_argument("--burst-vitals-days", type=int, default=4)
     args = parser.parse_args()
+    if args.burst:
+        moto_ext.silence_parser_logs()
+        logging.getLogger("tasks").setLevel(logging.ERROR)
+        dataset = make_dataset(args.burst_users, args.burst_vitals_days)
+        with tempfile.TemporaryDirectory(prefix="hf-bench-embeddings-") as cache_dir:
+            load_matcher(cache_dir)
+            burst = run_burst(dataset, args.burst)
+        report_burst(dataset, burst)
+        sys.exit(0 if burst.ok else 1)
     template = (
         json.loads(Path(args.template).read_text())
         if args.template
@@ -417,7 +632,10 @@ def report(
     print(
         rate_line("local cloud (SQS, pipe, ASL, steps)", len(burst), dataset.raw_rows, workflow_s)
     )
-    print(rate_line("direct mode (process_pending)", direct_runs, dataset.raw_rows, direct_s))
+    print(
+        rate_line("direct mode (process_pending)", direct_runs, dataset.raw_rows, direct_s,
+                  "claims")
+    )  # fmt: skip
     print(
         f"  direct mode is {workflow_s / direct_s:.1f}x faster; "
         f"identical aggregate tables: {'yes' if same else 'NO'}"
