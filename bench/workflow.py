@@ -51,7 +51,8 @@ from sqlalchemy.pool import NullPool
 
 from bench._common import bench_engine, truncate
 from tasks import cost
-from tasks.aggregation import GRANULARITIES
+from tasks.aggregation import DOMAINS as DOMAIN_AGGREGATIONS
+from tasks.aggregation import GRANULARITIES, aggregate_table
 from tasks.db.models import Base
 from tasks.export import export_rows
 from tasks.ingest import ingest_lines
@@ -78,7 +79,7 @@ START = date(2024, 3, 4)
 REGION = "us-east-1"
 HEARTBEAT_SECONDS = 5.0
 AGGREGATE_TABLES = tuple(
-    f"{domain}_agg_{level}" for domain, levels in GRANULARITIES.items() for level in levels
+    aggregate_table(domain, level) for domain, levels in GRANULARITIES.items() for level in levels
 )
 
 
@@ -422,13 +423,18 @@ def all_exports(engine: Engine) -> dict[str, list[list[str]]]:
 def unsettled_rows(engine: Engine) -> dict[str, int]:
     """Raw rows left pending, processing or failed, over the three domains."""
     counts = dict.fromkeys(("pending", "processing", "failed"), 0)
+    every_raw_row = " UNION ALL ".join(
+        f"SELECT status FROM {a.raw_table}" for a in DOMAIN_AGGREGATIONS.values()
+    )
     with engine.connect() as conn:
-        for table in ("lab_report_raw", "vitals_raw_data", "nutrition_raw_data"):
-            for status, count in conn.execute(
-                text(f"SELECT status, count(*) FROM {table} GROUP BY status")
-            ):
-                if status in counts:
-                    counts[status] += count
+        found = conn.execute(
+            text(
+                f"SELECT status, count(*) FROM ({every_raw_row}) r "
+                "WHERE status = ANY(:statuses) GROUP BY status"
+            ),
+            {"statuses": list(counts)},
+        )
+        counts.update({status: count for status, count in found})
     return counts
 
 

@@ -439,16 +439,18 @@ def rezone_users(conn: Connection, zones: dict[int, str]) -> list[int]:
         )
     }
     changed = sorted(u for u, zone in zones.items() if stored.get(u, "UTC") != zone)
+    if not changed:
+        return []
     for domain in ZONED_DOMAINS:
         for user_id in changed:  # in user order: two concurrent calls cannot deadlock
             lock_user_domain(conn, domain, user_id)
-            for granularity in GRANULARITIES[domain]:
-                conn.execute(
-                    text(
-                        f"DELETE FROM {aggregate_table(domain, granularity)} "
-                        "WHERE user_id = :user_id"
-                    ),
-                    {"user_id": user_id},
-                )
+        for granularity in GRANULARITIES[domain]:
+            conn.execute(
+                text(
+                    f"DELETE FROM {aggregate_table(domain, granularity)} WHERE user_id = ANY(:ids)"
+                ),
+                {"ids": changed},
+            )
+        for user_id in changed:
             reset_for_reprocessing(conn, domain=domain, user_id=user_id)
     return changed
