@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -104,6 +104,27 @@ class Settings(BaseSettings):
         ),
     )
 
+    @field_validator("database_url")
+    @classmethod
+    def _postgresql_url(cls, value: str | None) -> str | None:
+        # Checked here, so that a malformed URL is a configuration error before anything runs.
+        if not value:
+            return None
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value)
+        if parts.scheme not in ("postgresql", "postgres", "postgresql+psycopg2"):
+            raise ValueError(
+                "must be a PostgreSQL URL: postgresql://USER[:PASSWORD]@HOST[:PORT]/DB"
+            )
+        try:
+            parts.port  # noqa: B018  (raises on a port that is not a number)
+        except ValueError:
+            raise ValueError("the port must be a number from 1 to 65535") from None
+        if not parts.path.strip("/"):
+            raise ValueError("must name a database: postgresql://USER@HOST:PORT/DB")
+        return value
+
     def require(self, name: str) -> str:
         """The value of a setting the caller cannot work without, or a loud error."""
         value = getattr(self, name)
@@ -118,6 +139,15 @@ class Settings(BaseSettings):
     @property
     def embedded_pgdata(self) -> Path:
         return self.data_dir / "pgdata"
+
+
+def env_name(field: str) -> str:
+    """The environment variable a setting is read from (the first of its names)."""
+    info = Settings.model_fields.get(field.split(".")[0])
+    alias = info.validation_alias if info else None
+    if isinstance(alias, AliasChoices) and isinstance(alias.choices[0], str):
+        return alias.choices[0]
+    return f"HEALTHFLOW_{field.upper()}"
 
 
 @lru_cache(maxsize=1)

@@ -63,14 +63,40 @@ def trace_steps(events: Sequence[Mapping[str, Any]]) -> list[TraceStep]:
     return sorted(steps, key=lambda s: s.started)
 
 
+def execution_subject(events: Sequence[Mapping[str, Any]]) -> str | None:
+    """`vitals, user 5`: the domain and user an execution was for, from its input (the pipe's
+    one-record array or a trigger given directly); None when the input names neither."""
+    for event in events:
+        details = event.get("executionStartedEventDetails")
+        if not isinstance(details, Mapping):
+            continue
+        try:
+            given = json.loads(details.get("input") or "null")
+            if isinstance(given, list) and given and isinstance(given[0], Mapping):
+                given = json.loads(given[0].get("body") or "null")
+        except (json.JSONDecodeError, TypeError):
+            return None
+        if not isinstance(given, Mapping):
+            return None
+        job, user = given.get("job_type"), given.get("user_id")
+        domain = job.removeprefix("process_pending_") if isinstance(job, str) else None
+        if domain in ("labs", "vitals", "nutrition") and type(user) is int:
+            return f"{domain}, user {user}"
+        return None
+    return None
+
+
 def format_trace(
     name: str,
     status: str,
     events: Sequence[Mapping[str, Any]],
     child: Mapping[str, Any] | None = None,
+    subject: str | None = None,
 ) -> list[str]:
     """The timeline of an execution and, after it, of the labs execution it started."""
-    lines = _trace_lines(f"execution {name}", status, events)
+    subject = subject or execution_subject(events)
+    title = f"execution {name}" + (f" ({subject})" if subject else "")
+    lines = _trace_lines(title, status, events)
     if child:
         lines += [
             "  " + line
@@ -269,9 +295,13 @@ class LocalStore:
         events: Sequence[Mapping[str, Any]],
         child: tuple[str, str, Sequence[Mapping[str, Any]]] | None = None,
     ) -> None:
-        """Keep a slim history; ``child`` is the labs execution's (name, status, events)."""
+        """Keep a slim history; ``child`` is the labs execution's (name, status, events). The
+        input is not kept, only the domain and user it names (`subject`)."""
         self._ensure()
         record: dict[str, Any] = {"name": name, "status": status, "events": slim_history(events)}
+        subject = execution_subject(events)
+        if subject:
+            record["subject"] = subject
         if child is not None:
             child_name, child_status, child_events = child
             record["child"] = {

@@ -36,6 +36,13 @@ _engine: Engine | None = None
 _servers: dict[Path, object] = {}
 
 
+def keep_running_marker(pgdata: Path) -> Path:
+    """While this file exists the embedded server outlives the processes that use it:
+    `healthflow db url` starts it for other programs, `healthflow db stop` removes the file and
+    stops the server."""
+    return pgdata.with_name(pgdata.name + ".keep-running")
+
+
 def embedded_url(pgdata: Path) -> str:
     """Start (or join) the embedded server that keeps its data in `pgdata`; return its URL."""
     import pgserver  # imported late: only the embedded mode needs it
@@ -43,7 +50,8 @@ def embedded_url(pgdata: Path) -> str:
     pgdata.mkdir(parents=True, exist_ok=True)
     if pgdata not in _servers:
         notice(f"starting the embedded PostgreSQL in {pgdata} (a few seconds)")
-        _servers[pgdata] = pgserver.get_server(pgdata, cleanup_mode="stop")
+        keep = keep_running_marker(pgdata).exists()
+        _servers[pgdata] = pgserver.get_server(pgdata, cleanup_mode=None if keep else "stop")
     uri: str = _servers[pgdata].get_uri()  # type: ignore[attr-defined]
     return uri.replace("postgresql://", "postgresql+psycopg2://", 1)
 
