@@ -206,7 +206,6 @@ def cmd_labs_categorize(args: argparse.Namespace) -> int:
 def _psql() -> str:
     """The psql that ships inside pgserver (in the venv), else one on PATH."""
     import shutil
-
     from importlib.util import find_spec
 
     spec = find_spec("pgserver")
