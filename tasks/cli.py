@@ -326,16 +326,12 @@ def build_parser() -> argparse.ArgumentParser:
     # `--debug` after the command as well (`healthflow run --debug`); SUPPRESS keeps a sub-
     # command's default from overwriting the one given before it.
     for each in cli_args.all_parsers(parser):
-        if each is not parser and not _has_subcommands(each):
+        if each is not parser:
             each.add_argument(
                 "--debug", action="store_true", default=argparse.SUPPRESS,
                 help="show the full traceback of an unexpected error",
             )  # fmt: skip
     return parser
-
-
-def _has_subcommands(parser: argparse.ArgumentParser) -> bool:
-    return any(isinstance(a, argparse._SubParsersAction) for a in parser._actions)
 
 
 def add_db_commands(sub: argparse._SubParsersAction) -> None:

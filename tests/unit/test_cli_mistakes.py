@@ -405,3 +405,31 @@ def test_dlq_purge_asks_and_takes_only_what_cannot_be_redriven(
     assert code == 0 and out.startswith("nothing to purge")
     code, out, _ = cli("dlq", "purge", "--yes", "--user-id", "8")
     assert code == 0 and store.list_dead_letters() == []
+
+
+def test_dlq_purge_on_the_deployed_queue(cli: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--target aws`: the purged dead letter is deleted, the others are visible again at once."""
+    import boto3
+    from moto import mock_aws
+
+    for name in list(os.environ):
+        if name.startswith(("HEALTHFLOW_QUEUE", "HEALTHFLOW_ENV", "ML_WORKER_", "AWS_")):
+            monkeypatch.delenv(name)
+    for name, value in (("AWS_REGION", "eu-west-1"), ("AWS_ACCESS_KEY_ID", "testing"),
+                        ("AWS_SECRET_ACCESS_KEY", "testing")):  # fmt: skip
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name="eu-west-1")
+        dlq = sqs.create_queue(QueueName="healthflow-dev-dlq")["QueueUrl"]
+        good = json.dumps({"job_type": "process_pending_vitals", "user_id": 5})
+        for body in (good, "{not json"):
+            sqs.send_message(QueueUrl=dlq, MessageBody=body)
+        monkeypatch.setenv("HEALTHFLOW_DEAD_LETTER_QUEUE_URL", dlq)
+        get_settings.cache_clear()
+        try:
+            code, out, err = cli("dlq", "purge", "--target", "aws", "--yes")
+        finally:
+            get_settings.cache_clear()
+        assert code == 0 and "purged 1 dead letters" in out, err
+        left = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10).get("Messages", [])
+    assert [m["Body"] for m in left] == [good]
