@@ -479,7 +479,7 @@ def _database_line(error: BaseException) -> str:
 
 def _one_line(error: BaseException) -> tuple[int, str]:
     """The exit code and the one line a user sees for `error` (no values, no traceback)."""
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
     from pydantic import ValidationError
 
     from tasks.errors import (
@@ -514,6 +514,13 @@ def _one_line(error: BaseException) -> tuple[int, str]:
         if code in ("ExecutionDoesNotExist", "InvalidArn", "StateMachineDoesNotExist"):
             return EXIT_NO_EXECUTION, f"{code}: {error.response['Error'].get('Message', '')}"
         return EXIT_FAILED, f"AWS {code}: {error.response.get('Error', {}).get('Message', '')}"
+    if isinstance(error, NoRegionError):
+        return EXIT_CONFIG, "AWS: no region: set AWS_REGION (or AWS_DEFAULT_REGION, or a profile's)"
+    if isinstance(error, NoCredentialsError):
+        return (
+            EXIT_CONFIG,
+            "AWS: no credentials: set AWS_PROFILE or AWS_ACCESS_KEY_ID and its secret",
+        )
     if isinstance(error, BotoCoreError):
         return EXIT_CONFIG, f"AWS: {error}"
     if isinstance(
