@@ -25,6 +25,7 @@ from tasks.cli import build_parser, main
 from tasks.cli_args import all_parsers
 from tasks.db import engine as db_engine
 from tasks.settings import get_settings
+from tests.support.deadletters import add_good_and_bad
 
 ROOT = Path(__file__).resolve().parents[2]
 Run = Callable[..., tuple[int, str, str]]
@@ -301,7 +302,8 @@ def test_db_shell_runs_sql_on_the_database_the_commands_use(engine: Engine) -> N
     _, env = _libpq(engine)
     run = subprocess.run(
         [sys.executable, "-m", "tasks.cli", "db", "shell", "-c",
-         "SELECT count(*) AS views FROM pg_views WHERE viewname LIKE 'lab_report_%'"],
+         "SELECT count(*) AS views FROM pg_views WHERE viewname LIKE 'lab_report_%' "
+        "AND schemaname = current_schema()"],
         env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
@@ -389,12 +391,7 @@ def test_dlq_purge_asks_and_takes_only_what_cannot_be_redriven(
     from tasks.cli_workflow import _store
 
     store = _store()
-    good = {"job_type": "process_pending_labs", "user_id": 8, "priority": "normal"}
-    bad = {"job_type": "process_pending_labs", "user_id": -8}
-    store.add_dead_letters(
-        {"message": m, "error": {"Error": "X"}, "execution_arn": "a:b", "failed_at": "t"}
-        for m in (good, bad)
-    )
+    good, _ = add_good_and_bad(store)
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))  # not a terminal: --yes is required
     code, out, err = cli("dlq", "purge")
     assert code == 2 and "--yes" in err and len(store.list_dead_letters()) == 2
