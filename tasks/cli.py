@@ -266,16 +266,28 @@ def cmd_db_url(args: argparse.Namespace) -> int:
 
 
 def cmd_db_shell(args: argparse.Namespace) -> int:
+    import signal
     import subprocess
+
+    from sqlalchemy.engine import make_url
 
     psql = _psql()
     url, extra = _database_for_tools()
+    parsed = make_url(url)
+    if parsed.password:  # to psql's environment, not its command line (`ps` shows that)
+        extra["PGPASSWORD"] = parsed.password
+        url = parsed.set(password=None).render_as_string(hide_password=False)
     command = [psql, url, "--set", "ON_ERROR_STOP=1"]
     for sql in args.command or []:
         command += ["--command", sql]
     if args.file:
         command += ["--file", str(_input_file(args.file))]
-    returncode = subprocess.call(command, env={**os.environ, **extra})
+    # Ctrl-C belongs to psql (it cancels the running query); this process only waits.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        returncode = subprocess.call(command, env={**os.environ, **extra})
+    finally:
+        signal.signal(signal.SIGINT, previous)
     # psql: 1 a fatal error of its own, 2 the connection failed, 3 a statement failed.
     return {0: 0, 2: EXIT_DATABASE}.get(returncode, EXIT_FAILED)
 
