@@ -231,8 +231,7 @@ def roll_up(
 # --- measures: the statistics of vitals and labs --------------------------------------------
 
 MEASURE_COLUMNS = (
-    "user_id, loinc_code, bucket_start, count, sum, min, max, last_value, last_time, unit, "
-    "decimals"
+    "user_id, loinc_code, bucket_start, count, sum, min, max, last_value, last_time, unit, decimals"
 )
 
 
