@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 FLAG_OK = "ok"
 FLAG_UNKNOWN_UNIT = "unknown_unit"
 FLAG_INVALID_VALUE = "invalid_value"
+# A numeric test the catalog gives no unit: its values are kept but never aggregated, since
+# nothing says what they measure in.
+FLAG_NO_UNIT = "no_canonical_unit"
 
 
 # Method and filler words never tell two catalog tests apart; "direct", "calculated", "total",
@@ -333,6 +336,7 @@ _register("mg/g", "mg/g creatinine", "mg/gcreat", "mg/gm", "ug/mg", "mg/g creat"
 _register("mg/mmol", "mg/mmol creatinine")
 _register("mg/mg")
 _register("mmol/mol", "mmol/mol hb")
+_register("U/g{Hb}", "u/g/hb", "u/ghb", "u/gmhb", "iu/ghb", "iu/g/hb", "u/g{hb}")
 _register(
     "mL/min/{1.73_m2}",
     "ml/min/1.73m2",
@@ -406,6 +410,8 @@ def convert_reading(
     if not math.isfinite(value):
         return ConvertedReading(value, given_unit, FLAG_INVALID_VALUE, None)
     precision = reported_precision(reported, value)
+    if not test.canonical_unit and test.value_kind == "numeric":
+        return ConvertedReading(value, given_unit, FLAG_NO_UNIT, precision.decimals)
     normalized = normalize_unit(unit)
     factor_offset = test.units.get(normalized.canonical) if normalized.known else None
     if factor_offset is None:

@@ -130,6 +130,25 @@ def implausible_result(code: str, value: float | None, unit: str | None) -> str 
     return None
 
 
+def series_match(match: Any, unit: str | None) -> Any:
+    """The match under the code its analyte is stored as: one analyte, one series for the app.
+
+    HbA1c reported in mmol/mol (IFCC, 59261-8) is stored as 4548-4 in % (NGSP), converted
+    once, so a user's trend does not split in two when a lab changes the unit it reports
+    (docs/formats.md). A unit the series code cannot take keeps the reported code."""
+    from dataclasses import replace
+
+    from tasks.labs.catalog import load_catalog
+    from tasks.labs.normalize import normalize_unit
+
+    catalog = load_catalog()
+    test = catalog.by_code.get(match.loinc_code) if match.loinc_code else None
+    series = catalog.by_code.get(test.series) if test and test.series else None
+    if series is None or series.units.get(normalize_unit(unit).canonical) is None:
+        return match
+    return replace(match, loinc_code=series.loinc_code, loinc_name=series.long_name)
+
+
 def write_results(
     conn: Connection,
     *,
@@ -174,7 +193,7 @@ def write_results(
     for row in rows:
         if row.id not in still_held:
             continue
-        match = results[(row.test_name, row.unit or "")]
+        match = series_match(results[(row.test_name, row.unit or "")], row.unit)
         value, unit, flag = row.value, row.unit, None
         finite = row.value is not None and math.isfinite(row.value)
         decimals = reported_precision(row.value_text, row.value).decimals if finite else None
