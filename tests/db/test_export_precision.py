@@ -14,7 +14,7 @@ from pathlib import Path
 from sqlalchemy import text
 
 from tasks.export import export_rows
-from tasks.ingest import ingest_lines
+from tasks.ingest import ingest_file, ingest_lines
 from tasks.process import process_pending
 
 DATA = Path(__file__).parent.parent / "data" / "export"
@@ -131,3 +131,25 @@ def test_a_days_min_max_last_and_mean_over_several_readings(engine) -> None:
             {"u": USER},
         ).one()
     assert tuple(view) == (4.07, 4.7, 4.7, 4.423, 2)
+
+
+def test_vitals_without_a_unit_are_in_the_canonical_unit(engine) -> None:
+    # docs/formats.md: a vitals `unit` is optional and defaults to the metric's canonical unit.
+    report = ingest_file(engine, "vitals", DATA / "vitals_units.jsonl")
+    assert (report.inserted, report.rejected) == (7, 1)  # only the unknown unit is refused
+    process_pending(["vitals"], 82)
+    with engine.connect() as conn:
+        statuses = conn.execute(
+            text("SELECT status, error, count(*) FROM vitals_raw_data GROUP BY 1, 2 ORDER BY 1")
+        ).all()
+    assert [tuple(s) for s in statuses] == [
+        ("aggregated", None, 7),
+        ("rejected", "unconvertible_unit", 1),
+    ]
+    daily = {row[1]: row for row in list(export_rows(engine, "vitals", "daily", user_id=82))[1:]}
+    columns = slice(4, 11)  # count, sum, min, max, avg, last, unit
+    # 72 sent with and without its unit is one reading; 150 lb is 68.0388 kg, rounded once to
+    # its three digits; 98.6 [degF] is 37.0 Cel. Means carry one decimal more.
+    assert daily["8867-4"][columns] == ["2", "147.5", "72.0", "75.5", "73.75", "75.5", "/min"]
+    assert daily["29463-7"][columns] == ["2", "136.45", "68.0", "68.45", "68.225", "68.45", "kg"]
+    assert daily["8310-5"][columns] == ["2", "73.85", "36.85", "37.0", "36.925", "36.85", "Cel"]
