@@ -98,6 +98,9 @@ def test_a_days_min_max_last_and_mean_over_several_readings(engine) -> None:
         _line(day, 5, "Creatinine", "57", "umol/L", "09:00"),
         _line(day, 6, "HbA1c", "5.4", "%", "08:00"),
         _line(day, 7, "HbA1c", "36", "mmol/mol", "09:00"),  # 5.44528 % -> 5.4
+        # Two results at the same time: `last` is the larger, whatever order they arrive in.
+        _line(day, 8, "TSH", "2.5", "mIU/L", "08:00"),
+        _line(day, 9, "TSH", "2.15", "mIU/L", "08:00"),
     ]
     ingest_lines(engine, "labs", lines)
     process_pending(["labs"], USER)
@@ -120,6 +123,8 @@ def test_a_days_min_max_last_and_mean_over_several_readings(engine) -> None:
     hba1c = [key for key in daily if key[0] in ("4548-4", "59261-8")]
     assert hba1c == [("4548-4", day.isoformat())]
     assert [daily[hba1c[0]][c] for c in ("count", "min", "max", "unit")] == ["2", "5.4", "5.4", "%"]
+
+    assert daily[("3016-3", day.isoformat())]["last"] == "2.5"
 
     # The app's lab_report_daily view shows the same readings and the same mean.
     with engine.connect() as conn:
@@ -153,3 +158,31 @@ def test_vitals_without_a_unit_are_in_the_canonical_unit(engine) -> None:
     assert daily["8867-4"][columns] == ["2", "147.5", "72.0", "75.5", "73.75", "75.5", "/min"]
     assert daily["29463-7"][columns] == ["2", "136.45", "68.0", "68.45", "68.225", "68.45", "kg"]
     assert daily["8310-5"][columns] == ["2", "73.85", "36.85", "37.0", "36.925", "36.85", "Cel"]
+
+
+def test_the_precision_a_value_was_sent_with_is_stored(engine) -> None:
+    day = date(2024, 7, 1)
+    lines = [
+        _line(day, 1, "Potassium", "4.50", "mEq/L"),  # text: two decimals, as printed
+        json.dumps(  # a JSON number: 140, not 140.0
+            {
+                "user_id": USER,
+                "report_id": "R2",
+                "test_name": "Sodium",
+                "value": 140,
+                "unit": "mEq/L",
+                "collected_at": day.isoformat(),
+            }
+        ),
+    ]
+    ingest_lines(engine, "labs", lines)
+    process_pending(["labs"], USER)
+    with engine.connect() as conn:
+        decimals = dict(
+            conn.execute(text("SELECT loinc_code, decimals FROM lab_report_categorized")).all()
+        )
+    assert decimals == {"2823-3": 2, "2951-2": 0}
+    # Shown as the number it is (4.50 is 4.5); the stored decimals set the mean's precision.
+    daily = _export(engine, "daily")
+    assert [daily[("2823-3", day.isoformat())][c] for c in ("min", "avg")] == ["4.5", "4.5"]
+    assert daily[("2951-2", day.isoformat())]["avg"] == "140.0"
