@@ -33,6 +33,12 @@ def _export(engine, granularity: str) -> dict[tuple[str, str], dict[str, str]]:
     return {(r[1], r[3]): dict(zip(header, r, strict=True)) for r in rows}
 
 
+def _docs_example() -> list[str]:
+    docs = (Path(__file__).parents[2] / "docs" / "formats.md").read_text(encoding="utf-8")
+    block = docs.split("Example: potassium", 1)[1].split("```", 2)[1]
+    return block.strip().splitlines()
+
+
 def _line(day: date, index: int, name: str, value: str, unit: str, at: str = "08:00") -> str:
     # Values arrive as the report's text: "4.50" keeps its trailing zero.
     return json.dumps(
@@ -125,6 +131,11 @@ def test_a_days_min_max_last_and_mean_over_several_readings(engine) -> None:
     assert [daily[hba1c[0]][c] for c in ("count", "min", "max", "unit")] == ["2", "5.4", "5.4", "%"]
 
     assert daily[("3016-3", day.isoformat())]["last"] == "2.5"
+    # docs/formats.md shows these two rows as its example: they are what the export writes.
+    example = _docs_example()
+    shown = [",".join(daily[(code, day.isoformat())].values()) for code in ("2160-0", "2823-3")]
+    assert shown == example[1:]
+    assert list(daily[("2160-0", day.isoformat())]) == example[0].split(",")
 
     # The app's lab_report_daily view shows the same readings and the same mean.
     with engine.connect() as conn:

@@ -152,3 +152,19 @@ def test_the_csv_has_the_columns_the_loader_reads() -> None:
     with CATALOG_PATH.open(encoding="utf-8") as handle:
         header = next(csv.reader(line for line in handle if not line.startswith("#")))
     assert {"canonical_unit", "decimals", "decimals_source", "series"} <= set(header)
+
+
+def test_one_code_per_analyte_whatever_the_unit() -> None:
+    # docs/formats.md: moles and mass results of one analyte are one series. No analyte has a
+    # mass and a moles code side by side, and HbA1c by IFCC is stored as the NGSP code.
+    catalog = load_catalog()
+    properties: dict[tuple[str, str, str], set[str]] = {}
+    for test in _numeric_tests():
+        bracket = re.search(r"\[(Mass|Moles)/volume\]", test.long_name)
+        if bracket:
+            key = (test.component.lower(), test.specimen, test.method)
+            properties.setdefault(key, set()).add(bracket.group(1))
+    assert [key for key, found in properties.items() if len(found) > 1] == []
+    assert catalog.by_code["59261-8"].series == "4548-4"
+    assert "mmol/mol" in catalog.by_code["4548-4"].units
+    assert {t.series for t in catalog.tests} == {"", "4548-4"}
