@@ -93,11 +93,12 @@ def export_rows(
         # converted once and rounded once). Only the mean is rounded, to one decimal more
         # than the bucket's finest reading.
         for row in rows:
+            count = int(row._mapping["count"])  # `row.count` is also tuple.count to a checker
             yield [
                 str(row.user_id), row.loinc_code, granularity,
-                _local_label(row.bucket_start, row.zone), str(row.count), _number(row.sum),
+                _local_label(row.bucket_start, row.zone), str(count), _number(row.sum),
                 format_reading(row.min), format_reading(row.max),
-                format_mean(row.sum, row.count, _bucket_decimals(row)),
+                format_mean(row.sum, count, _bucket_decimals(row)),
                 format_reading(row.last_value),
                 row.unit,
             ]  # fmt: skip
