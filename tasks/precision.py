@@ -2,8 +2,8 @@
 
 A reading is shown as it was reported: 4.5 stays 4.5, 4.07 stays 4.07. A value converted to
 another unit is computed once from the reported value and rounded once, to the significant
-digits the report gave (57 umol/L is known to two digits, so 0.6447 mg/dL is 0.64), and never
-rounded again. A mean carries one decimal more than the finest of its readings; sums and counts
+digits the report gave (57 umol/L is known to two digits, so 0.6447 mg/dL is 0.64) and never to
+a coarser step than the report's own (converted_decimals), and never rounded again. A mean carries one decimal more than the finest of its readings; sums and counts
 are exact. The number of decimals a stored value carries travels with it (`decimals` on the
 categorized rows and the aggregates), so nothing has to guess it later.
 
@@ -46,13 +46,23 @@ def reported_precision(text: str | None, value: float) -> Precision:
     return Precision(significant=max(len(digits), 1), decimals=len(frac) - exponent)
 
 
-def round_once(value: float, significant: int) -> tuple[float, int]:
-    """A converted value rounded to `significant` digits, with the decimals that leaves."""
-    if value == 0 or not math.isfinite(value):
-        return value, max(significant - 1, 0)
-    decimals = significant - 1 - math.floor(math.log10(abs(value)))
+def converted_decimals(reported_decimals: int, factor: float) -> int:
+    """Decimals a value converted by `factor` keeps: the coarsest whose step is no larger than
+    the report's own step, converted. That is the report's significant digits, plus one where
+    the conversion carries into a new leading digit: 4.8 mmol/L cholesterol (a step of 0.1,
+    3.9 mg/dL) is 186 mg/dL, not the 190 two digits would give, which 4.8 does not allow."""
+    step = abs(factor) * 10.0**-reported_decimals
+    # The small margin keeps exact powers of ten (0.001 /uL per 10*3/uL) from a float's noise.
+    return math.ceil(-math.log10(step) - 1e-9)
+
+
+def round_once(converted: float, reported_decimals: int, factor: float) -> tuple[float, int]:
+    """A converted value rounded once to the decimals it keeps (see converted_decimals)."""
+    decimals = converted_decimals(reported_decimals, factor)
+    if not math.isfinite(converted):
+        return converted, decimals
     # As PostgreSQL rounds a float8 (sql_round): its 15 digits, halves away from zero.
-    exact = Decimal(f"{value:.15g}").quantize(Decimal(1).scaleb(-decimals), ROUND_HALF_UP)
+    exact = Decimal(f"{converted:.15g}").quantize(Decimal(1).scaleb(-decimals), ROUND_HALF_UP)
     return float(exact), decimals
 
 
@@ -93,20 +103,9 @@ def sql_decimals(value: str) -> str:
     return f"(length(split_part({mantissa}, '.', 2)) - {exponent})"
 
 
-def sql_significant(value: str) -> str:
-    """SQL: the significant digits of float8 `value` in its shortest exact form."""
-    mantissa = f"split_part(lower(({value})::text), 'e', 1)"
-    digits = f"ltrim(regexp_replace({mantissa}, '[^0-9]', '', 'g'), '0')"
-    return f"greatest(length({digits}), 1)"
-
-
-def sql_round_once_decimals(converted: str, significant: str) -> str:
-    """SQL: the decimals `converted` keeps when rounded to `significant` digits (see
-    round_once); finite values only."""
-    return (
-        f"(CASE WHEN ({converted}) = 0 THEN greatest(({significant}) - 1, 0) "
-        f"ELSE ({significant}) - 1 - floor(log(abs(({converted})::numeric)))::int END)"
-    )
+def sql_converted_decimals(reported_decimals: str, factor: str) -> str:
+    """SQL: converted_decimals of a value with `reported_decimals`, converted by `factor`."""
+    return f"ceil(-log(abs({factor}) * 10.0 ^ (-({reported_decimals}))) - 1e-9)::int"
 
 
 def sql_round(converted: str, decimals: str) -> str:

@@ -24,7 +24,7 @@ from tasks.aggregation.base import (
 )
 from tasks.catalog import vital_types
 from tasks.db.models import VitalsCategorized, VitalsRaw
-from tasks.precision import sql_decimals, sql_round, sql_round_once_decimals, sql_significant
+from tasks.precision import sql_converted_decimals, sql_decimals, sql_round
 
 # Hourly buckets. An hourly bucket is the set of instants that share the local clock hour and
 # the UTC offset; it is named by its first instant. With whole-hour offset changes these are the
@@ -283,9 +283,9 @@ def copy_vitals_to_categorized(conn: Connection, *, claim_id: str, user_id: int)
     candidates = conn.execute(
         text("SELECT count(*) FROM claim_verdicts WHERE reason IS NULL")
     ).scalar_one()
-    # Kept as sent in the canonical unit; else converted once, rounded once to the digits
-    # the reading was sent with (tasks.precision, as labs are).
-    rounded_decimals = sql_round_once_decimals("v.canonical_value", sql_significant("v.value"))
+    # Kept as sent in the canonical unit; else converted once, rounded once to the precision
+    # the reading was sent with (tasks.precision.converted_decimals, as labs are).
+    rounded_decimals = sql_converted_decimals(sql_decimals("v.value"), "v.factor")
     copied = conn.execute(
         text(
             f"""

@@ -419,7 +419,7 @@ def convert_reading(
     factor, offset = factor_offset
     if factor == 1.0 and offset == 0.0:  # the report's own value and precision stand
         return ConvertedReading(value, test.canonical_unit, FLAG_OK, precision.decimals)
-    converted, decimals = round_once(value * factor + offset, precision.significant)
+    converted, decimals = round_once(value * factor + offset, precision.decimals, factor)
     return ConvertedReading(converted, test.canonical_unit, FLAG_OK, decimals)
 
 

@@ -103,7 +103,7 @@ def test_a_days_min_max_last_and_mean_over_several_readings(engine) -> None:
         _line(day, 4, "Creatinine", "0.85", "mg/dL", "08:00"),
         _line(day, 5, "Creatinine", "57", "umol/L", "09:00"),
         _line(day, 6, "HbA1c", "5.4", "%", "08:00"),
-        _line(day, 7, "HbA1c", "36", "mmol/mol", "09:00"),  # 5.44528 % -> 5.4
+        _line(day, 7, "HbA1c", "36", "mmol/mol", "09:00"),  # 5.44528 % -> 5.45
         # Two results at the same time: `last` is the larger, whatever order they arrive in.
         _line(day, 8, "TSH", "2.5", "mIU/L", "08:00"),
         _line(day, 9, "TSH", "2.15", "mIU/L", "08:00"),
@@ -128,7 +128,7 @@ def test_a_days_min_max_last_and_mean_over_several_readings(engine) -> None:
     # HbA1c in % and in mmol/mol is one series: one code, one unit, one bucket.
     hba1c = [key for key in daily if key[0] in ("4548-4", "59261-8")]
     assert hba1c == [("4548-4", day.isoformat())]
-    assert [daily[hba1c[0]][c] for c in ("count", "min", "max", "unit")] == ["2", "5.4", "5.4", "%"]
+    assert [daily[hba1c[0]][c] for c in ("count", "min", "max", "unit")] == ["2", "5.4", "5.45", "%"]
 
     assert daily[("3016-3", day.isoformat())]["last"] == "2.5"
     # docs/formats.md shows these two rows as its example: they are what the export writes.

@@ -86,10 +86,10 @@ def generate(seed: int = 11, per_user: int = 400) -> list[Reading]:
 
 
 def _kilograms(pounds: float) -> float:
-    """A weight sent in lb, converted once and rounded once to the digits it was sent with
+    """A weight sent in lb, converted once and rounded once to the precision it was sent with
     (what the copy step does in SQL, here from tasks.precision's Python twin)."""
-    significant = reported_precision(None, pounds).significant
-    return round_once(pounds * 0.45359237, significant)[0]
+    decimals = reported_precision(None, pounds).decimals
+    return round_once(pounds * 0.45359237, decimals, 0.45359237)[0]
 
 
 @lru_cache(maxsize=2048)

@@ -8,6 +8,7 @@ import pytest
 from tasks.export import _number
 from tasks.precision import (
     Precision,
+    converted_decimals,
     format_mean,
     format_reading,
     reported_precision,
@@ -47,9 +48,14 @@ def test_a_reading_is_written_exactly_as_stored() -> None:
 
 
 def test_a_conversion_is_rounded_once_to_the_reports_digits() -> None:
-    assert round_once(57 * 0.01131, 2) == (0.64, 2)  # creatinine 57 umol/L in mg/dL
-    assert round_once(5 * 18.016, 1) == (90.0, -1)  # glucose "5" mmol/L: one digit
-    assert round_once(0.0, 2) == (0.0, 1)
+    assert round_once(57 * 0.01131, 0, 0.01131) == (0.64, 2)  # creatinine 57 umol/L in mg/dL
+    assert round_once(5 * 18.016, 0, 18.016) == (90.0, -1)  # glucose "5" mmol/L: one digit
+    assert round_once(0.0, 1, 18.016) == (0.0, 0)
+    # Never coarser than the report: 4.8 mmol/L cholesterol allows 183.7-187.5 mg/dL, so it is
+    # 186 (two digits would say 190); 33.3 mmol/mol HbA1c is 5.198 %, a step of 0.009 %.
+    assert round_once(4.8 * 38.67, 1, 38.67) == (186.0, 0)
+    assert round_once(33.3 * 0.09148 + 2.152, 1, 0.09148) == (5.198, 3)
+    assert [converted_decimals(0, f) for f in (0.001, 0.1, 10.0, 1000.0)] == [3, 1, -1, -3]
 
 
 def test_a_mean_carries_one_decimal_more_than_its_finest_reading() -> None:
