@@ -3,9 +3,10 @@
 A reading is shown as it was reported: 4.5 stays 4.5, 4.07 stays 4.07. A value converted to
 another unit is computed once from the reported value and rounded once, to the significant
 digits the report gave (57 umol/L is known to two digits, so 0.6447 mg/dL is 0.64) and never to
-a coarser step than the report's own (converted_decimals), and never rounded again. A mean carries one decimal more than the finest of its readings; sums and counts
-are exact. The number of decimals a stored value carries travels with it (`decimals` on the
-categorized rows and the aggregates), so nothing has to guess it later.
+a coarser step than the report's own (converted_decimals); it is never rounded again. A mean
+carries one decimal more than the finest of its readings; sums and counts are exact. The number
+of decimals a stored value carries travels with it (`decimals` on the categorized rows and the
+aggregates), so nothing has to guess it later.
 
 The same rules are given twice: in Python (labs are converted row by row) and as SQL
 expressions (vitals are converted set-based); tests hold the two to the same results.

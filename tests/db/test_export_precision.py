@@ -128,7 +128,8 @@ def test_a_days_min_max_last_and_mean_over_several_readings(engine) -> None:
     # HbA1c in % and in mmol/mol is one series: one code, one unit, one bucket.
     hba1c = [key for key in daily if key[0] in ("4548-4", "59261-8")]
     assert hba1c == [("4548-4", day.isoformat())]
-    assert [daily[hba1c[0]][c] for c in ("count", "min", "max", "unit")] == ["2", "5.4", "5.45", "%"]
+    hba1c_row = daily[hba1c[0]]
+    assert [hba1c_row[c] for c in ("count", "min", "max", "unit")] == ["2", "5.4", "5.45", "%"]
 
     assert daily[("3016-3", day.isoformat())]["last"] == "2.5"
     # docs/formats.md shows these two rows as its example: they are what the export writes.
