@@ -145,7 +145,7 @@ def parse_collection_time(value: str) -> datetime | date:
 class LabLine(Line):
     user_id: UserId
     test_name: Required
-    value: float | str | None = None
+    value: int | float | str | None = None  # int first: 140 stays "140", not "140.0"
     unit: str | None = None
     reference_range: str | None = None
     # A date, a local wall time, or an instant with offset; read by hand because a union of

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     PrimaryKeyConstraint,
+    SmallInteger,
     Table,
     Text,
     UniqueConstraint,
@@ -228,6 +229,8 @@ class VitalsCategorized(Base):
     source: Mapped[str | None]
     original_value: Mapped[float]
     original_unit: Mapped[str]
+    # Decimals `value` carries as reported, or as its one rounding left it (tasks.precision).
+    decimals: Mapped[int | None] = mapped_column(SmallInteger)
     __table_args__ = (
         # A re-synced identical reading counts once, however often it arrives. User and time
         # lead, so the same index serves the hourly recompute's range scans.
@@ -263,6 +266,8 @@ class LabCategorized(Base):
     unit: Mapped[str | None]
     value_text: Mapped[str | None]
     unit_flag: Mapped[str | None]
+    # Decimals `value` carries as reported, or as its one rounding left it (tasks.precision).
+    decimals: Mapped[int | None] = mapped_column(SmallInteger)
     observed_at: Mapped[datetime]
     local_date: Mapped[date]
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
@@ -289,6 +294,8 @@ class _MeasureAggregate:
     last_value: Mapped[float]
     last_time: Mapped[datetime]
     unit: Mapped[str]
+    # The most decimals any reading of the bucket carries: its mean shows one more.
+    decimals: Mapped[int | None] = mapped_column(SmallInteger)
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
     @declared_attr.directive

@@ -56,7 +56,11 @@ class LabTest:
     labels: tuple[str, ...] = ()
     property_class: str = ""
     method: str = ""
-    decimals: int = 2
+    decimals: int = 2  # as reports print the canonical unit (documentation; never rounds)
+    decimals_source: str = ""
+    # The code this test's results are stored under, when another code is the analyte's one
+    # series (HbA1c by IFCC protocol -> 4548-4 in %): empty for the test itself.
+    series: str = ""
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -175,6 +179,8 @@ def _parse_row(row: dict[str, str]) -> LabTest:
         property_class=row["property"].strip(),
         method=row["method"].strip(),
         decimals=int(row["decimals"] or 2),
+        decimals_source=row.get("decimals_source", "").strip(),
+        series=row.get("series", "").strip(),
     )
 
 

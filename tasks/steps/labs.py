@@ -130,6 +130,25 @@ def implausible_result(code: str, value: float | None, unit: str | None) -> str 
     return None
 
 
+def series_match(match: Any, unit: str | None) -> Any:
+    """The match under the code its analyte is stored as: one analyte, one series for the app.
+
+    HbA1c reported in mmol/mol (IFCC, 59261-8) is stored as 4548-4 in % (NGSP), converted
+    once, so a user's trend does not split in two when a lab changes the unit it reports
+    (docs/formats.md). A unit the series code cannot take keeps the reported code."""
+    from dataclasses import replace
+
+    from tasks.labs.catalog import load_catalog
+    from tasks.labs.normalize import normalize_unit
+
+    catalog = load_catalog()
+    test = catalog.by_code.get(match.loinc_code) if match.loinc_code else None
+    series = catalog.by_code.get(test.series) if test and test.series else None
+    if series is None or series.units.get(normalize_unit(unit).canonical) is None:
+        return match
+    return replace(match, loinc_code=series.loinc_code, loinc_name=series.long_name)
+
+
 def write_results(
     conn: Connection,
     *,
@@ -144,8 +163,9 @@ def write_results(
     `replace_earlier`: a rerun replaces what an earlier try of this claim wrote; False adds to
     it (the model step after ResolveKnownNames recorded the known names).
     """
-    from tasks.labs import convert, normalize_text
-    from tasks.labs.normalize import FLAG_OK
+    from tasks.labs import normalize_text
+    from tasks.labs.normalize import FLAG_OK, convert_reading
+    from tasks.precision import reported_precision
 
     params = {"claim_id": claim_id, "user_id": user_id}
     rejected = conn.execute(
@@ -173,13 +193,16 @@ def write_results(
     for row in rows:
         if row.id not in still_held:
             continue
-        match = results[(row.test_name, row.unit or "")]
+        match = series_match(results[(row.test_name, row.unit or "")], row.unit)
         value, unit, flag = row.value, row.unit, None
+        finite = row.value is not None and math.isfinite(row.value)
+        decimals = reported_precision(row.value_text, row.value).decimals if finite else None
         if match.loinc_code is not None:
-            if row.value is not None and math.isfinite(row.value):
-                value, unit, flag = convert(match.loinc_code, row.value, row.unit)
+            if finite:
+                reading = convert_reading(match.loinc_code, row.value, row.unit, row.value_text)
+                value, unit, decimals = reading.value, reading.unit, reading.decimals
                 # Only problems are flagged; a flagged value is kept but never aggregated.
-                flag = None if flag == FLAG_OK else flag
+                flag = None if reading.flag == FLAG_OK else reading.flag
             reason = implausible_result(match.loinc_code, value, unit)
             if reason is not None:
                 implausible.setdefault(reason, []).append(row.id)
@@ -202,6 +225,7 @@ def write_results(
                 unit,
                 row.value_text,
                 flag,
+                decimals,
                 row.observed_at,
                 row.local_date,
             )
@@ -236,7 +260,7 @@ def write_results(
                 """
                 INSERT INTO lab_report_categorized (raw_id, user_id, dedup_key, status, loinc_code,
                     loinc_name, confidence, method, candidates, value, unit, value_text,
-                    unit_flag, observed_at, local_date)
+                    unit_flag, decimals, observed_at, local_date)
                 VALUES %s
                 ON CONFLICT ON CONSTRAINT uq_lab_report_categorized_result DO NOTHING
                 """,

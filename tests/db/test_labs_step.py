@@ -69,10 +69,9 @@ def test_categorize_runs_inference_outside_any_transaction(engine: Engine) -> No
         rows = conn.execute(
             text("SELECT loinc_code, value, unit FROM lab_report_categorized ORDER BY raw_id")
         ).all()
-    # 5.5 mmol/L glucose converts to 99.088 mg/dL, rounded to the catalog's precision for
-    # glucose (whole mg/dL) but never below three significant figures: 99.1.
+    # 5.5 mmol/L glucose is 99.088 mg/dL, rounded once to the two digits the report gave: 99.
     assert [tuple(r) for r in rows] == [
         ("2160-0", 1.1, "mg/dL"),
         (None, 0.4, "ng/mL"),
-        ("2345-7", 99.1, "mg/dL"),
+        ("2345-7", 99.0, "mg/dL"),
     ]
