@@ -507,3 +507,7 @@ def test_your_vpc_and_database_by_ids_without_lookups(tmp_path: Path) -> None:
     )
     for alarm in app.resources_of_type("AWS::CloudWatch::Alarm").values():
         assert alarm["Properties"]["AlarmActions"]
+    # Your database is always on: sweeping it hourly wakes nothing that bills.
+    app.assertions.has_resource_properties(
+        "AWS::Scheduler::Schedule", {"ScheduleExpression": "rate(1 hour)"}
+    )
