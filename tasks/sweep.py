@@ -4,8 +4,8 @@ An execution that ends without reaching MarkClaimFailed (an Express execution cu
 limit, `States.Runtime` or `States.DataLimitExceeded`, which `States.ALL` does not catch, a
 SendToDeadLetterQueue that failed) leaves its rows `processing`. The next claim for that user
 and domain takes them over once the claim's lease is over (`tasks.lifecycle.stale_claims`);
-the sweep (`statemachines/sweep.asl.json`, hourly) sends that next trigger instead of waiting
-for the user's next upload. It returns ids and domains only.
+the sweep (`statemachines/sweep.asl.json`, on a schedule) sends that next trigger instead of
+waiting for the user's next upload. It returns ids and domains only.
 """
 
 from __future__ import annotations

@@ -97,7 +97,7 @@ def _strings_in(value: Any) -> Iterator[str]:
 
 def _machines(app: SynthesizedApp) -> dict[str, dict[str, Any]]:
     """Properties of the state machines: EXPRESS (the parent, which starts the labs child),
-    STANDARD (the labs child), SWEEP (the other Express machine, the hourly claim sweep)."""
+    STANDARD (the labs child), SWEEP (the other Express machine, the claim sweep)."""
     machines = [
         m["Properties"] for m in app.resources_of_type("AWS::StepFunctions::StateMachine").values()
     ]

@@ -94,7 +94,7 @@ class Monitoring(Construct):
                 description=f"A {name} execution failed, timed out or was aborted. With a dead "
                 "letter: `healthflow dlq list`, then `healthflow dlq redrive`. Without one "
                 "(time limit, States.Runtime, DataLimitExceeded): the execution's history or "
-                "log names the error; its claim is re-driven by the hourly sweep once its "
+                "log names the error; its claim is re-driven by the claim sweep once its "
                 "lease ends.",
             )
         self.dashboard: cloudwatch.Dashboard | None = None
