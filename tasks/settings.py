@@ -32,6 +32,11 @@ class Settings(BaseSettings):
     db_name: str | None = None
     # Kept for a database that cannot use IAM authentication: an RDS-style secret.
     db_secret_arn: str | None = None
+    # How long one connection attempt may wait. A paused Aurora Serverless v2 holds a new
+    # connection while it resumes (15 s typically, 30 s at worst): 20 s covers the typical
+    # resume in one attempt and leaves room inside a step's 60 s TimeoutSeconds; the ASL's
+    # DatabaseUnavailable retrier gives a slower resume four more attempts (100 s in all).
+    db_connect_timeout_seconds: int = Field(default=20, ge=2)
     # Set by the Lambda runtime. In Lambda a connection lives for one invocation: a warm function
     # keeps none open (Aurora can pause at 0 ACU), and the open connections never exceed the
     # running steps.

@@ -170,7 +170,9 @@ def engine_from_settings(
     settings: Settings, *, per_invocation: bool = False, rds_client: Any = None
 ) -> Engine:
     url = database_url(settings)
-    engine = make_engine(url, per_invocation=per_invocation)
+    engine = make_engine(
+        url, per_invocation=per_invocation, connect_timeout=settings.db_connect_timeout_seconds
+    )
     if uses_iam_authentication(settings):
         from tasks.aws import client
 

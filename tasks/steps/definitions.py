@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
-from tasks import aggregation, lifecycle
+from tasks import aggregation, lifecycle, sweep
 from tasks.db.engine import get_engine
 from tasks.db.migrate import ensure_current
 from tasks.errors import InvalidMessage
@@ -35,6 +35,9 @@ from tasks.steps.models import (
     MarkOutput,
     MigrateInput,
     MigrateOutput,
+    SweepInput,
+    SweepOutput,
+    SweepTrigger,
     TriggerMessage,
     ValidatedMessage,
     ValidateInput,
@@ -232,3 +235,12 @@ def migrate(payload: MigrateInput) -> MigrateOutput:
 
 # The lab categorization step lives with the matcher it loads.
 from tasks.steps import labs as _labs  # noqa: E402,F401
+
+
+@step("find_expired_claims", SweepInput)
+def find_expired_claims(payload: SweepInput) -> SweepOutput:
+    with transaction() as conn:
+        found = sweep.expired_claims(conn)
+    return SweepOutput(
+        triggers=[SweepTrigger(job_type=c.job_type, user_id=c.user_id) for c in found]
+    )

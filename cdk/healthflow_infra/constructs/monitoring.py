@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+from collections.abc import Mapping
+
+from aws_cdk import Annotations, Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_iam as iam
@@ -14,17 +16,28 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from healthflow_infra.nag import acknowledge
+
+#: What a machine's executions alarm on: every way an execution ends other than success. Only
+#: a Standard execution can be aborted (StopExecution does not apply to Express executions).
+EXECUTION_FAILURE_METRICS: dict[sfn.StateMachineType, tuple[str, ...]] = {
+    sfn.StateMachineType.STANDARD: ("ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsAborted"),
+    sfn.StateMachineType.EXPRESS: ("ExecutionsFailed", "ExecutionsTimedOut"),
+}
+
 
 class Monitoring(Construct):
-    """Three alarms (each bills $0.10 a month, idle or not), an optional dashboard ($3 a month,
-    off by default) and optionally a KMS-encrypted SNS topic as the alarm action.
+    """Alarms (each metric in an alarm bills $0.10 a month, idle or not), an SNS topic they
+    notify (bills nothing while idle), an optional dashboard ($3 a month, off by default).
 
-    Every failure inside either workflow ends in the dead-letter queue, so the DLQ alarm covers
-    them all once (the labs child's Task timeouts are caught and sent there too); the other two
-    watch what cannot reach the DLQ: a trigger the pipe does not move, and an Express execution
-    cut at its 5-minute limit (an execution timeout skips the Catch).
+    The dead-letter queue alarm pages for every failure that wrote a dead letter; the execution
+    alarms, one per state machine, page for every execution that ended failed, timed out or
+    aborted, including those that wrote none: an Express execution cut at its time limit (the
+    Catch never runs), `States.Runtime` and `States.DataLimitExceeded` (which `States.ALL` does
+    not catch), a failing SendToDeadLetterQueue. A failure that did write a dead letter shows
+    in both, once in each. The queue-age alarm pages for a pipe that moves nothing.
 
-    Attributes: `alarms` (name -> alarm), `dashboard` (or None), `topic` (or None).
+    Attributes: `alarms` (name -> alarm), `dashboard` (or None), `topic`, `topic_key` (or None).
     """
 
     def __init__(
@@ -35,18 +48,25 @@ class Monitoring(Construct):
         env_name: str,
         queue: sqs.IQueue,
         dead_letter_queue: sqs.IQueue,
-        state_machine: sfn.StateMachine,
-        labs_state_machine: sfn.StateMachine,
+        machines: Mapping[str, tuple[sfn.StateMachine, sfn.StateMachineType]],
         steps_function: lambda_.IFunction,
         oldest_message_age_threshold: Duration,
-        create_topic: bool,
+        topic_key: bool = False,
         alarm_email: str | None = None,
         dashboard: bool = False,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.topic: sns.Topic | None = None
-        if create_topic or alarm_email:
-            self.topic = self._create_topic(env_name=env_name, alarm_email=alarm_email)
+        self.topic_key: kms.Key | None = None
+        self.topic = self._create_topic(env_name=env_name, with_key=topic_key)
+        if alarm_email:
+            self.topic.add_subscription(subscriptions.EmailSubscription(alarm_email))
+        else:
+            Annotations.of(self).add_warning_v2(
+                "healthflow:alarmsNotifyNobody",
+                "The alarms notify an SNS topic nobody subscribes to: set "
+                "-c healthflow:alarmEmail=you@example.com, or subscribe to the AlarmTopic "
+                "output's topic yourself.",
+            )
         five_minutes = Duration.minutes(5)
         self.alarms: dict[str, cloudwatch.Alarm] = {}
         self._alarm(
@@ -55,7 +75,8 @@ class Monitoring(Construct):
                 period=five_minutes, statistic="Maximum"
             ),
             threshold=0,
-            description="Messages in the healthflow DLQ: `healthflow dlq list`, fix, redrive.",
+            description="Messages in the healthflow DLQ: `healthflow dlq list`, fix, "
+            "`healthflow dlq redrive`.",
         )
         self._alarm(
             "OldestTriggerTooOld",
@@ -65,47 +86,61 @@ class Monitoring(Construct):
             threshold=oldest_message_age_threshold.to_seconds(),
             description="Triggers wait in the queue: is the pipe stopped or failing?",
         )
-        self._alarm(
-            "ExpressExecutionsTimedOut",
-            metric=state_machine.metric_timed_out(period=five_minutes, statistic="Sum"),
-            threshold=0,
-            description="An Express execution hit its time limit: no DLQ record was written; "
-            "the message's rows stay claimed until the next message for that user takes over.",
-        )
+        for name, (machine, machine_type) in machines.items():
+            self._alarm(
+                f"{name}ExecutionsFailed",
+                metric=execution_failures(machine, machine_type, five_minutes),
+                threshold=0,
+                description=f"A {name} execution failed, timed out or was aborted. With a dead "
+                "letter: `healthflow dlq list`, then `healthflow dlq redrive`. Without one "
+                "(time limit, States.Runtime, DataLimitExceeded): the execution's history or "
+                "log names the error; its claim is re-driven by the claim sweep once its "
+                "lease ends.",
+            )
         self.dashboard: cloudwatch.Dashboard | None = None
         if dashboard:
             self.dashboard = self._dashboard(
                 env_name=env_name,
                 queue=queue,
                 dead_letter_queue=dead_letter_queue,
-                machines=(state_machine, labs_state_machine),
+                machines=tuple(machine for machine, _ in machines.values()),
                 steps_function=steps_function,
             )
 
-    def _create_topic(self, *, env_name: str, alarm_email: str | None) -> sns.Topic:
-        key = kms.Key(
-            self,
-            "AlarmTopicKey",
-            description=f"healthflow {env_name}: alarm topic",
-            enable_key_rotation=True,
-        )
-        # CloudWatch publishes alarm notifications to the encrypted topic with this key.
-        key.add_to_resource_policy(
-            iam.PolicyStatement(
-                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
-                actions=["kms:Decrypt", "kms:GenerateDataKey"],
-                resources=["*"],  # "*" in a key policy means this key itself
+    def _create_topic(self, *, env_name: str, with_key: bool) -> sns.Topic:
+        # An alarm notification carries the alarm's name and state, never health data, so a
+        # customer-managed key ($1 a month) is a switch (healthflow:alarmTopicKey), not the
+        # default; TLS is enforced by the topic policy either way.
+        if with_key:
+            self.topic_key = kms.Key(
+                self,
+                "AlarmTopicKey",
+                description=f"healthflow {env_name}: alarm topic",
+                enable_key_rotation=True,
             )
-        )
+            # CloudWatch publishes alarm notifications to the encrypted topic with this key.
+            self.topic_key.add_to_resource_policy(
+                iam.PolicyStatement(
+                    principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                    actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                    resources=["*"],  # "*" in a key policy means this key itself
+                )
+            )
         topic = sns.Topic(
             self,
             "AlarmTopic",
             display_name=f"healthflow {env_name} alarms",
-            master_key=key,
+            master_key=self.topic_key,
             enforce_ssl=True,
         )
-        if alarm_email:
-            topic.add_subscription(subscriptions.EmailSubscription(alarm_email))
+        if not with_key:
+            acknowledge(
+                topic,
+                "AwsSolutions-SNS2",
+                reason="Alarm notifications hold alarm names and states only, no health data; "
+                "the topic policy denies every request without TLS. A customer-managed key "
+                "is one switch away (healthflow:alarmTopicKey=true, $1 a month).",
+            )
         return topic
 
     def _alarm(
@@ -121,9 +156,8 @@ class Monitoring(Construct):
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             alarm_description=description,
         )
-        if self.topic is not None:
-            alarm.add_alarm_action(cloudwatch_actions.SnsAction(self.topic))
-            alarm.add_ok_action(cloudwatch_actions.SnsAction(self.topic))
+        alarm.add_alarm_action(cloudwatch_actions.SnsAction(self.topic))
+        alarm.add_ok_action(cloudwatch_actions.SnsAction(self.topic))
         self.alarms[name] = alarm
 
     def _dashboard(
@@ -132,7 +166,7 @@ class Monitoring(Construct):
         env_name: str,
         queue: sqs.IQueue,
         dead_letter_queue: sqs.IQueue,
-        machines: tuple[sfn.StateMachine, sfn.StateMachine],
+        machines: tuple[sfn.StateMachine, ...],
         steps_function: lambda_.IFunction,
     ) -> cloudwatch.Dashboard:
         dashboard = cloudwatch.Dashboard(self, "Dashboard")
@@ -181,3 +215,20 @@ class Monitoring(Construct):
             ),
         )
         return dashboard
+
+
+def execution_failures(
+    machine: sfn.StateMachine, machine_type: sfn.StateMachineType, period: Duration
+) -> cloudwatch.MathExpression:
+    """Executions of `machine` that failed, timed out or were aborted in `period` (missing data
+    is zero: the metrics exist only once something happened)."""
+    metrics = {
+        f"m{index}": machine.metric(name, period=period, statistic="Sum")
+        for index, name in enumerate(EXECUTION_FAILURE_METRICS[machine_type])
+    }
+    return cloudwatch.MathExpression(
+        expression=" + ".join(f"FILL({key}, 0)" for key in metrics),
+        using_metrics=metrics,
+        period=period,
+        label="failed + timed out + aborted executions",
+    )
