@@ -252,6 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tasks import cli_workflow
 
     cli_workflow.add_commands(sub)
+    from tasks import console
+
+    console.add_command(sub)
     return parser
 
 

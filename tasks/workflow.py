@@ -99,14 +99,24 @@ def _trace_lines(title: str, status: str, events: Sequence[Mapping[str, Any]]) -
     return lines
 
 
+# State input and output carry ids and counts only (the workflow's contract), so the store may
+# keep them for `healthflow console`; the cap keeps a record small whatever a state returns.
+_MAX_KEPT_PAYLOAD = 4000
+
+
 def slim_history(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """What the local store keeps of a history: types, times, state and error names."""
+    """What the local store keeps of a history: types, times, state and error names, and the
+    input and output of states and of the execution (ids and counts) up to a size cap."""
     kept = []
     for event in events:
         slim: dict[str, Any] = {"type": event["type"], "timestamp": _iso(event["timestamp"])}
         for key, details in event.items():
             if key.endswith("EventDetails") and isinstance(details, Mapping):
                 slim[key] = {k: details[k] for k in ("name", "error") if k in details}
+                for payload in ("input", "output"):
+                    value = details.get(payload)
+                    if isinstance(value, str) and len(value) <= _MAX_KEPT_PAYLOAD:
+                        slim[key][payload] = value
         kept.append(slim)
     return kept
 
