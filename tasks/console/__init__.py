@@ -18,8 +18,8 @@ def cmd_console(args: argparse.Namespace) -> int:
 
     console = Console(_store(), get_engine, get_settings().state_machine_file)
     server = make_server(console, args.host, args.port)
-    host, port = server.server_address[:2]
-    shown = f"[{host}]" if ":" in str(host) else host
+    host, port = str(server.server_address[0]), server.server_address[1]
+    shown = f"[{host}]" if ":" in host else host
     print(f"healthflow console: http://{shown}:{port}/  (this machine only; Ctrl-C stops it)")
     try:
         server.serve_forever()

@@ -48,6 +48,7 @@ class ExecutionSummary:
     domain: str | None
     user_id: int | None
     error: str | None
+    caught: str | None = None  # the first error a Catch handled, and where
     child: str | None = None  # the labs execution a parent started (same name, other machine)
     parent: str | None = None
 
@@ -118,6 +119,11 @@ def _execution_error(events: Sequence[Mapping[str, Any]]) -> str | None:
 _EXECUTION_ENDS_BADLY = frozenset({"ExecutionFailed", "ExecutionTimedOut", "ExecutionAborted"})
 
 
+def _first_caught(events: Sequence[Mapping[str, Any]], status: str) -> str | None:
+    caught = next((run for run in state_runs(events, status) if run.status == "caught"), None)
+    return f"{caught.error} in {caught.name}" if caught else None
+
+
 def summarize(
     machine: Machine,
     name: str,
@@ -141,6 +147,7 @@ def summarize(
         domain=domain,
         user_id=user_id,
         error=_execution_error(events),
+        caught=_first_caught(events, status),
         child=child,
         parent=parent,
     )

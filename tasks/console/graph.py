@@ -9,6 +9,7 @@ not-reached) so the page's stylesheet colours the path an execution took.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from html import escape
@@ -120,24 +121,33 @@ def layout(definition: Mapping[str, Any]) -> Layout:
             bends.reverse()
         for i, bend in enumerate(bends):
             rank[bend] = (
-                low + 1 + i if layer[edge.source] < layer[edge.target] else layer[edge.source] - 1 - i
+                low + 1 + i
+                if layer[edge.source] < layer[edge.target]
+                else layer[edge.source] - 1 - i
             )
         chains[edge] = bends
     rows: dict[int, list[str]] = {}
     for node in names:
         rows.setdefault(rank[node], []).append(node)
-    for edge, bends in chains.items():
+    for bends in chains.values():
         for bend in bends:
             rows.setdefault(rank[bend], []).append(bend)
     neighbours: dict[str, list[str]] = {node: [] for node in rank}
+    # Straightening follows the main flow: a Catch edge pulls its ends only a little.
+    pulls: dict[str, list[tuple[str, float]]] = {node: [] for node in rank}
     for edge, bends in chains.items():
         path = [edge.source, *bends, edge.target]
-        for a, b in zip(path, path[1:], strict=False):
+        weight = 0.1 if edge.kind == "catch" else 1.0
+        for a, b in itertools.pairwise(path):
             neighbours[a].append(b)
             neighbours[b].append(a)
+            pulls[a].append((b, 1.0 if "#" in a else weight))
+            pulls[b].append((a, 1.0 if "#" in b else weight))
     order = _order(rows, rank, neighbours)
-    widths = {node: _width(node) if node in rank and "#" not in node else BEND_WIDTH for node in rank}
-    positions = _coordinates(order, widths)
+    widths = {
+        node: _width(node) if node in rank and "#" not in node else BEND_WIDTH for node in rank
+    }
+    positions = _straightened(order, widths, pulls, _coordinates(order, widths))
     width = max(x + widths[n] / 2 for n, (x, _) in positions.items()) + MARGIN
     height = max(y for _, y in positions.values()) + NODE_HEIGHT / 2 + MARGIN
     routes = {edge: [positions[bend] for bend in bends] for edge, bends in chains.items()}
@@ -195,6 +205,41 @@ def _coordinates(
     return positions
 
 
+def _straightened(
+    order: dict[int, list[str]],
+    widths: dict[str, float],
+    pulls: dict[str, list[tuple[str, float]]],
+    positions: dict[str, tuple[float, float]],
+) -> dict[str, tuple[float, float]]:
+    """Pull each node towards the mean x of its neighbours, layer by layer, keeping the order
+    and the gaps, so chains run straight instead of drifting with their layer's width."""
+    x = {node: position[0] for node, position in positions.items()}
+    levels = sorted(order)
+    for sweep in range(6):
+        for level in levels if sweep % 2 == 0 else reversed(levels):
+            nodes = order[level]
+            wanted = []
+            for node in nodes:
+                total = sum(weight for _, weight in pulls[node])
+                pulled = sum(x[n] * weight for n, weight in pulls[node])
+                wanted.append(pulled / total if total else x[node])
+            gaps = [
+                widths[a] / 2 + NODE_GAP + widths[b] / 2 for a, b in itertools.pairwise(nodes)
+            ]
+            # Two placements that keep the order and gaps, one pushing right and one pushing
+            # left; their mean keeps them too and favours neither side.
+            rightwards = list(wanted)
+            for i in range(1, len(nodes)):
+                rightwards[i] = max(wanted[i], rightwards[i - 1] + gaps[i - 1])
+            leftwards = list(wanted)
+            for i in range(len(nodes) - 2, -1, -1):
+                leftwards[i] = min(wanted[i], leftwards[i + 1] - gaps[i])
+            for node, a, b in zip(nodes, rightwards, leftwards, strict=True):
+                x[node] = (a + b) / 2
+    left = min(x[node] - widths[node] / 2 for node in x)
+    return {node: (x[node] - left + MARGIN, positions[node][1]) for node in x}
+
+
 # ---------------------------------------------------------------------------- SVG
 
 
@@ -237,9 +282,7 @@ def svg(
     for name, (x, y) in shape.positions.items():
         if name == START:
             status = "succeeded" if first in statuses else "not-reached"
-            parts.append(
-                f'<circle class="start status-{status}" cx="{x:.1f}" cy="{y:.1f}" r="8"/>'
-            )
+            parts.append(f'<circle class="start status-{status}" cx="{x:.1f}" cy="{y:.1f}" r="8"/>')
             continue
         kind = states[name]["Type"]
         status = statuses.get(name, "not-reached")
@@ -258,7 +301,7 @@ def _edge_svg(shape: Layout, edge: Edge, taken: bool) -> str:
     end = (tx, ty - NODE_HEIGHT / 2 if downward else ty + NODE_HEIGHT / 2)
     path = [start, *points, end]
     d = f"M{path[0][0]:.1f},{path[0][1]:.1f}"
-    for (ax, ay), (bx, by) in zip(path, path[1:], strict=False):
+    for (ax, ay), (bx, by) in itertools.pairwise(path):
         middle = (ay + by) / 2
         d += f" C{ax:.1f},{middle:.1f} {bx:.1f},{middle:.1f} {bx:.1f},{by:.1f}"
     classes = f"edge edge-{edge.kind}" + (" taken" if taken else "")

@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from tasks.console.executions import Filters
+from tasks.console.executions import Filters, Machine
 from tasks.console.live import RunAlreadyActive
 from tasks.console.state import Console
 from tasks.errors import ExecutionNotFound, HealthflowError
@@ -135,10 +135,10 @@ class ConsoleHandler(BaseHTTPRequestHandler):
             return
         self._json(HTTPStatus.NOT_FOUND, {"error": "no such page"})
 
-    def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+    def do_GET(self) -> None:
         self._dispatch(GET_ROUTES)
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         if self.headers.get(ACTION_HEADER) != "1":
             self._json(HTTPStatus.FORBIDDEN, {"error": f"actions need the {ACTION_HEADER} header"})
             return
@@ -166,7 +166,7 @@ class ConsoleHandler(BaseHTTPRequestHandler):
         }
 
     def one_execution(self, match: re.Match[str]) -> dict[str, Any]:
-        machine = "express" if match["machine"] == "express" else "labs"
+        machine: Machine = "express" if match["machine"] == "express" else "labs"
         return self.console.execution(machine, match["name"])
 
     def dead_letters(self, _: re.Match[str]) -> dict[str, Any]:

@@ -157,12 +157,7 @@ class Console:
         only: never logged."""
         from tasks.export import export_rows
 
-        rows = export_rows(self._engine(), domain, granularity, user_id=user_id)
-        try:
-            columns = next(rows)
-            body = list(rows)
-        finally:
-            rows.close()
+        columns, *body = export_rows(self._engine(), domain, granularity, user_id=user_id)
         return {
             "columns": columns,
             "rows": body,

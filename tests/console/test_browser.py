@@ -6,10 +6,12 @@ Screenshots go to ``$HEALTHFLOW_CONSOLE_SCREENSHOTS`` (default: the test's tempo
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import subprocess
 import tempfile
+import threading
 from collections.abc import Mapping, Sequence
 from html.parser import HTMLParser
 from pathlib import Path
@@ -17,9 +19,20 @@ from typing import Any
 
 import pytest
 
+from tasks.console import executions as ex
+from tasks.console.live import LiveRun
 from tasks.console.state import Console
+from tasks.localcloud.cloud import LocalCloud
+from tasks.localcloud.moto_ext import silence_parser_logs
+from tasks.statemachines import EXPRESS_ASL
+from tasks.steps.registry import run_step
+from tasks.workflow import LocalStore
+from tests.console.conftest import seed
+from tests.console.test_console import request
 
-CHROMIUM = next((p for p in (shutil.which("chromium"), shutil.which("chromium-browser")) if p), None)
+CHROMIUM = next(
+    (p for p in (shutil.which("chromium"), shutil.which("chromium-browser")) if p), None
+)
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="no Chromium installed (apt-get install chromium): browser tests skip"
 )
@@ -89,7 +102,9 @@ class Graph(HTMLParser):
         if tag == "table":
             self._table = found.get("id")
         if tag == "tr" and "data-state" in found and self._table:
-            self.rows.setdefault(self._table, {})[found["data-state"]] = found.get("data-status", "")
+            self.rows.setdefault(self._table, {})[found["data-state"]] = found.get(
+                "data-status", ""
+            )
 
 
 def parsed(html: str) -> Graph:
@@ -123,7 +138,7 @@ def expected_from_history(events: Sequence[Mapping[str, Any]]) -> dict[str, Any]
             error_in_current = False
     if error_in_current and current:
         failed.add(current)
-    edges = set(zip(entered, entered[1:], strict=False)) | {("(start)", entered[0])}
+    edges = set(itertools.pairwise(entered)) | {("(start)", entered[0])}
     return {"entered": entered, "caught": caught, "failed": failed, "edges": edges}
 
 
@@ -216,3 +231,65 @@ def test_the_list_dead_letters_and_aggregates_render(made, url, screenshots) -> 
         f"{url}/#/aggregates?domain=nutrition&granularity=daily&user_id=301",
         screenshots / "console-aggregates.png",
     )
+
+
+class PacedConsole(Console):
+    """The console, with the page's polls paced by the test: the first look at the execution
+    releases the step it waits in; the next waits until the run has ended. So one page load
+    sees the execution running and then, without a reload, finished."""
+
+    def __init__(self, *args: Any, release: threading.Event, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.release = release
+        self.seen: list[str] = []
+
+    def execution(self, machine: ex.Machine, name: str) -> dict[str, Any]:
+        if self.seen:
+            self.live.join(timeout=120)
+        shown = super().execution(machine, name)
+        self.seen.append(shown["summary"]["status"])
+        self.release.set()
+        return shown
+
+
+def test_a_running_execution_updates_without_a_reload(engine, tmp_path, serve) -> None:
+    silence_parser_logs()
+    seed(engine)
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_vitals_weekly(name: str, payload: dict[str, Any]) -> Any:
+        if (name, payload.get("domain"), payload.get("granularity")) == (
+            "aggregate", "vitals", "weekly",
+        ):  # fmt: skip
+            entered.set()
+            if not release.wait(120):
+                raise TimeoutError("the test never released the step")
+        return run_step(name, payload)
+
+    store = LocalStore(tmp_path / "localcloud")
+    live = LiveRun(store, lambda: LocalCloud(run_step=slow_vitals_weekly, heartbeat_seconds=0.5))
+    console = PacedConsole(store, lambda: engine, EXPRESS_ASL, live=live, release=release)
+    base = serve(console)
+    try:
+        status, _ = request(base, "/api/run", "POST", headers={"X-Healthflow-Console": "1"})
+        assert status == 200
+        assert entered.wait(120)
+        _, listed = request(base, "/api/executions?status=RUNNING&domain=vitals")
+        [running] = listed["executions"]
+        assert listed["run"]["active"] is True
+        html = rendered(f"{base}/#/execution/express/{running['name']}")
+    finally:
+        release.set()
+        live.join(timeout=120)
+    assert console.seen[0] == "RUNNING" and console.seen[-1] == "SUCCEEDED"
+    graph = parsed(html)
+    assert graph.states["AggregateVitalsWeekly"] == "succeeded"
+    assert graph.states["VitalsDone"] == "succeeded"
+    assert 'id="execution-status"><span class="badge SUCCEEDED"' in html
+    # The run stored every execution, as `healthflow run` does: vitals, nutrition, labs + child.
+    assert live.report.error is None and live.report.done
+    _, stored = request(base, "/api/executions")
+    assert sorted((e["machine"], e["domain"], e["status"]) for e in stored["executions"]) == [
+        ("express", "labs", "SUCCEEDED"), ("express", "nutrition", "SUCCEEDED"),
+        ("express", "vitals", "SUCCEEDED"), ("labs", "labs", "SUCCEEDED"),
+    ]  # fmt: skip

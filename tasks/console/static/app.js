@@ -143,7 +143,7 @@ function executionsView() {
       el("td", {}, el("a", { href: `#/execution/${e.machine}/${encodeURIComponent(e.name)}` }, e.name)),
       el("td", {}, badge(e.status)), el("td", {}, e.domain || "--"),
       el("td", { class: "num" }, e.user_id ?? "--"), el("td", { class: "num" }, seconds(e.duration)),
-      el("td", {}, e.error || ""))));
+      el("td", {}, [e.error, e.caught && `caught ${e.caught}`].filter(Boolean).join(": ")))));
     if (!data.executions.length) {
       body.append(el("tr", {}, el("td", { colspan: "8", class: "muted" },
         "No executions yet: run `healthflow run --demo` (or press Process pending).")));
@@ -200,6 +200,7 @@ function executionView(machine, name) {
         el("dt", {}, "duration"), el("dd", {}, seconds(s.duration)),
         el("dt", {}, "domain / user"), el("dd", {}, `${s.domain || "--"} / ${s.user_id ?? "--"}`),
         el("dt", {}, "error"), el("dd", {}, s.error || "none"),
+        s.caught ? el("dt", {}, "caught") : null, s.caught ? el("dd", {}, s.caught) : null,
         related.length ? el("dt", {}, "related") : null, related),
       el("h3", {}, "States"),
       el("table", { id: "states" },
