@@ -223,9 +223,7 @@ def _straightened(
                 total = sum(weight for _, weight in pulls[node])
                 pulled = sum(x[n] * weight for n, weight in pulls[node])
                 wanted.append(pulled / total if total else x[node])
-            gaps = [
-                widths[a] / 2 + NODE_GAP + widths[b] / 2 for a, b in itertools.pairwise(nodes)
-            ]
+            gaps = [widths[a] / 2 + NODE_GAP + widths[b] / 2 for a, b in itertools.pairwise(nodes)]
             # Two placements that keep the order and gaps, one pushing right and one pushing
             # left; their mean keeps them too and favours neither side.
             rightwards = list(wanted)

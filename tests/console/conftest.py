@@ -3,6 +3,7 @@ store the way `healthflow run` keeps them, and a console serving that store on a
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import threading
@@ -141,3 +142,18 @@ def serve(engine: Engine) -> Iterator[Callable[[Console], str]]:
 @pytest.fixture
 def console(made: Made, engine: Engine) -> Console:
     return Console(made.store, lambda: engine, EXPRESS_ASL)
+
+
+def request(
+    base: str, path: str, method: str = "GET", headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
+    host, port = base.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        connection.request(method, path, headers=headers or {})
+        response = connection.getresponse()
+        body = response.read()
+    finally:
+        connection.close()
+    kind = response.getheader("Content-Type", "")
+    return response.status, json.loads(body) if kind.startswith("application/json") else body

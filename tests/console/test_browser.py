@@ -27,15 +27,16 @@ from tasks.localcloud.moto_ext import silence_parser_logs
 from tasks.statemachines import EXPRESS_ASL
 from tasks.steps.registry import run_step
 from tasks.workflow import LocalStore
-from tests.console.conftest import seed
-from tests.console.test_console import request
+from tests.console.conftest import request, seed
 
 CHROMIUM = next(
     (p for p in (shutil.which("chromium"), shutil.which("chromium-browser")) if p), None
 )
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="no Chromium installed (apt-get install chromium): browser tests skip"
-)
+if CHROMIUM is None:
+    pytest.skip(
+        "no Chromium installed (apt-get install chromium): the console's browser tests skip",
+        allow_module_level=True,
+    )
 ASL_STATES = {
     "express": "statemachines/healthflow.asl.json",
     "labs": "statemachines/labs.asl.json",

@@ -3,7 +3,6 @@ elsewhere, the graph layout, the export's numbers, the redrive action."""
 
 from __future__ import annotations
 
-import http.client
 import io
 import itertools
 import json
@@ -11,7 +10,6 @@ import re
 from contextlib import redirect_stdout
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
@@ -20,25 +18,10 @@ from tasks.cli import main
 from tasks.console.graph import NODE_HEIGHT, START, edges_of, layout
 from tasks.console.server import NotLoopback, check_loopback
 from tasks.statemachines import EXPRESS_ASL, LABS_ASL
-from tests.console.conftest import LAB_USER, USER
+from tests.console.conftest import LAB_USER, USER, request
 
 # The one URL the page's files may name: the SVG namespace, an identifier that is never fetched.
 SVG_NAMESPACE = "http://www.w3.org/2000/svg"
-
-
-def request(
-    base: str, path: str, method: str = "GET", headers: dict[str, str] | None = None
-) -> tuple[int, Any]:
-    host, port = base.removeprefix("http://").split(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=30)
-    try:
-        connection.request(method, path, headers=headers or {})
-        response = connection.getresponse()
-        body = response.read()
-    finally:
-        connection.close()
-    kind = response.getheader("Content-Type", "")
-    return response.status, json.loads(body) if kind.startswith("application/json") else body
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.20", "::", "example.org", ""])
