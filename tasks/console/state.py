@@ -17,6 +17,7 @@ from tasks.console import executions as ex
 from tasks.console.graph import svg
 from tasks.console.live import LiveRun
 from tasks.errors import ExecutionNotFound
+from tasks.localcloud.cloud import LABS_STATE_MACHINE_NAME
 from tasks.statemachines import LABS_ASL
 from tasks.workflow import LocalStore
 
@@ -30,6 +31,12 @@ def _duration_title(run: ex.StateRun) -> str:
     took = "--" if run.duration is None else f"{run.duration * 1000:.0f} ms"
     error = f", {run.error}" if run.error else ""
     return f"{run.name}: {run.status.replace('-', ' ')}, {took}{error}"
+
+
+def _machine_of(dead_letter: Any) -> ex.Machine:
+    """Which machine's execution sent a workflow dead letter (its ARN names the machine)."""
+    arn = dead_letter.get("execution_arn") if isinstance(dead_letter, dict) else None
+    return "labs" if f":{LABS_STATE_MACHINE_NAME}:" in str(arn or "") else "express"
 
 
 class Console:
@@ -108,9 +115,11 @@ class Console:
     # ------------------------------------------------------------------ dead letters
 
     def dead_letters(self) -> list[dict[str, Any]]:
-        letters = [deadletters.classify(body) for body in self.store.list_dead_letters()]
+        bodies = self.store.list_dead_letters()
+        letters = [deadletters.classify(body) for body in bodies]
         return [
             {
+                "machine": _machine_of(body),
                 "kind": letter.kind,
                 "error": letter.error,
                 "reason": letter.reason,
@@ -120,7 +129,7 @@ class Console:
                 "failed_at": letter.failed_at,
                 "redrivable": letter.message is not None,
             }
-            for letter in letters
+            for body, letter in zip(bodies, letters, strict=True)
         ]
 
     def redrive(self) -> dict[str, Any]:

@@ -243,11 +243,14 @@ class PacedConsole(Console):
         super().__init__(*args, **kwargs)
         self.release = release
         self.seen: list[str] = []
+        self.first_states: dict[str, str] = {}
 
     def execution(self, machine: ex.Machine, name: str) -> dict[str, Any]:
         if self.seen:
             self.live.join(timeout=120)
         shown = super().execution(machine, name)
+        if not self.seen:
+            self.first_states = {s["name"]: s["status"] for s in shown["states"]}
         self.seen.append(shown["summary"]["status"])
         self.release.set()
         return shown
@@ -283,6 +286,8 @@ def test_a_running_execution_updates_without_a_reload(engine, tmp_path, serve) -
         release.set()
         live.join(timeout=120)
     assert console.seen[0] == "RUNNING" and console.seen[-1] == "SUCCEEDED"
+    assert console.first_states["AggregateVitalsWeekly"] == "running"
+    assert "VitalsDone" not in console.first_states
     graph = parsed(html)
     assert graph.states["AggregateVitalsWeekly"] == "succeeded"
     assert graph.states["VitalsDone"] == "succeeded"

@@ -260,7 +260,7 @@ function deadLettersView() {
       el("td", {}, d.failed_at || "--"), el("td", {}, d.kind), el("td", {}, d.error),
       el("td", {}, d.reason),
       el("td", {}, d.job_type ? `${d.job_type} user ${d.user_id}` : "no valid trigger"),
-      el("td", {}, d.execution ? el("a", { href: `#/execution/express/${encodeURIComponent(d.execution)}` }, d.execution) : "--"))));
+      el("td", {}, d.execution ? el("a", { href: `#/execution/${d.machine}/${encodeURIComponent(d.execution)}` }, d.execution) : "--"))));
     if (!data.dead_letters.length) body.append(el("tr", {}, el("td", { colspan: "6", class: "muted" }, "The dead-letter queue is empty.")));
     redrive.disabled = !data.dead_letters.some((d) => d.redrivable);
     return true;
