@@ -74,11 +74,14 @@ class LiveRun:
             self._thread.join(timeout)
 
     def _run(self) -> None:
+        from tasks.db.engine import get_engine
+        from tasks.db.migrate import ensure_current
         from tasks.domains import DOMAINS_IN_ORDER
         from tasks.process import pending_work
 
         report = self.report
         try:
+            ensure_current(get_engine())  # as `healthflow run`: never on an old schema
             with self._cloud_factory() as cloud:
                 for domain, user_id in pending_work(list(DOMAINS_IN_ORDER), None):
                     cloud.send_message({"job_type": _job_of(domain), "user_id": user_id})

@@ -57,24 +57,28 @@ class Console:
             "labs": labs_definition,
         }
         self.live = live or LiveRun(store)
+        self._parsed: dict[Path, tuple[tuple[int, int], dict[ex.Machine, Any]]] = {}
 
     # ------------------------------------------------------------------ executions
 
-    def _records(self) -> list[dict[str, Any]]:
+    def _stored(self) -> dict[tuple[ex.Machine, str], tuple[ex.ExecutionSummary, list[Any]]]:
+        """Every stored execution, by machine and name. A record is read again only when its
+        file changed: the page polls, and a burst leaves a thousand records."""
+        found: dict[tuple[ex.Machine, str], tuple[ex.ExecutionSummary, list[Any]]] = {}
         if not self.store.executions.exists():
-            return []
-        records = []
+            return found
         for path in self.store.executions.glob("*.json"):
             try:
-                records.append(dict(json.loads(path.read_text(encoding="utf-8"))))
-            except (OSError, json.JSONDecodeError):
+                stat = path.stat()
+                version = (stat.st_mtime_ns, stat.st_size)
+                cached = self._parsed.get(path)
+                if cached is None or cached[0] != version:
+                    record = json.loads(path.read_text(encoding="utf-8"))
+                    cached = (version, ex.from_record(record))
+                    self._parsed[path] = cached
+            except (OSError, json.JSONDecodeError, KeyError):
                 continue  # being written right now: the next poll reads it
-        return records
-
-    def _stored(self) -> dict[tuple[ex.Machine, str], tuple[ex.ExecutionSummary, list[Any]]]:
-        found = {}
-        for record in self._records():
-            for machine, entry in ex.from_record(record).items():
+            for machine, entry in cached[1].items():
                 found[(machine, entry[0].name)] = entry
         return found
 
