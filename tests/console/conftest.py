@@ -107,7 +107,8 @@ def made(engine: Engine, tmp_path: Path) -> Made:
         starts = {
             "succeeded": {"job_type": "process_pending_nutrition", "user_id": USER},
             "caught": vitals(USER),
-            "invalid": {"job_type": "process_pending_vitals", "user_id": -1},
+            # An invalid trigger with text in it: the store must keep none of that text.
+            "invalid": {"job_type": "process_pending_vitals", "user_id": -1, "note": FOODS[0]},
             "labs": {"job_type": "process_pending_labs", "user_id": LAB_USER},
         }
         for label, body in starts.items():

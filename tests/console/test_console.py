@@ -16,9 +16,9 @@ from sqlalchemy import Engine, text
 
 from tasks.cli import main
 from tasks.console.graph import NODE_HEIGHT, START, edges_of, layout
-from tasks.console.server import NotLoopback, check_loopback
+from tasks.console.server import NotLoopback, check_loopback, make_server
 from tasks.statemachines import EXPRESS_ASL, LABS_ASL
-from tests.console.conftest import LAB_USER, USER, request
+from tests.console.conftest import FOODS, LAB_USER, USER, request
 
 # The one URL the page's files may name: the SVG namespace, an identifier that is never fetched.
 SVG_NAMESPACE = "http://www.w3.org/2000/svg"
@@ -30,9 +30,18 @@ def test_the_console_refuses_to_bind_beyond_loopback(host: str) -> None:
         check_loopback(host)
 
 
-def test_the_console_command_refuses_a_public_address(capsys) -> None:
-    assert main(["console", "--host", "0.0.0.0", "--port", "0"]) == 1
+def test_the_console_command_refuses_a_public_address_or_a_taken_port(capsys, console) -> None:
+    with pytest.raises(SystemExit) as exit_code:
+        main(["console", "--host", "0.0.0.0", "--port", "0"])
+    assert exit_code.value.code == 2
     assert "loopback address only" in capsys.readouterr().err
+    taken = make_server(console, "127.0.0.1", 0)
+    try:
+        port = str(taken.server_address[1])
+        assert main(["console", "--port", port]) == 1
+        assert f"port {port}" in capsys.readouterr().err
+    finally:
+        taken.server_close()
     assert check_loopback("127.0.0.1") == "127.0.0.1"
     assert check_loopback("::1") == "::1"
 
@@ -175,3 +184,15 @@ def test_redrive_requeues_valid_triggers_and_keeps_the_rest(made, serve, console
     _, after = request(base, "/api/dead-letters")
     assert [d["error"] for d in after["dead_letters"]] == ["InvalidMessage"]
     assert after["queued"] == 1
+
+
+def test_the_store_keeps_the_validated_trigger_never_an_invalid_messages_text(made, console):
+    stored = [p.read_text(encoding="utf-8") for p in made.store.executions.glob("*.json")]
+    assert len(stored) == 4
+    assert not any(FOODS[0] in text for text in stored)
+    assert FOODS[0] in json.dumps(made.histories["invalid"], default=str)  # moto's has it
+    invalid = console.execution("express", made.invalid)
+    assert invalid["states"][0]["input"] == {"trigger": None}
+    assert invalid["summary"]["domain"] is None
+    caught = console.execution("express", made.caught)["summary"]
+    assert (caught["domain"], caught["user_id"]) == ("vitals", USER)
