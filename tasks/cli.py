@@ -249,9 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     categorize.add_argument("--output", required=True)
     categorize.set_defaults(handler=cmd_labs_categorize)
 
-    from tasks import cli_workflow, console
+    from tasks import cli_workflow
 
-    console.add_command(sub)
     cli_workflow.add_commands(sub)
     return parser
 
