@@ -35,6 +35,7 @@ $(STAMP): pyproject.toml requirements.lock
 run demo: prereqs venv
 	$(BIN)/healthflow run --demo
 	@echo "healthflow: more commands: $(BIN)/healthflow --help (or: source $(BIN)/activate; healthflow --help)"
+	@echo "healthflow: see these executions as the Step Functions console would: $(BIN)/healthflow console, then open http://127.0.0.1:8765/"
 
 test: prereqs venv
 	$(BIN)/python -m pytest -q

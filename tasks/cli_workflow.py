@@ -570,5 +570,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     cost.set_defaults(handler=cmd_cost)
 
+    from tasks import console  # `healthflow console`: the web page for what these commands show
+
+    console.add_command(sub)
+
 
 __all__ = ["add_commands"]

@@ -125,16 +125,67 @@ def _trace_lines(title: str, status: str, events: Sequence[Mapping[str, Any]]) -
     return lines
 
 
+# State input and output carry ids and counts only (the workflow's contract), so the store may
+# keep them for `healthflow console`; the cap keeps a record small whatever a state returns.
+_MAX_KEPT_PAYLOAD = 4000
+
+
 def slim_history(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """What the local store keeps of a history: types, times, state and error names."""
+    """What the local store keeps of a history: types, times, state and error names, and the
+    input and output of states (ids and counts) up to a size cap. The execution's own input is
+    what a backend sent, which an invalid message may fill with anything: it is kept as the
+    trigger it carries once validated (:func:`kept_input`), wherever it appears."""
     kept = []
+    raw_input: str | None = None
+    first_state = True
     for event in events:
         slim: dict[str, Any] = {"type": event["type"], "timestamp": _iso(event["timestamp"])}
         for key, details in event.items():
-            if key.endswith("EventDetails") and isinstance(details, Mapping):
-                slim[key] = {k: details[k] for k in ("name", "error") if k in details}
+            if not (key.endswith("EventDetails") and isinstance(details, Mapping)):
+                continue
+            slim[key] = {k: details[k] for k in ("name", "error") if k in details}
+            for payload in ("input", "output"):
+                value = details.get(payload)
+                if not isinstance(value, str):
+                    continue
+                if key == "executionStartedEventDetails":
+                    raw_input, value = value, kept_input(value)
+                elif value == raw_input or (key == "stateEnteredEventDetails" and first_state):
+                    value = kept_input(value)
+                if len(value) <= _MAX_KEPT_PAYLOAD:
+                    slim[key][payload] = value
+            if key == "stateEnteredEventDetails":
+                first_state = False
         kept.append(slim)
     return kept
+
+
+def kept_input(text: str) -> str:
+    """An execution's input as the local store keeps it: ``{"trigger": ..., "records": n}``
+    with the trigger validated against the message contract (null when invalid), never the body
+    itself. The labs child's input is kept whole: its parent built it from a validated message."""
+    from pydantic import ValidationError
+
+    from tasks.steps.models import TriggerMessage
+
+    try:
+        given = json.loads(text)
+    except json.JSONDecodeError:
+        given = None
+    if isinstance(given, Mapping) and "parent_execution_arn" in given:
+        return text
+    reduced: dict[str, Any] = {"trigger": None}
+    if isinstance(given, list):  # the pipe's records
+        reduced["records"] = len(given)
+        first = given[0] if given and isinstance(given[0], Mapping) else {}
+        try:
+            given = json.loads(str(first.get("body") or "null"))
+        except json.JSONDecodeError:
+            given = None
+    if isinstance(given, Mapping):
+        with contextlib.suppress(ValidationError):
+            reduced["trigger"] = TriggerMessage.model_validate(dict(given)).model_dump(mode="json")
+    return json.dumps(reduced)
 
 
 def _iso(value: Any) -> str:
