@@ -427,8 +427,8 @@ def rezone_users(conn: Connection, zones: dict[int, str]) -> list[int]:
     For each user whose zone changes (a user that had none was aggregated in UTC), delete the
     vitals and labs aggregates and put the settled rows back to pending, so the next claim
     recomputes every bucket in the new zone (a lab result's local date is derived again when
-    its claim categorizes it). Rows a live execution holds keep going; their buckets are
-    recomputed in the zone current when each step runs. Returns the users that changed."""
+    its claim categorizes it). Rows a live execution holds go back to pending too (see
+    `_release_claims`). Returns the users that changed."""
     if not zones:
         return []
     stored: dict[int, str] = {
@@ -453,4 +453,31 @@ def rezone_users(conn: Connection, zones: dict[int, str]) -> list[int]:
             )
         for user_id in changed:
             reset_for_reprocessing(conn, domain=domain, user_id=user_id)
+        _release_claims(conn, domain, changed)
     return changed
+
+
+def _release_claims(conn: Connection, domain: str, user_ids: list[int]) -> int:
+    """Put the users' `processing` rows back to pending, taking them from their claims.
+
+    A live claim may have aggregated its finer levels already: re-zoning deletes those buckets,
+    and its coarser levels would roll up from nothing while its rows were marked done (every
+    row `aggregated`, every table empty). The per-user lock that the caller holds waits for
+    a running step, so no step is half way; the claim's later steps then find no rows under
+    its id and change nothing, and the next claim recomputes the rows in the new zone. Their
+    attempts stay as they were: the claim did not fail."""
+    derived_table = aggregation_of(domain).derived_table
+    released = conn.execute(
+        text(
+            f"UPDATE {table_of(domain)} SET status = 'pending', claim_id = NULL, "
+            "claimed_at = NULL, updated_at = now() "
+            "WHERE user_id = ANY(:ids) AND status = 'processing' RETURNING id"
+        ),
+        {"ids": user_ids},
+    ).scalars().all()
+    if released and derived_table:
+        # What the claim derived (a lab's local date) was computed in the old zone.
+        conn.execute(
+            text(f"DELETE FROM {derived_table} WHERE raw_id = ANY(:ids)"), {"ids": list(released)}
+        )
+    return len(released)
