@@ -68,7 +68,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     path = _input_file(args.file)
     engine = _engine()
     with (
-        path.open(encoding="utf-8") as handle,
+        # Undecodable bytes reach ingest as lone surrogates: that line is malformed, not the file.
+        path.open(encoding="utf-8", errors="surrogateescape") as handle,
         Progress(None, unit="lines", description=f"ingest {args.domain}") as progress,
     ):
         report = ingest_lines(engine, args.domain, _counted(handle, progress))

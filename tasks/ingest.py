@@ -222,7 +222,11 @@ def _number(value: float | str | None) -> float | None:
     if value is None or isinstance(value, float):
         return value
     if isinstance(value, int):
-        return float(value)
+        # An integer beyond any float: as out of range as the infinity it would round to.
+        try:
+            return float(value)
+        except OverflowError:
+            return math.inf
     if "," in value:
         text = value.strip()
         if not _GROUPED.fullmatch(text):
@@ -536,18 +540,58 @@ def _nul_fields(record: BaseModel) -> list[str]:
     return sorted(k for k, v in values.items() if isinstance(v, str) and "\x00" in v)
 
 
-def _parse_lines(
-    spec: DomainSpec, lines: Iterable[str], report: IngestReport
-) -> Iterator[tuple[Row, str | None]]:
+# Errors one line's content can raise past validation (a number too large for a float, an
+# integer with more digits than Python converts): that line is malformed, the file goes on.
+_LINE_ERRORS = (ArithmeticError, ValueError, TypeError, UnicodeError, RecursionError)
+_BOM = "\ufeff"
+
+
+def _readable_lines(
+    lines: Iterable[str | bytes], report: IngestReport
+) -> Iterator[tuple[int, str]]:
+    """(line number, text) of each non-blank line, counted in `report.lines`.
+
+    Lines may come as bytes or as text read with `errors="surrogateescape"`: a line that is
+    not UTF-8 is counted malformed with its number, never an exception that stops the file.
+    A byte-order mark before the first line is not part of it."""
     for number, line in enumerate(lines, start=1):
+        if number == 1:
+            line = line.removeprefix(b"\xef\xbb\xbf" if isinstance(line, bytes) else _BOM)
+        if isinstance(line, bytes):
+            try:
+                line = line.decode("utf-8")
+            except UnicodeDecodeError:
+                line = "\udcff"  # counted below as not UTF-8
         if not line.strip():
             continue
         report.lines += 1
+        if not line.isascii():
+            try:
+                line.encode("utf-8")
+            except UnicodeEncodeError:  # undecodable bytes, kept as lone surrogates
+                report.malformed += 1
+                report.problems.append((number, "malformed: line: not valid UTF-8"))
+                continue
+        yield number, line
+
+
+def _malformed_by_content(report: IngestReport, number: int, error: Exception) -> None:
+    report.malformed += 1
+    report.problems.append((number, f"malformed: line: unreadable value ({type(error).__name__})"))
+
+
+def _parse_lines(
+    spec: DomainSpec, lines: Iterable[str | bytes], report: IngestReport
+) -> Iterator[tuple[Row, str | None]]:
+    for number, line in _readable_lines(lines, report):
         try:
             record = spec.model.model_validate_json(line)
         except ValidationError as error:
             report.malformed += 1
             report.problems.append((number, describe_validation_error(error)))
+            continue
+        except _LINE_ERRORS as error:
+            _malformed_by_content(report, number, error)
             continue
         # JSON can only carry a NUL as the escape \u0000: look closer only then.
         if "\\u0000" in line and (fields := _nul_fields(record)):
@@ -556,14 +600,18 @@ def _parse_lines(
                 (number, f"malformed: {', '.join(fields)}: contains a NUL character")
             )
             continue
-        row, reason = spec.to_row(record)
+        try:
+            row, reason = spec.to_row(record)
+        except _LINE_ERRORS as error:
+            _malformed_by_content(report, number, error)
+            continue
         if reason is not None:
             report.problems.append((number, reason))
         yield row, reason
 
 
 def ingest_lines(
-    engine: Engine, domain: str, lines: Iterable[str], *, batch_rows: int = 50_000
+    engine: Engine, domain: str, lines: Iterable[str | bytes], *, batch_rows: int = 50_000
 ) -> IngestReport:
     """Insert a domain's JSON lines: good ones as pending, implausible ones as rejected,
     repeated entry ids counted as duplicates."""
@@ -604,14 +652,11 @@ def ingest_lines(
     return report
 
 
-def ingest_users(engine: Engine, lines: Iterable[str]) -> IngestReport:
+def ingest_users(engine: Engine, lines: Iterable[str | bytes]) -> IngestReport:
     report = IngestReport("users")
     zones = available_timezones()
     users: dict[int, str] = {}
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        report.lines += 1
+    for number, line in _readable_lines(lines, report):
         try:
             record = UserLine.model_validate_json(line)
             zone = record.timezone.strip()
@@ -621,7 +666,7 @@ def ingest_users(engine: Engine, lines: Iterable[str]) -> IngestReport:
             report.malformed += 1
             report.problems.append((number, describe_validation_error(error)))
             continue
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):
             report.malformed += 1
             report.problems.append((number, "malformed: timezone: not an IANA time zone"))
             continue
@@ -641,8 +686,8 @@ def ingest_users(engine: Engine, lines: Iterable[str]) -> IngestReport:
     return report
 
 
-def ingest_file(engine: Engine, domain: str, path: Path | IO[str], **kwargs: Any) -> IngestReport:
+def ingest_file(engine: Engine, domain: str, path: Path | IO[str] | IO[bytes], **kwargs: Any) -> IngestReport:
     if isinstance(path, Path):
-        with path.open(encoding="utf-8") as handle:
+        with path.open("rb") as handle:
             return ingest_lines(engine, domain, handle, **kwargs)
     return ingest_lines(engine, domain, path, **kwargs)

@@ -352,3 +352,49 @@ def test_the_demo_data_ingested_twice_is_stored_once(engine, tmp_path) -> None:
         assert once.duplicates == 0 and once.inserted > 0
         assert (twice.inserted, twice.rejected, twice.duplicates) == (0, 0, once.lines)
         assert _balanced(once) and _balanced(twice)
+
+
+def _meal(**fields: object) -> str:
+    line = {"user_id": 1, "meal_date": "2024-01-02", "meal_type": "lunch", "food_name": "Dal",
+            "calories": 300, **fields}  # fmt: skip
+    return json.dumps(line)
+
+
+def _file_with_unreadable_lines(path: Path) -> Path:
+    """Line 1 behind a byte-order mark; line 3 not UTF-8; lines 4-5 numbers no float holds."""
+    body = b"\xef\xbb\xbf" + _meal(entry_id="a").encode() + b"\n"
+    body += _meal(entry_id="b").encode() + b"\n"
+    body += _meal(entry_id="c").encode().replace(b"Dal", b"D\xffal") + b"\n"
+    body += _meal(entry_id="d", calories=10**400).encode() + b"\n"
+    body += _meal(entry_id="e").encode().replace(b'"e"', b"1" + b"0" * 5000) + b"\n"
+    body += _meal(entry_id="f").encode() + b"\n"
+    path.write_bytes(body)
+    return path
+
+
+def test_unreadable_bytes_and_numbers_never_abort_a_file(engine, tmp_path) -> None:
+    report = ingest_file(engine, "nutrition", _file_with_unreadable_lines(tmp_path / "m.jsonl"))
+    assert (report.lines, report.inserted, report.rejected, report.malformed) == (6, 3, 1, 2)
+    assert _balanced(report)
+    reasons = dict(report.problems)
+    assert reasons[3] == "malformed: line: not valid UTF-8"
+    assert reasons[4] == "non_finite_value:calories"
+    assert reasons[5].startswith("malformed")
+    assert 1 not in reasons  # the byte-order mark is not part of the first line
+    with engine.connect() as conn:
+        stored = conn.execute(
+            text("SELECT entry_id, status FROM nutrition_raw_data ORDER BY entry_id")
+        ).all()
+    assert [tuple(r) for r in stored] == [
+        ("a", "pending"), ("b", "pending"), ("d", "rejected"), ("f", "pending"),
+    ]  # fmt: skip
+
+
+def test_the_command_line_ingests_around_unreadable_lines(engine, tmp_path, capsys) -> None:
+    from tasks.cli import main
+
+    code = main(["ingest", "nutrition", str(_file_with_unreadable_lines(tmp_path / "m.jsonl"))])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "3 inserted as pending, 1 stored as rejected, 2 malformed" in out
+    assert "line 3: malformed: line: not valid UTF-8" in out
