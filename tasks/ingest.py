@@ -686,7 +686,9 @@ def ingest_users(engine: Engine, lines: Iterable[str | bytes]) -> IngestReport:
     return report
 
 
-def ingest_file(engine: Engine, domain: str, path: Path | IO[str] | IO[bytes], **kwargs: Any) -> IngestReport:
+def ingest_file(
+    engine: Engine, domain: str, path: Path | IO[str] | IO[bytes], **kwargs: Any
+) -> IngestReport:
     if isinstance(path, Path):
         with path.open("rb") as handle:
             return ingest_lines(engine, domain, handle, **kwargs)

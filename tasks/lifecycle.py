@@ -467,14 +467,18 @@ def _release_claims(conn: Connection, domain: str, user_ids: list[int]) -> int:
     its id and change nothing, and the next claim recomputes the rows in the new zone. Their
     attempts stay as they were: the claim did not fail."""
     derived_table = aggregation_of(domain).derived_table
-    released = conn.execute(
-        text(
-            f"UPDATE {table_of(domain)} SET status = 'pending', claim_id = NULL, "
-            "claimed_at = NULL, updated_at = now() "
-            "WHERE user_id = ANY(:ids) AND status = 'processing' RETURNING id"
-        ),
-        {"ids": user_ids},
-    ).scalars().all()
+    released = (
+        conn.execute(
+            text(
+                f"UPDATE {table_of(domain)} SET status = 'pending', claim_id = NULL, "
+                "claimed_at = NULL, updated_at = now() "
+                "WHERE user_id = ANY(:ids) AND status = 'processing' RETURNING id"
+            ),
+            {"ids": user_ids},
+        )
+        .scalars()
+        .all()
+    )
     if released and derived_table:
         # What the claim derived (a lab's local date) was computed in the old zone.
         conn.execute(
