@@ -318,6 +318,9 @@ def _one_line(error: BaseException) -> tuple[int, str]:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from tasks.redaction import install_data_free_hooks
+
+    install_data_free_hooks()  # no traceback of a database error prints the row it quotes
     args = build_parser().parse_args(argv)
     enable_notices()
     try:

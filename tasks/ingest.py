@@ -42,6 +42,7 @@ from pydantic import (
 from sqlalchemy import Engine, text
 
 from tasks.catalog import meal_types, nutrients, vital_types
+from tasks.db.failures import database_error_of, named_database_error
 from tasks.errors import HealthflowError
 from tasks.lifecycle import rezone_users
 from tasks.steps.models import MAX_USER_ID
@@ -509,22 +510,37 @@ class CopyWriter:
         self._thread.join()
         try:
             if self._error is not None or not commit:
-                self._raw.rollback()
+                self._roll_back()
                 if self._error is not None:
-                    raise self._described(self._error)
+                    raise self._described(self._error) from None
             else:
                 self._raw.commit()
+        except psycopg2.Error as error:  # the commit itself failed (a connection lost)
+            self._raw.invalidate()
+            raise self._described(error) from None
         finally:
             self._raw.close()
 
+    def _roll_back(self) -> None:
+        """Roll back; a connection that died with the batch is only dropped from the pool (a
+        rollback there fails, and so would the pool's own, logging its traceback)."""
+        try:
+            self._raw.rollback()
+        except psycopg2.Error:
+            self._raw.invalidate()
+
     def _described(self, error: BaseException) -> BaseException:
-        """A database error as one line without row values (its DETAIL quotes the row)."""
-        if isinstance(error, psycopg2.Error):
-            return IngestFailed(
-                f"the database refused a batch for {self._table}: {type(error).__name__} "
-                f"(SQLSTATE {error.pgcode}); nothing from this file was stored"
-            )
-        return error
+        """A database error as one line without row values (its DETAIL and CONTEXT quote the
+        row). psycopg2 may raise a SystemError with the server's error as its cause."""
+        found = database_error_of(error)
+        if found is None:
+            return error
+        named = named_database_error(found)
+        return IngestFailed(
+            f"the database refused a batch for {self._table}: "
+            f"{type(named or found).__name__} ({type(found).__name__}, SQLSTATE {found.pgcode}); "
+            "nothing from this file was stored"
+        )
 
 
 def copy_rows(engine: Engine, table: str, columns: Iterable[str], rows: Iterable[Row]) -> None:
