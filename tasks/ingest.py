@@ -255,13 +255,28 @@ def _value_reason(number: float | None) -> str | None:
     return None
 
 
+# Text that ends up in a unique index (a reading's metric, unit and source; a lab result's report
+# id) must fit an index row (about 2.7 kB): longer values are no real metric, unit, source or
+# report id, and would fail the step that copies them, so they are refused here with a reason.
+TEXT_LIMITS = {"metric": 100, "unit": 100, "source": 200, "report_id": 200}
+
+
+def _too_long(**fields: object) -> str | None:
+    for name, value in fields.items():
+        if value is not None and len(str(value)) > TEXT_LIMITS[name]:
+            return f"too_long:{name}"
+    return None
+
+
 def _vital_row(line: VitalLine) -> tuple[Row, str | None]:
     number = _number(line.value)
     raw_value = None if number is not None else str(line.value)
     reason: str | None = None
     metric = line.metric.strip()
     vital = vital_types().get(metric) or vital_types().get(metric.lower())
-    if vital is None:
+    if too_long := _too_long(metric=metric, unit=line.unit, source=line.source):
+        reason = too_long
+    elif vital is None:
         reason = "unknown_metric"
     elif number is None:
         reason = "ambiguous_decimal_comma" if _decimal_comma(line.value) else "unparseable_value"
@@ -295,7 +310,9 @@ def _lab_row(line: LabLine) -> tuple[Row, str | None]:
     value_text = None if line.value is None else str(line.value).strip()
     reason = None
     test_name = line.test_name.strip()
-    if value_text is None or value_text == "":
+    if too_long := _too_long(report_id=line.report_id):
+        reason = too_long
+    elif value_text is None or value_text == "":
         reason = "missing_value"
     elif _decimal_comma(value_text):
         reason = "ambiguous_decimal_comma"

@@ -50,6 +50,29 @@ def _in(code: str, prefixes: tuple[str, ...]) -> bool:
     return any(code.startswith(prefix) for prefix in prefixes)
 
 
+def error_class_of(code: str) -> type[HealthflowError] | None:
+    """The named error of a SQLSTATE, or None when it names no failure the workflow handles."""
+    for prefixes, named in (
+        (_UNAVAILABLE, DatabaseUnavailable),
+        (_TIMEOUT, DatabaseTimeout),
+        (_RESOURCES, DatabaseResourceExhausted),
+        (_CONFLICT, DatabaseConflict),
+        (_REJECTED, DatabaseRejectedRow),
+    ):
+        if _in(code, prefixes):
+            return named
+    return None
+
+
+_WHAT = {
+    DatabaseUnavailable: "database connection failed",
+    DatabaseTimeout: "a database statement timed out",
+    DatabaseResourceExhausted: "the database ran out of a resource",
+    DatabaseConflict: "conflict with a concurrent transaction",
+    DatabaseRejectedRow: "the database refused a value",
+}
+
+
 def named_database_error(
     error: BaseException, *, disconnected: bool = False
 ) -> HealthflowError | None:
@@ -57,20 +80,11 @@ def named_database_error(
     an error of the code itself (a programming error keeps its driver name; not retried)."""
     found = database_error_of(error)
     code = found.pgcode if found is not None else None
-    what = f"{type(found or error).__name__} (SQLSTATE {code or 'none'})"
     connection_level = isinstance(found, psycopg2.OperationalError | psycopg2.InterfaceError)
-    if disconnected or (code is None and connection_level) or (code and _in(code, _UNAVAILABLE)):
-        return DatabaseUnavailable(f"database connection failed: {what}")
-    if code is None:
+    named = error_class_of(code) if code else None
+    if disconnected or (named is None and connection_level):
+        # Any other operational failure (no SQLSTATE: the socket) is worth a retry, as before.
+        named = DatabaseUnavailable
+    if named is None:
         return None
-    if _in(code, _TIMEOUT):
-        return DatabaseTimeout(f"a database statement timed out: {what}")
-    if _in(code, _RESOURCES):
-        return DatabaseResourceExhausted(f"the database ran out of a resource: {what}")
-    if _in(code, _CONFLICT):
-        return DatabaseConflict(f"conflict with a concurrent transaction: {what}")
-    if _in(code, _REJECTED):
-        return DatabaseRejectedRow(f"the database refused a value: {what}")
-    if connection_level:  # any other operational failure: as before, worth a retry
-        return DatabaseUnavailable(f"database error: {what}")
-    return None
+    return named(f"{_WHAT[named]}: {type(found or error).__name__} (SQLSTATE {code or 'none'})")
