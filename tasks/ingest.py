@@ -31,8 +31,12 @@ import psycopg2.errors
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
     StringConstraints,
     ValidationError,
     ValidatorFunctionWrapHandler,
@@ -62,7 +66,9 @@ UserId = Annotated[int, Field(strict=True, gt=0, le=MAX_USER_ID)]
 # A text field the row cannot do without (an empty CSV field would reach COPY as NULL): at least
 # one character that is not blank, checked by pydantic's own (compiled) pattern matcher.
 Required = Annotated[str, StringConstraints(pattern=r"\S")]
-EntryId = Annotated[str | int, Field(union_mode="left_to_right")]
+# Strict: `true` is no id and no number (pydantic would read it as 1), so it never becomes one.
+EntryId = Annotated[StrictStr | StrictInt, Field(union_mode="left_to_right")]
+Value = StrictFloat | StrictStr
 
 # Times outside this window are no reading of a living person's health: rejected, never claimed
 # (a year-1 instant is year 0 in a zone west of UTC, which no step can turn into a date).
@@ -105,10 +111,22 @@ class Line(BaseModel):
         return value
 
 
+_NUMERIC = re.compile(r"\s*[+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?\s*")
+
+
+def _iso_text(value: Any) -> Any:
+    """Times are ISO 8601 text: pydantic would also read a number, or a numeric string such as
+    "1700000000", as Unix time, which no sender of these files means."""
+    if not isinstance(value, str) or _NUMERIC.fullmatch(value):
+        raise ValueError("must be ISO 8601 text, not a number")
+    return value
+
+
 def _offset_with_seconds(value: Any, handler: ValidatorFunctionWrapHandler) -> datetime:
     """pydantic reads offsets to the minute only; ISO 8601 (and the hourly export's labels)
     also has offsets with seconds, like Africa/Monrovia's -00:44:30 before 1972. Only a value
     pydantic refuses pays for the second parse."""
+    _iso_text(value)
     try:
         return handler(value)
     except ValidationError:
@@ -126,10 +144,13 @@ def _offset_with_seconds(value: Any, handler: ValidatorFunctionWrapHandler) -> d
 Instant = Annotated[AwareDatetime, WrapValidator(_offset_with_seconds)]
 
 
+LocalDate = Annotated[date, BeforeValidator(_iso_text)]
+
+
 class VitalLine(Line):
     user_id: UserId
     metric: Required
-    value: float | str
+    value: Value
     unit: str | None = None
     start_time: Instant
     end_time: Instant | None = None
@@ -146,13 +167,13 @@ def parse_collection_time(value: str) -> datetime | date:
 class LabLine(Line):
     user_id: UserId
     test_name: Required
-    value: float | str | None = None
+    value: Value | None = None
     unit: str | None = None
     reference_range: str | None = None
     # A date, a local wall time, or an instant with offset; read by hand because a union of
     # datetime types would let pydantic pick the wrong one.
     collected_at: str
-    report_id: str | int | None = None
+    report_id: StrictStr | StrictInt | None = None
 
     @field_validator("collected_at")
     @classmethod
@@ -168,7 +189,7 @@ class LabLine(Line):
 class NutritionLine(Line):
     model_config = ConfigDict(extra="allow")
     user_id: UserId
-    meal_date: date
+    meal_date: LocalDate
     meal_type: Required
     food_name: Required
 
@@ -685,23 +706,47 @@ def ingest_lines(
     return report
 
 
+# The tz database's variants: right/ counts leap seconds (PostgreSQL reads right/UTC 27 s off
+# in 2024, Python not at all), posix/ duplicates the main names. Buckets would differ by reader.
+_VARIANT_PREFIXES = ("right/", "posix/", "posixrules")
+
+
+def _zone_problem(zone: str, server_zones: frozenset[str], python_zones: set[str]) -> str | None:
+    """Why a zone name cannot be stored, or None. Buckets are computed by the database and
+    labeled by Python (exports): both must read the name, and read it alike."""
+    if zone.startswith(_VARIANT_PREFIXES):
+        return "malformed: timezone: a leap-second or POSIX variant the database reads differently"
+    if zone not in python_zones:
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            return "malformed: timezone: not an IANA time zone"
+    if zone not in server_zones:
+        return "malformed: timezone: not in the database's time zone data"
+    return None
+
+
+def _server_zones(engine: Engine) -> frozenset[str]:
+    with engine.connect() as conn:
+        return frozenset(conn.execute(text("SELECT name FROM pg_timezone_names")).scalars())
+
+
 def ingest_users(engine: Engine, lines: Iterable[str | bytes]) -> IngestReport:
     report = IngestReport("users")
-    zones = available_timezones()
+    python_zones = available_timezones()
+    server_zones = _server_zones(engine)
     users: dict[int, str] = {}
     for number, line in _readable_lines(lines, report):
         try:
             record = UserLine.model_validate_json(line)
-            zone = record.timezone.strip()
-            if zone not in zones:
-                ZoneInfo(zone)  # raises for names the system does not know either
         except ValidationError as error:
             report.malformed += 1
             report.problems.append((number, describe_validation_error(error)))
             continue
-        except (ZoneInfoNotFoundError, ValueError, OSError):
+        zone = record.timezone.strip()
+        if problem := _zone_problem(zone, server_zones, python_zones):
             report.malformed += 1
-            report.problems.append((number, "malformed: timezone: not an IANA time zone"))
+            report.problems.append((number, problem))
             continue
         users[record.user_id] = zone
     with engine.begin() as conn:

@@ -398,3 +398,54 @@ def test_the_command_line_ingests_around_unreadable_lines(engine, tmp_path, caps
     assert code == 0
     assert "3 inserted as pending, 1 stored as rejected, 2 malformed" in out
     assert "line 3: malformed: line: not valid UTF-8" in out
+
+
+def test_booleans_are_never_numbers_and_times_are_iso_text(engine) -> None:
+    vitals = [
+        _vital(value=True),  # not 1 step
+        _vital(start_time=1700000000),
+        _vital(start_time="1700000000"),
+        _vital(entry_id=True),
+        _vital(),
+    ]
+    labs = [
+        '{"user_id": 1, "test_name": "Hemoglobin", "value": true, "unit": "g/dL", '
+        '"collected_at": "2024-01-02"}',
+        '{"user_id": 1, "test_name": "Hemoglobin", "value": 13.5, "unit": "g/dL", '
+        '"collected_at": "2024-01-02", "report_id": false}',
+        '{"user_id": 1, "test_name": "Hemoglobin", "value": 13.5, "unit": "g/dL", '
+        '"collected_at": "1700000000"}',
+    ]
+    meals = [_meal(meal_date=19723), _meal(meal_date="1700000000"), _meal(calories=True)]
+    vital_report = ingest_lines(engine, "vitals", vitals)
+    lab_report = ingest_lines(engine, "labs", labs)
+    meal_report = ingest_lines(engine, "nutrition", meals)
+    assert (vital_report.inserted, vital_report.malformed) == (1, 4)
+    assert [n for n, _ in vital_report.problems] == [1, 2, 3, 4]
+    assert "ISO 8601" in dict(vital_report.problems)[3]
+    assert (lab_report.inserted, lab_report.malformed) == (0, 3)
+    assert (meal_report.inserted, meal_report.rejected, meal_report.malformed) == (0, 1, 2)
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_line(engine) -> None:
+    report = ingest_lines(engine, "vitals", ["\ufeff" + _vital(), _vital(value=72)])
+    assert (report.inserted, report.malformed) == (2, 0)
+    users = ingest_lines(engine, "users", ['\ufeff{"user_id": 1, "timezone": "Asia/Tokyo"}'])
+    assert (users.inserted, users.malformed) == (1, 0)
+
+
+def test_zones_the_database_reads_differently_are_refused_with_the_reason(engine) -> None:
+    lines = [
+        '{"user_id": 1, "timezone": "right/UTC"}',
+        '{"user_id": 2, "timezone": "posix/Europe/Paris"}',
+        '{"user_id": 3, "timezone": "Mars/Olympus_Mons"}',
+        '{"user_id": 4, "timezone": "Europe/Paris"}',
+    ]
+    report = ingest_lines(engine, "users", lines)
+    assert (report.inserted, report.malformed) == (1, 3)
+    reasons = dict(report.problems)
+    assert "leap-second" in reasons[1] and "leap-second" in reasons[2]
+    assert reasons[3] == "malformed: timezone: not an IANA time zone"
+    with engine.connect() as conn:
+        stored = conn.execute(text("SELECT user_id, timezone FROM user_settings")).all()
+    assert [tuple(r) for r in stored] == [(4, "Europe/Paris")]
