@@ -609,13 +609,13 @@ def _readable_lines(
     not UTF-8 is counted malformed with its number, never an exception that stops the file.
     A byte-order mark before the first line is not part of it."""
     for number, line in enumerate(lines, start=1):
-        if number == 1:
-            line = line.removeprefix(b"\xef\xbb\xbf" if isinstance(line, bytes) else _BOM)
         if isinstance(line, bytes):
             try:
                 line = line.decode("utf-8")
             except UnicodeDecodeError:
                 line = "\udcff"  # counted below as not UTF-8
+        if number == 1:
+            line = line.removeprefix(_BOM)
         if not line.strip():
             continue
         report.lines += 1
