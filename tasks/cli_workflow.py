@@ -141,7 +141,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         store.add_dead_letters(d.body for d in dead)
         for dead_letter in dead:
             cloud.delete_dead_letter(dead_letter)
-        store.ack_queued(len(queued))
+        store.ack_queued(queued)
     ok = sum(r.succeeded for r in results)
     elapsed = time.perf_counter() - started
     print(
