@@ -79,11 +79,14 @@ def _thread_excepthook(args: threading.ExceptHookArgs) -> None:
         sys.stderr.write(data_free_traceback(args.exc_value, args.exc_traceback))
 
 
-def install_data_free_hooks() -> None:
+def install_data_free_hooks(*, root_log_handlers: bool = True) -> None:
     """Uncaught exceptions (including what a C extension prints with PyErr_Print, which psycopg2
-    does with a server error pending) and logged tracebacks, all without data."""
+    does with a server error pending) and, with `root_log_handlers`, logged tracebacks, all
+    without data. (The runners' own log lines name errors, never format them.)"""
     sys.excepthook = _excepthook
     threading.excepthook = _thread_excepthook
+    if not root_log_handlers:
+        return
     for handler in logging.getLogger().handlers:
         fmt = handler.formatter._fmt if handler.formatter else None
         handler.setFormatter(DataFreeFormatter(fmt))

@@ -139,3 +139,32 @@ def test_a_failing_insert_in_a_step_leaves_no_value_in_traces_logs_or_dead_lette
     seen += [caplog.text, captured.out, captured.err, _server_log(engine)[log_before:]]
     for text_ in seen:
         assert MARKER_NAME not in text_ and "98.7654" not in text_
+
+
+def test_uncaught_and_logged_database_errors_print_no_value(engine: Engine, capsys) -> None:
+    import logging
+    import sys as sys_
+
+    from tasks.errors import DatabaseRejectedRow
+    from tasks.redaction import DataFreeFormatter, data_free_traceback, install_data_free_hooks
+
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(f"SELECT '{MARKER_NAME}'::int"))
+    except DatabaseRejectedRow as error:
+        raised = error
+    assert MARKER_NAME in str(raised.__cause__)  # the driver's text quotes it
+    assert MARKER_NAME not in data_free_traceback(raised)
+    assert "SQLSTATE 22P02" in data_free_traceback(raised)
+    hooks = (sys_.excepthook, threading.excepthook)
+    try:
+        install_data_free_hooks(root_log_handlers=False)
+        sys_.excepthook(type(raised), raised, raised.__traceback__)
+    finally:
+        sys_.excepthook, threading.excepthook = hooks
+    record = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed", None, None)
+    record.exc_info = (type(raised), raised, raised.__traceback__)
+    logged = DataFreeFormatter("%(message)s").format(record)
+    printed = capsys.readouterr().err
+    assert "Traceback" in printed and "Traceback" in logged
+    assert MARKER_NAME not in printed and MARKER_NAME not in logged
