@@ -70,7 +70,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     path = _input_file(args.file)
     engine = _engine()
     with (
-        path.open(encoding="utf-8") as handle,
+        # Undecodable bytes reach ingest as lone surrogates: that line is malformed, not the file.
+        path.open(encoding="utf-8", errors="surrogateescape") as handle,
         Progress(None, unit="lines", description=f"ingest {args.domain}") as progress,
     ):
         report = ingest_lines(engine, args.domain, _counted(handle, progress))
@@ -553,6 +554,9 @@ def _one_line(error: BaseException) -> tuple[int, str]:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from tasks.redaction import install_data_free_hooks
+
+    install_data_free_hooks()  # no traceback of a database error prints the row it quotes
     args = build_parser().parse_args(argv)
     enable_notices()
     try:

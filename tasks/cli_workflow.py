@@ -126,9 +126,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     with LocalCloud() as cloud:
         triggers = 0
-        for domain, user_id in pending_work(list(DOMAINS_IN_ORDER), None):
-            cloud.send_message({"job_type": JOB_OF_DOMAIN[domain], "user_id": user_id})
-            triggers += 1
+        work = pending_work(list(DOMAINS_IN_ORDER), None)
+        with Progress(len(work), unit="triggers", description="enqueue") as enqueued:
+            for domain, user_id in work:
+                cloud.send_message({"job_type": JOB_OF_DOMAIN[domain], "user_id": user_id})
+                triggers += 1
+                enqueued.update(1)
         # Write-ahead: the spool keeps its lines until their executions have ended.
         queued = store.queued()
         for body in queued:
@@ -139,14 +142,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         # Traces print once every execution has ended; until then a line every few seconds
         # (a bar on a terminal) says how far the drain is.
         with Progress(triggers, unit="executions", description="drain") as progress:
-            results = cloud.drain(on_finished=lambda _: progress.update(1))
+
+            def finished(result: Any) -> None:
+                progress.update(1)
+                if _continues(result):  # its continuation is one more execution to wait for
+                    progress.grow(1)
+
+            results = cloud.drain(on_finished=finished)
         for result in results:
             print("\n".join(_keep_and_trace(store, cloud, result)))
         dead = cloud.dlq_messages()
         store.add_dead_letters(d.body for d in dead)
         for dead_letter in dead:
             cloud.delete_dead_letter(dead_letter)
-        store.ack_queued(len(queued))
+        store.ack_queued(queued)
     ok = sum(r.succeeded for r in results)
     elapsed = time.perf_counter() - started
     print(
@@ -170,6 +179,18 @@ def _megabytes(folder: Path) -> float:
             with contextlib.suppress(OSError):
                 total += os.lstat(os.path.join(root, name)).st_size
     return total / 1e6
+
+
+def _continues(result: Any) -> bool:
+    """Whether an execution (or the labs execution it started) queued its own continuation:
+    a bounded claim that left rows, or suspects still to bisect."""
+    outputs = [result.output, result.child.output if result.child is not None else None]
+    return any(
+        isinstance(output, dict)
+        and isinstance(output.get("claim"), dict)
+        and bool(output["claim"].get("more_pending"))
+        for output in outputs
+    )
 
 
 def _cli_name() -> str:

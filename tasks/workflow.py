@@ -327,16 +327,31 @@ class LocalStore:
                 self._replace(self.spool, good)
             return bodies
 
-    def ack_queued(self, count: int) -> None:
-        """Remove the first `count` queued lines: their executions have ended."""
+    def ack_queued(self, bodies: Sequence[Mapping[str, Any]]) -> None:
+        """Remove the queued triggers that `queued()` returned: their executions have ended.
+
+        By content, one line per body, not the first lines of the spool: two `run`s that read
+        the same triggers each acknowledge what they delivered, so a trigger that one of them
+        never read (appended after it looked) stays queued. (By count, the second `run`
+        removed a later trigger that nobody had delivered.)"""
         with self._locked():
-            lines = self._lines(self.spool)
-            self._replace(self.spool, lines[count:])
+            remaining = [dict(body) for body in bodies]
+            kept: list[str] = []
+            for line in self._lines(self.spool):
+                try:
+                    body = json.loads(line)
+                except json.JSONDecodeError:
+                    body = None
+                if body in remaining:
+                    remaining.remove(body)
+                else:
+                    kept.append(line)
+            self._replace(self.spool, kept)
 
     def take_queued(self) -> list[str]:
         """Read and remove every queued trigger (for callers that deliver them at once)."""
         bodies = self.queued()
-        self.ack_queued(len(bodies))
+        self.ack_queued(bodies)
         return [json.dumps(body) for body in bodies]
 
     def save_execution(

@@ -23,7 +23,7 @@ import psycopg2
 from sqlalchemy import URL, Engine, NullPool, create_engine, event
 from sqlalchemy.engine import ExceptionContext
 
-from tasks.errors import DatabaseUnavailable
+from tasks.db.failures import named_database_error
 from tasks.progress import notice
 from tasks.settings import MissingSetting, Settings, get_settings
 
@@ -52,8 +52,38 @@ def embedded_url(pgdata: Path) -> str:
         notice(f"starting the embedded PostgreSQL in {pgdata} (a few seconds)")
         keep = keep_running_marker(pgdata).exists()
         _servers[pgdata] = pgserver.get_server(pgdata, cleanup_mode=None if keep else "stop")
+        _log_no_statements(_servers[pgdata].get_uri())  # type: ignore[attr-defined]
     uri: str = _servers[pgdata].get_uri()  # type: ignore[attr-defined]
     return uri.replace("postgresql://", "postgresql+psycopg2://", 1)
+
+
+# What the server writes to its log about a failing statement: by default the statement itself
+# (an INSERT with other rows' test names and values), the error's DETAIL and CONTEXT (the row)
+# and its message, which may quote a value (`invalid input syntax for type integer: "..."`).
+# Errors of statements are not logged at all (the application names them by SQLSTATE); fatal
+# ones (a connection ended) still are. A managed PostgreSQL needs the same settings (README,
+# "Health data and the database log").
+SERVER_LOG_SETTINGS = {
+    "log_min_messages": "fatal",
+    "log_min_error_statement": "panic",
+    "log_error_verbosity": "terse",
+    "log_parameter_max_length_on_error": "0",
+    "log_min_duration_statement": "-1",
+    "log_statement": "none",
+}
+
+
+def _log_no_statements(uri: str) -> None:
+    """Apply SERVER_LOG_SETTINGS to the embedded server (kept in its postgresql.auto.conf)."""
+    connection = psycopg2.connect(uri)
+    try:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            for name, value in SERVER_LOG_SETTINGS.items():
+                cursor.execute(f"ALTER SYSTEM SET {name} = %s", (value,))
+            cursor.execute("SELECT pg_reload_conf()")
+    finally:
+        connection.close()
 
 
 def stop_embedded(pgdata: Path) -> None:
@@ -97,14 +127,12 @@ def make_engine(
     )
 
     @event.listens_for(engine, "handle_error")
-    def _name_unreachable(context: ExceptionContext) -> None:
-        # Step Functions retries DatabaseUnavailable; every other error is final.
-        # (psycopg2's OperationalError also covers deadlocks and serialization failures,
-        # which a retry resolves as well.)
-        if context.is_disconnect or isinstance(
-            context.original_exception, psycopg2.OperationalError
-        ):
-            raise DatabaseUnavailable("database connection failed") from context.original_exception
+    def _name_failure(context: ExceptionContext) -> None:
+        # The workflow retries by these names (connection, timeout, resources, conflict) and
+        # isolates rows by DatabaseRejectedRow; see tasks/db/failures.py.
+        named = named_database_error(context.original_exception, disconnected=context.is_disconnect)
+        if named is not None:
+            raise named from context.original_exception
 
     return engine
 

@@ -50,10 +50,25 @@ DEFAULT_THRESHOLD = 0.76
 COVERAGE_WEIGHT = 0.3  # score share lost when none of the query's words occurs in the test's names
 
 
+# No lab test is named at this length (the catalog's longest name or alias has 134
+# characters). Longer names and units are never matched, and never scanned: several name
+# patterns backtrack, and a 1 MB name once held a step at full CPU for over an hour.
+MAX_NAME_CHARS = 300
+MAX_UNIT_CHARS = 100
+
+
 @dataclass(frozen=True)
 class LabQuery:
+    """A name and unit to match. One beyond the bounds is matched as no name at all (it stays
+    uncategorized, for review); the stored row keeps what was reported."""
+
     test_name: str
     unit: str | None = ""
+
+    def __post_init__(self) -> None:
+        if len(self.test_name) > MAX_NAME_CHARS or len(self.unit or "") > MAX_UNIT_CHARS:
+            object.__setattr__(self, "test_name", "")
+            object.__setattr__(self, "unit", "")
 
 
 @dataclass(frozen=True)
@@ -408,13 +423,16 @@ class _CorpusScorer:
 # ---------------------------------------------------------------------------------- fuzzy stage
 
 
-_DIGIT_TOKEN = re.compile(r"[a-z]*[0-9][a-z0-9]*")
+# Words are runs of letters and digits; those holding a digit are the signature. (The pattern
+# that found them directly, [a-z]*[0-9][a-z0-9]*, took quadratic time on a long digitless run.)
+_WORD = re.compile(r"[a-z0-9]+")
+_DIGIT = re.compile(r"[0-9]")
 DIGIT_MISMATCH_PENALTY = 0.35  # "vitamin b6" is not "vitamin b9", "t3" is not "t4"
 
 
 @lru_cache(maxsize=65536)
 def _digit_signature(text: str) -> str:
-    return " ".join(sorted(set(_DIGIT_TOKEN.findall(text))))
+    return " ".join(sorted({word for word in _WORD.findall(text) if _DIGIT.search(word)}))
 
 
 def _fuzzy_similarity(queries: list[str], names: list[str]) -> np.ndarray:
@@ -646,6 +664,9 @@ class CombinedMatcher:
         results: list[MatchResult | None] = []
         pending: list[int] = []
         for index, query in enumerate(queries):
+            if not query.test_name.strip():  # no name (or one beyond any test's): no candidates
+                results.append(_none_result())
+                continue
             alias_result = self.alias.match_one(query)
             if alias_result.loinc_code is not None and alias_result.confidence >= self.threshold:
                 results.append(alias_result)

@@ -179,8 +179,8 @@ def claim(payload: ClaimInput) -> ClaimOutput:
         )
         more = limit is not None and (
             _more_pending(conn, payload.domain, payload.user_id)
-            # Suspect rows go one per execution: continue with the next one.
-            or (summary.isolated and lifecycle.has_suspects(conn, payload.domain, payload.user_id))
+            # Suspects are bisected one half per execution: continue with the next one.
+            or lifecycle.has_suspects(conn, payload.domain, payload.user_id)
         )
     return _claim_output(summary, more)
 

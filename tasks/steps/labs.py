@@ -9,6 +9,7 @@ direct mode too. The matchers load once per process.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import threading
@@ -48,6 +49,17 @@ def set_matcher(matcher: Any) -> None:
     global _matcher
     with _matcher_lock:
         _matcher = matcher
+
+
+def _name_key(test_name: str) -> str:
+    """The name as results are told apart: normalized, or for a name no test has (too long to
+    match, see LabQuery) its hash, which bounds the key and is never scanned by a pattern."""
+    from tasks.labs import normalize_text
+    from tasks.labs.matcher import MAX_NAME_CHARS
+
+    if len(test_name) > MAX_NAME_CHARS:
+        return "sha256:" + hashlib.sha256(test_name.encode("utf-8", "surrogatepass")).hexdigest()
+    return normalize_text(test_name)
 
 
 def _dedup_key(row: Any, normalized_name: str) -> str:
@@ -163,7 +175,6 @@ def write_results(
     `replace_earlier`: a rerun replaces what an earlier try of this claim wrote; False adds to
     it (the model step after ResolveKnownNames recorded the known names).
     """
-    from tasks.labs import normalize_text
     from tasks.labs.normalize import FLAG_OK, convert_reading
     from tasks.precision import reported_precision
 
@@ -214,7 +225,7 @@ def write_results(
             (
                 row.id,
                 user_id,
-                _dedup_key(row, normalize_text(row.test_name)),
+                _dedup_key(row, _name_key(row.test_name)),
                 "categorized" if match.loinc_code else "uncategorized",
                 match.loinc_code,
                 match.loinc_name,
