@@ -99,7 +99,7 @@ class LiveRun:
                     for letter in dead:
                         cloud.delete_dead_letter(letter)
                     report.dead_letters = len(dead)
-                    self._store.ack_queued(len(queued))
+                    self._store.ack_queued(queued)
                 finally:
                     with self._lock:
                         self._cloud = None
