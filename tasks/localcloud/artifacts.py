@@ -276,11 +276,17 @@ class WorkerEnvironment:
         path = f"{self.venv / 'bin'}:/usr/local/bin:/usr/bin:/bin"
         return {"PATH": path, "HOME": str(self.app_dir), **image_env, **task_environment}
 
+    def embedding_files(self) -> list[Path]:
+        """What the image's build left in its embeddings cache."""
+        cache = self.environment({}).get("HEALTHFLOW_EMBEDDING_CACHE_DIR")
+        return sorted(Path(cache).rglob("*")) if cache else []
+
 
 def build_ml_worker_environment(
     cache_dir: Path | None = None, dockerfile_path: Path | None = None
 ) -> tuple[WorkerEnvironment, BuildReport]:
-    """The venv the image's install lines make, cached by those lines and the files they read."""
+    """The venv the image's install lines make, cached by those lines and the files they read,
+    and the image's source layers (COPY, then the RUN lines after it), cached by the sources."""
     started = time.perf_counter()
     path = dockerfile_path or dockerfile.ML_WORKER_DOCKERFILE
     spec = dockerfile.parse(path.read_text())
@@ -301,13 +307,43 @@ def build_ml_worker_environment(
         venv = root / f"venv-{key}"
         cached = _build_once(venv, lambda staging: _build_venv(staging, spec, inputs))
         _prune(root, "venv-", keep=venv)
-        app_dir = root / "app"
-        _stage_sources(app_dir, spec)
-    environment = WorkerEnvironment(venv=venv, app_dir=app_dir, image=spec)
+        sources_key = _digest(
+            [key, spec.copies, [run.command for run in spec.source_runs()]]
+            + [tree_digest(REPO_ROOT / source) for source, _ in spec.copies]
+        )
+        app_dir = root / f"app-{sources_key}"
+        partial = WorkerEnvironment(venv=venv, app_dir=app_dir, image=spec)
+        sources_cached = _build_once(app_dir, lambda staging: _build_sources(staging, partial))
+        _prune(root, "app-", keep=app_dir)
     report = BuildReport(
-        seconds=time.perf_counter() - started, cached=cached, size_bytes=tree_size(venv)
+        seconds=time.perf_counter() - started,
+        cached=cached and sources_cached,
+        size_bytes=tree_size(venv),
     )
-    return environment, report
+    return partial, report
+
+
+def _host_build_environment(bin_dir: Path, extra: dict[str, str]) -> dict[str, str]:
+    env = {
+        **{k: v for k, v in os.environ.items() if k.startswith(("PIP_", "SSL_", "HTTP"))},
+        **extra,
+        "PATH": f"{bin_dir}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": os.environ.get("HOME", "/root"),
+    }
+    # The image keeps no pip cache (a smaller layer); here the cache changes nothing that is
+    # installed and saves downloading the same wheels on every rebuild.
+    env.pop("PIP_NO_CACHE_DIR", None)
+    return env
+
+
+def _run_lines(runs: list[dockerfile.Run], cwd: Path, env: dict[str, str]) -> None:
+    for run in runs:
+        command = dockerfile.host_command(run.command)
+        completed = subprocess.run(["/bin/bash", "-c", command], cwd=cwd, env=env, check=False)
+        if completed.returncode != 0:
+            raise ArtifactBuildError(
+                f"Dockerfile line {run.line} failed with exit code {completed.returncode}"
+            )
 
 
 def _build_venv(staging: Path, spec: dockerfile.DockerfileSpec, inputs: list[str]) -> None:
@@ -318,44 +354,49 @@ def _build_venv(staging: Path, spec: dockerfile.DockerfileSpec, inputs: list[str
     try:
         for name in inputs:
             shutil.copy2(REPO_ROOT / name, workdir / name)
-        env = {
-            **{k: v for k, v in os.environ.items() if k.startswith(("PIP_", "SSL_", "HTTP"))},
-            **spec.env,
-            "PATH": f"{staging / 'bin'}:/usr/local/bin:/usr/bin:/bin",
-            "VIRTUAL_ENV": str(staging),
-            "HOME": os.environ.get("HOME", str(workdir)),
-        }
-        env.pop("PYTHONPATH", None)
-        # The image keeps no pip cache (a smaller layer); here the cache changes nothing that is
-        # installed and saves downloading the same wheels on every rebuild.
-        env.pop("PIP_NO_CACHE_DIR", None)
-        for run in spec.install_runs():
-            command = dockerfile.host_command(run.command)
-            completed = subprocess.run(
-                ["/bin/bash", "-c", command], cwd=workdir, env=env, check=False
-            )
-            if completed.returncode != 0:
-                raise ArtifactBuildError(
-                    f"Dockerfile line {run.line} failed with exit code {completed.returncode}"
-                )
+        image_env = {k: v for k, v in spec.env.items() if k != "PYTHONPATH"}
+        env = _host_build_environment(staging / "bin", {**image_env, "VIRTUAL_ENV": str(staging)})
+        _run_lines(spec.install_runs(), workdir, env)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _stage_sources(app_dir: Path, spec: dockerfile.DockerfileSpec) -> None:
-    """The COPY lines that bring the sources (``tasks/``, ``statemachines/``), from the
-    checkout, fresh each time: the image's thin last layers."""
-    shutil.rmtree(app_dir, ignore_errors=True)
-    app_dir.mkdir(parents=True)
+def _build_sources(staging: Path, worker: WorkerEnvironment) -> None:
+    """The COPY lines that bring the sources (``tasks/``, ``statemachines/``), then the RUN
+    lines that work on them (the catalog embeddings: the model loads here, as in the build)."""
+    spec = worker.image
     for source, destination in spec.copies:
         origin = REPO_ROOT / source
-        target = app_dir / destination
+        target = staging / destination
         if origin.is_dir():
             shutil.copytree(origin, target, ignore=shutil.ignore_patterns(*_IGNORED))
         else:
             target = target / origin.name if destination.endswith("/") else target
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(origin, target)
+    # Paths of the image's WORKDIR point at the staging directory while it is built.
+    building = WorkerEnvironment(venv=worker.venv, app_dir=staging, image=spec)
+    _carry_embeddings(worker.app_dir.parent, building)
+    env = _host_build_environment(worker.venv / "bin", building.environment({}))
+    _run_lines(spec.source_runs(), staging, env)
+
+
+def _carry_embeddings(root: Path, building: WorkerEnvironment) -> None:
+    """Seed the embeddings cache from the previous source layer. Any change under tasks/ makes
+    a new layer, and recomputing the catalog's embeddings takes a minute on two cores; the
+    cache files are named by model path and catalog hash, so a file that no longer fits is
+    never read (the build-time line then computes it anew)."""
+    cache = building.environment({}).get("HEALTHFLOW_EMBEDDING_CACHE_DIR")
+    if not cache:
+        return
+    earlier = sorted(root.glob("app-*/"), key=lambda p: p.stat().st_mtime)
+    if not earlier:
+        return
+    previous = WorkerEnvironment(venv=building.venv, app_dir=earlier[-1], image=building.image)
+    Path(cache).mkdir(parents=True, exist_ok=True)
+    for file in previous.embedding_files():
+        if file.is_file():
+            shutil.copy2(file, Path(cache) / file.name)
 
 
 def main(argv: list[str] | None = None) -> int:

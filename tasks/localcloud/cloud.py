@@ -227,6 +227,7 @@ class LocalCloud:
         self._ml_worker = ml_worker
         self._shipped_environment = shipped_environment
         self.sandboxes: Any = None  # the LambdaSandboxPool while running a lambda_asset
+        self.containers: Any = None  # the ContainerRunner of an ml_worker environment
         self._lambda_dispatcher = lambda_dispatcher or lambda_dispatcher_for(run_step)
         self._container_runner = container_runner or container_runner_for(
             run_step, region, heartbeat_seconds
@@ -291,7 +292,8 @@ class LocalCloud:
             )
             self._lambda_dispatcher = self.sandboxes.dispatcher()
         if self._ml_worker is not None:
-            self._container_runner = sandbox.container_runner(self._ml_worker, environment)
+            self.containers = sandbox.ContainerRunner(self._ml_worker, environment, self.region)
+            self._container_runner = self.containers
 
     def _create_queues(self) -> None:
         dlq_url = self._sqs.create_queue(QueueName=DEAD_LETTER_QUEUE_NAME)["QueueUrl"]

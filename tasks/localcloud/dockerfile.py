@@ -23,6 +23,11 @@ ML_WORKER_DOCKERFILE = REPO_ROOT / "containers" / "ml-worker" / "Dockerfile"
 _TORCH_INDEX = re.compile(r"\s--index-url\s+https://download\.pytorch\.org/whl/cpu\b")
 
 
+# RUN lines that change the image's users and file owners (`USER 10001` runs the container
+# unprivileged); on the host the environment belongs to whoever builds it.
+_SYSTEM_COMMANDS = ("useradd", "chown")
+
+
 class DockerfileError(ValueError):
     """The Dockerfile has an instruction this reader cannot follow."""
 
@@ -66,6 +71,17 @@ class DockerfileSpec:
         """Files the install lines can read: those copied before the last of them."""
         last = self._last_install_step()
         return [source for step, source, _ in self.copy_steps if step < last]
+
+    def source_runs(self) -> list[Run]:
+        """RUN lines after the sources are copied (the build-time work on them, such as the
+        catalog embeddings), without those that manage the image's system users: the host's
+        users are not the image's to change."""
+        last = self._last_install_step()
+        return [
+            run
+            for step, run in self.runs
+            if step > last and not any(word in run.command for word in _SYSTEM_COMMANDS)
+        ]
 
     @property
     def copies(self) -> list[tuple[str, str]]:

@@ -7,7 +7,7 @@ command in its image's environment. Both are separate processes.
   invocation at a time. Concurrent invocations get one sandbox each, as Lambda scales out.
   An unhandled exception comes back as the runtime reports it (``errorType``), and the dispatcher
   raises :class:`tasks.localcloud.moto_ext.FunctionError` so Step Functions sees that error name.
-* :func:`container_runner` runs the ml-worker's ENTRYPOINT/CMD with the task definition's
+* :class:`ContainerRunner` runs the ml-worker's ENTRYPOINT/CMD with the task definition's
   environment and the container overrides, and returns its exit code (``.sync``).
 """
 
@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -217,17 +218,41 @@ def lambda_environment(
     }
 
 
-def container_runner(
-    worker: WorkerEnvironment, task_environment: Mapping[str, str]
-) -> moto_ext.ContainerRunner:
+#: What the ECS agent adds to every Fargate container's environment.
+ECS_AGENT_ENVIRONMENT = {"ECS_CONTAINER_METADATA_URI_V4": "http://169.254.170.2/v4/local"}
+
+
+@dataclass(frozen=True)
+class ContainerRun:
+    """One task's container: its process and how it exited."""
+
+    pid: int
+    exit_code: int
+
+
+class ContainerRunner:
     """Runs the image's command as a separate process; the exit code is the task's."""
 
-    def run(overrides: Mapping[str, str]) -> int:
-        environment = worker.environment({**task_environment, **overrides})
-        completed = subprocess.run(
-            worker.command(), env=environment, cwd=worker.app_dir, check=False
-        )
-        LOG.info("ml-worker container exited with %d", completed.returncode)
-        return completed.returncode
+    def __init__(
+        self, worker: WorkerEnvironment, task_environment: Mapping[str, str], region: str
+    ) -> None:
+        self._worker = worker
+        self._task_environment = {
+            **ECS_AGENT_ENVIRONMENT,
+            "AWS_REGION": region,
+            "AWS_DEFAULT_REGION": region,
+            **task_environment,
+        }
+        self._lock = threading.Lock()
+        self.runs: list[ContainerRun] = []
 
-    return run
+    def __call__(self, overrides: Mapping[str, str]) -> int:
+        environment = self._worker.environment({**self._task_environment, **overrides})
+        process = subprocess.Popen(
+            self._worker.command(), env=environment, cwd=self._worker.app_dir
+        )
+        exit_code = process.wait()
+        LOG.info("ml-worker container exited with %d", exit_code)
+        with self._lock:
+            self.runs.append(ContainerRun(pid=process.pid, exit_code=exit_code))
+        return exit_code
