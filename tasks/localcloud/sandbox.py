@@ -105,36 +105,59 @@ class LambdaSandbox:
             self._process.stdout.close()
 
 
+def default_max_sandboxes() -> int:
+    """Sandboxes one pool runs at once. In AWS each cold start has a machine of its own; here
+    they share this machine's cores, and a dozen interpreters importing at once on two cores
+    took over 30 s each (ValidateMessage's timeout), where two took 2 s. Invocations beyond the
+    cap wait for a warm sandbox, which answers in milliseconds."""
+    return max(2, os.cpu_count() or 2)
+
+
 class LambdaSandboxPool:
-    """Warm sandboxes of one function; one per concurrent invocation, reused when idle."""
+    """Warm sandboxes of one function: one per concurrent invocation up to `max_sandboxes`,
+    reused when idle."""
 
     def __init__(
         self,
         asset: LambdaAsset,
         environment: Mapping[str, str],
         timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
+        max_sandboxes: int | None = None,
     ) -> None:
         self.asset = asset
         self._environment = dict(environment)
         self._timeout = timeout_seconds
-        self._lock = threading.Lock()
+        self._max = max_sandboxes or default_max_sandboxes()
+        self._lock = threading.Condition()
         self._idle: list[LambdaSandbox] = []
         self._all: list[LambdaSandbox] = []
+        self._starting = 0
         self._closed = False
 
     def _acquire(self) -> LambdaSandbox:
         with self._lock:
-            if self._closed:
-                raise SandboxError("the sandbox pool is closed")
-            if self._idle:
-                return self._idle.pop()
-        sandbox = LambdaSandbox(self.asset, self._environment)
+            while True:
+                if self._closed:
+                    raise SandboxError("the sandbox pool is closed")
+                if self._idle:
+                    return self._idle.pop()
+                if len(self._all) + self._starting < self._max:
+                    self._starting += 1
+                    break
+                self._lock.wait()
+        try:
+            sandbox = LambdaSandbox(self.asset, self._environment)
+        finally:
+            with self._lock:
+                self._starting -= 1
+                self._lock.notify()
         with self._lock:
             self._all.append(sandbox)
         return sandbox
 
     def _release(self, sandbox: LambdaSandbox, healthy: bool) -> None:
         with self._lock:
+            self._lock.notify()
             if healthy and not self._closed:
                 self._idle.append(sandbox)
                 return
@@ -174,6 +197,7 @@ class LambdaSandboxPool:
         finally:
             with self._lock:
                 self._idle.extend(idle)
+                self._lock.notify_all()
 
     @property
     def started(self) -> int:
@@ -190,6 +214,7 @@ class LambdaSandboxPool:
     def close(self) -> None:
         with self._lock:
             self._closed = True
+            self._lock.notify_all()
             sandboxes, self._all, self._idle = self._all, [], []
         for sandbox in sandboxes:
             sandbox.close()
