@@ -68,7 +68,11 @@ class BuildReport:
 
     seconds: float
     cached: bool
-    size_bytes: int
+    path: Path
+
+    def size_bytes(self) -> int:
+        """What the build holds on disk (walks it: seconds for the ml-worker's venv)."""
+        return tree_size(self.path)
 
 
 def cache_root() -> Path:
@@ -171,7 +175,7 @@ def build_lambda_asset(
     report = BuildReport(
         seconds=time.perf_counter() - started,
         cached=deps_cached and asset_cached,
-        size_bytes=tree_size(code_dir),
+        path=code_dir,
     )
     return asset, report
 
@@ -318,7 +322,7 @@ def build_ml_worker_environment(
     report = BuildReport(
         seconds=time.perf_counter() - started,
         cached=cached and sources_cached,
-        size_bytes=tree_size(venv),
+        path=venv,
     )
     return partial, report
 
@@ -414,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
         where = environment.venv
     state = "cached" if report.cached else "built"
     print(
-        f"{where}  ({state} in {report.seconds:.1f} s, {report.size_bytes / 1e6:.1f} MB)",
+        f"{where}  ({state} in {report.seconds:.1f} s, {report.size_bytes() / 1e6:.1f} MB)",
         file=sys.stderr,
     )
     print(where)
