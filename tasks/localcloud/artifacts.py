@@ -39,8 +39,10 @@ from tasks.settings import REPO_ROOT, get_settings
 
 #: The distributions the Lambda Python runtime provides next to the function's code.
 LAMBDA_RUNTIME_DISTRIBUTIONS = ("boto3",)
-#: Asset builds kept in the cache (older ones are removed when a new one is made).
-_KEEP_ASSETS = 3
+#: Builds unused for this long are removed when another build is made. Not "all but the
+#: newest": two checkouts on one machine (or a test run and a `healthflow run`) share the cache
+#: and may be using different builds at the same time.
+_UNUSED_SECONDS = 24 * 3600
 _IGNORED = ("__pycache__", "*.pyc", "*.pyo", ".mypy_cache", ".pytest_cache")
 
 
@@ -181,11 +183,11 @@ def build_lambda_asset(
 
 
 def _prune(root: Path, prefix: str, keep: Path) -> None:
-    builds = sorted(
-        (p for p in root.glob(f"{prefix}*") if p != keep), key=lambda p: p.stat().st_mtime
-    )
-    for old in builds[: max(0, len(builds) - (_KEEP_ASSETS - 1))]:
-        shutil.rmtree(old, ignore_errors=True)
+    os.utime(keep)  # marks it used
+    cutoff = time.time() - _UNUSED_SECONDS
+    for old in root.glob(f"{prefix}*"):
+        if old != keep and old.stat().st_mtime < cutoff:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def runtime_distributions() -> list[metadata.Distribution]:

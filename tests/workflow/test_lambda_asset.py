@@ -15,7 +15,6 @@ import pytest
 from sqlalchemy import Engine, text
 
 from tasks.db.migrate import current_revision, head_revision
-from tasks.ingest import ingest_lines
 from tasks.localcloud.artifacts import LambdaAsset
 from tasks.localcloud.cloud import LocalCloud
 from tasks.localcloud.moto_ext import FunctionError
@@ -24,7 +23,7 @@ from tasks.process import process_pending
 from tests.support.history import assert_no_phrases
 from tests.support.reference import ZONES
 
-from .conftest import REGION, database_environment
+from .conftest import REGION, database_environment, ingest_lab_report
 from .test_end_to_end import FOODS, _seed, snapshot, statuses, vitals_message
 
 CUSTOM_RESOURCE = {
@@ -98,15 +97,6 @@ def test_the_migrations_custom_resource_runs_on_an_empty_database(
         assert_loaded_only_from_the_asset(pool)
 
 
-def _seed_known_labs(engine: Engine, user_id: int) -> None:
-    lines = [
-        json.dumps({"user_id": user_id, "report_id": "R1", "test_name": name, "value": value,
-                    "unit": unit, "collected_at": "2024-05-02"})
-        for name, value, unit in KNOWN_LABS
-    ]  # fmt: skip
-    ingest_lines(engine, "labs", lines)
-
-
 def test_every_branch_runs_through_the_asset_and_equals_direct_mode(
     engine: Engine,
     make_schema_engine,
@@ -115,7 +105,7 @@ def test_every_branch_runs_through_the_asset_and_equals_direct_mode(
 ) -> None:
     users = {101: ZONES[101], 102: ZONES[102]}
     _seed(engine, users=users)
-    _seed_known_labs(engine, 101)
+    ingest_lab_report(engine, 101, KNOWN_LABS, "2024-05-02")
     with LocalCloud(
         lambda_asset=lambda_asset,
         shipped_environment=shipped_environment,
@@ -208,3 +198,27 @@ def test_the_sandbox_sees_nothing_of_this_interpreter(sandboxes: LambdaSandboxPo
     assert here is not None
     answer = sandboxes.request({"find": ["pytest", "moto", "pgserver", "torch", "tasks", "boto3"]})
     assert sorted(answer["missing"]) == ["moto", "pgserver", "pytest", "torch"]
+
+
+def test_the_setting_runs_the_local_cloud_through_the_asset(
+    engine: Engine,
+    lambda_asset: LambdaAsset,
+    shipped_environment: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """HEALTHFLOW_LOCAL_STEPS=shipped: what `healthflow run` uses (the asset comes from the
+    cache the fixture filled)."""
+    from tasks.settings import get_settings
+
+    monkeypatch.setenv("HEALTHFLOW_LOCAL_STEPS", "shipped")
+    get_settings.cache_clear()
+    try:
+        with LocalCloud(shipped_environment=shipped_environment) as cloud:
+            cloud.send_message(vitals_message(4242))
+            [result] = cloud.drain()
+            started = cloud.sandboxes.started
+            assert cloud.sandboxes.asset.code_dir == lambda_asset.code_dir
+    finally:
+        monkeypatch.delenv("HEALTHFLOW_LOCAL_STEPS")
+        get_settings.cache_clear()
+    assert result.succeeded and started >= 1

@@ -20,15 +20,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
-from tasks.ingest import ingest_lines
 from tasks.localcloud import dockerfile
 from tasks.localcloud.artifacts import (
     LambdaAsset,
     WorkerEnvironment,
     build_ml_worker_environment,
 )
-from tasks.localcloud.cloud import LocalCloud
 from tasks.settings import REPO_ROOT
+
+from .conftest import ingest_lab_report, run_labs_message
 
 DOCKERFILE = dockerfile.ML_WORKER_DOCKERFILE
 REPORT = [
@@ -134,23 +134,9 @@ def test_the_labs_child_runs_the_worker_as_a_separate_process(
     ml_worker: WorkerEnvironment,
     shipped_environment: dict[str, str],
 ) -> None:
-    lines = [
-        json.dumps({"user_id": 88, "report_id": "R1", "test_name": name, "value": value,
-                    "unit": unit, "collected_at": "2024-06-03"})
-        for name, value, unit in REPORT
-    ]  # fmt: skip
-    ingest_lines(engine, "labs", lines)
-    with LocalCloud(
-        lambda_asset=lambda_asset,
-        ml_worker=ml_worker,
-        shipped_environment=shipped_environment,
-        execution_timeout_seconds=600,
-    ) as cloud:
-        cloud.send_message({"job_type": "process_pending_labs", "user_id": 88})
-        [result] = cloud.drain()
-        assert result.child is not None
-        states = cloud.entered_states(result.child.execution_arn)
-        runs = list(cloud.containers.runs)
+    ingest_lab_report(engine, 88, REPORT, "2024-06-03")
+    shipped = {"lambda_asset": lambda_asset, "shipped_environment": shipped_environment}
+    result, states, runs, _letters = run_labs_message(88, ml_worker=ml_worker, **shipped)
     assert result.succeeded, states
     assert "CategorizeLabs" in states and states[-1] == "LabsDone"
     [run] = runs
@@ -172,22 +158,11 @@ def test_a_failing_container_fails_the_state_with_its_exit_code(
 ) -> None:
     """A container that exits non-zero fails the .sync state with States.TaskFailed, and the
     claim lands in the DLQ."""
-    ingest_lines(engine, "labs", [json.dumps({"user_id": 89, "report_id": "R1",
-        "test_name": REPORT[2][0], "value": "blue", "collected_at": "2024-06-03"})])  # fmt: skip
+    ingest_lab_report(engine, 89, REPORT[2:], "2024-06-03")
     exits_3 = ("python", "-c", "raise SystemExit(3)")
     broken = replace(ml_worker, image=replace(ml_worker.image, entrypoint=exits_3))
-    with LocalCloud(
-        lambda_asset=lambda_asset,
-        ml_worker=broken,
-        shipped_environment=shipped_environment,
-        execution_timeout_seconds=300,
-    ) as cloud:
-        cloud.send_message({"job_type": "process_pending_labs", "user_id": 89})
-        [result] = cloud.drain()
-        assert result.child is not None
-        states = cloud.entered_states(result.child.execution_arn)
-        [letter] = cloud.dlq_messages()
-        runs = list(cloud.containers.runs)
+    shipped = {"lambda_asset": lambda_asset, "shipped_environment": shipped_environment}
+    _result, states, runs, [letter] = run_labs_message(89, ml_worker=broken, **shipped)
     # Only a Spot reclaim falls back to on-demand capacity; a failed container is final.
     assert [run.exit_code for run in runs] == [3]
     assert "CategorizeLabsOnDemand" not in states and "MarkClaimFailed" in states

@@ -27,6 +27,7 @@ import os
 import time
 import uuid
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -91,14 +92,15 @@ def _asl(machine: str) -> dict[str, Any]:
     return json.loads(MACHINES[machine].asl.read_text())
 
 
-def _output_members(action: str) -> set[str]:
+@cache
+def _output_members(action: str) -> frozenset[str]:
     service, operation, shape_name = _INTEGRATION_OUTPUT[action]
     model = botocore.session.get_session().get_service_model(service)
     shape = (
         model.shape_for(shape_name) if shape_name else model.operation_model(operation).output_shape
     )
     # Step Functions hands integration results over in PascalCase whatever the API's casing.
-    return {name[0].upper() + name[1:] for name in shape.members}
+    return frozenset(name[0].upper() + name[1:] for name in shape.members)
 
 
 def well_formedness_problems() -> list[str]:
