@@ -98,4 +98,5 @@ def main():
             _answer(channel, {"errorType": "Runtime.InvalidRequest", "errorMessage": "unknown"})
 
 
-main()
+if __name__ == "__main__":
+    main()
