@@ -79,6 +79,17 @@ class Settings(BaseSettings):
 
     state_machine_file: Path = REPO_ROOT / "statemachines" / "healthflow.asl.json"
 
+    # How the local cloud runs what a deploy ships. "in-process" calls the steps' Python entry
+    # points directly (fast); "shipped" builds the steps Lambda asset with the CDK bundler and
+    # the ml-worker's environment from its Dockerfile (both cached), and runs each in a separate
+    # process as AWS would (see README, "What a deploy ships, run here").
+    local_steps: Literal["in-process", "shipped"] = "in-process"
+    local_ml_worker: Literal["in-process", "shipped"] = "in-process"
+    # Where those builds are cached (kept across runs: the first build takes minutes).
+    artifact_cache_dir: Path = Field(
+        default_factory=lambda: Path(platformdirs.user_cache_dir("healthflow")) / "artifacts"
+    )
+
     # Lab categorization.
     model_path: Path | None = None
     match_threshold: float | None = None
