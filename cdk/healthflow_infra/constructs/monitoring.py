@@ -1,4 +1,5 @@
-"""Alarms and a dashboard: the signals an operator acts on, and nothing that pages for noise."""
+"""Alarms, an execution-event rule and a dashboard: the signals an operator acts on, and nothing
+that pages for noise."""
 
 from __future__ import annotations
 
@@ -55,8 +56,7 @@ class Monitoring(Construct):
     machine keeps its metric-math alarm. Step Functions delivers these events on a best-effort
     basis (https://docs.aws.amazon.com/eventbridge/latest/ref/event-delivery-level.html: "in
     some rare cases an event might not be delivered"); EventBridge then retries the topic for
-    24 hours. A lost page never loses rows: the claim sweep re-drives what the execution left
-    claimed.
+    24 hours. Rows such an execution left claimed are re-driven by the claim sweep all the same.
 
     Attributes: `alarms` (name -> alarm), `execution_rule` (or None without a Standard
     machine), `dashboard` (or None), `topic`, `topic_key` (or None).
