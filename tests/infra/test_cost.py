@@ -28,6 +28,9 @@ def test_the_shape_is_read_from_the_template(full_app: SynthesizedApp) -> None:
     # Standard labs child pages through a rule on its execution events, which bills nothing.
     assert shape.alarm_metrics == 2 + 2 + 2 and shape.dashboards == 0
     assert shape.execution_event_rules == 1
+    idle = cost.monthly_cost(shape, 0).idle
+    assert idle["CloudWatch alarms"] == pytest.approx(0.60)
+    assert idle["EventBridge rule (Standard executions that fail)"] == 0.0
     assert not shape.lambda_tracing and not shape.machine_tracing
     assert not shape.business_metrics  # opt-in: they bill by the hour
     assert shape.scheduled_runs_per_month == pytest.approx(730 / 6)

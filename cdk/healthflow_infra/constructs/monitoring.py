@@ -138,17 +138,21 @@ class Monitoring(Construct):
         "not authorized to perform: SNS:Publish"
         (https://repost.aws/knowledge-center/cloudwatch-receive-sns-for-alarm-trigger).
         Scoped to these alarms by aws:SourceArn, as that article shows."""
+        self._let_publish(
+            "AlarmsPublish",
+            "cloudwatch.amazonaws.com",
+            [alarm.alarm_arn for alarm in self.alarms.values()],
+        )
+
+    def _let_publish(self, sid: str, service: str, source_arns: str | list[str]) -> None:
+        """Allow `service` to publish to the topic for `source_arns` only."""
         self.topic.add_to_resource_policy(
             iam.PolicyStatement(
-                sid="AlarmsPublish",
-                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                sid=sid,
+                principals=[iam.ServicePrincipal(service)],
                 actions=["sns:Publish"],
                 resources=[self.topic.topic_arn],
-                conditions={
-                    "ArnEquals": {
-                        "aws:SourceArn": [alarm.alarm_arn for alarm in self.alarms.values()]
-                    }
-                },
+                conditions={"ArnEquals": {"aws:SourceArn": source_arns}},
             )
         )
 
@@ -190,15 +194,7 @@ class Monitoring(Construct):
         # The rule's target is this topic alone (no role): the topic policy lets EventBridge
         # publish for this rule only (aws:SourceArn is the rule that sends the event,
         # https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-use-conditions.html).
-        self.topic.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="ExecutionRulePublishes",
-                principals=[iam.ServicePrincipal("events.amazonaws.com")],
-                actions=["sns:Publish"],
-                resources=[self.topic.topic_arn],
-                conditions={"ArnEquals": {"aws:SourceArn": rule.rule_arn}},
-            )
-        )
+        self._let_publish("ExecutionRulePublishes", "events.amazonaws.com", rule.rule_arn)
         self._let_publish_with_key("events.amazonaws.com")
         return rule
 
