@@ -3,11 +3,12 @@
 Everything that decides a price and that the stack decides is READ from the synthesized
 CloudFormation template (:func:`stack_shape`): the steps Lambda's architecture, memory and
 tracing, the Express machine's log level, the ml-worker task size and public IP, interface
-endpoints, NAT gateways, alarms, dashboards, KMS keys, secrets, schedules, and the Aurora cluster
-when the template creates one. How many states a message passes and how many Lambda calls it
-makes is READ from the ASL files (:func:`usage_from_asl`: the happy path of each branch, which
-tests/workflow checks against what the local cloud runs). What neither can say (how long a step
-runs, how often a labs report needs the model, how big the database is) is :data:`ESTIMATES`.
+endpoints, NAT gateways, alarms, execution-event rules, dashboards, KMS keys, secrets, schedules,
+and the Aurora cluster when the template creates one. How many states a message passes and how
+many Lambda calls it makes is READ from the ASL files (:func:`usage_from_asl`: the happy path of
+each branch, which tests/workflow checks against what the local cloud runs). What neither can
+say (how long a step runs, how often a labs report needs the model, how big the database is) is
+:data:`ESTIMATES`.
 
 Prices: us-east-1 list prices, no free tier, 30-day month (730 hours for hourly items). The
 headline is the bill with your database (the app's PostgreSQL already exists, as the seed's
@@ -52,6 +53,13 @@ PRICES: Mapping[str, float] = {
     "sqs_request": 0.40 / 1_000_000,
     "logs_ingest_gb": 0.50,
     "alarm_metric_month": 0.10,
+    # A Standard machine's failed executions page through an EventBridge rule on the default
+    # bus: events from AWS services are ingested free and delivered free within the account,
+    # and a rule itself bills nothing (https://aws.amazon.com/eventbridge/pricing/: "AWS
+    # management events are ingested by the event bus for free"). What a page then costs is an
+    # SNS publish ($0.50 a million) and an e-mail ($2.00 per 100,000), about $0.00002 per
+    # failed execution, as for an alarm's notification: not priced.
+    "execution_event_rule_month": 0.0,
     "dashboard_month": 3.00,
     "kms_key_month": 1.00,
     "kms_request": 0.03 / 10_000,
@@ -231,6 +239,8 @@ class StackShape:
     # Executions a month the template's schedules start (the claim sweep).
     scheduled_runs_per_month: float = 0.0
     aurora: AuroraShape | None = None  # when the template creates the database
+    # EventBridge rules on Step Functions execution status changes (the Standard machines' page).
+    execution_event_rules: int = 0
 
 
 @dataclass(frozen=True)
@@ -304,6 +314,10 @@ def stack_shape(template: Mapping[str, Any]) -> StackShape:
             if r["Properties"].get("State", "ENABLED") == "ENABLED"
         ),
         aurora=_aurora_shape(template),
+        execution_event_rules=sum(
+            r["Properties"].get("EventPattern", {}).get("source") == ["aws.states"]
+            for r in _resources(template, "AWS::Events::Rule")
+        ),
     )
 
 
@@ -409,6 +423,10 @@ def monthly_cost(
     cost = MonthlyCost(messages_per_day, dict(mix))
     # ---- idle: what bills with no message at all
     cost.idle["CloudWatch alarms"] = shape.alarm_metrics * p["alarm_metric_month"]
+    if shape.execution_event_rules:
+        cost.idle["EventBridge rule (Standard executions that fail)"] = (
+            shape.execution_event_rules * p["execution_event_rule_month"]
+        )
     if shape.dashboards:
         cost.idle["CloudWatch dashboard"] = shape.dashboards * p["dashboard_month"]
     if shape.kms_keys:

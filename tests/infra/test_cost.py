@@ -24,8 +24,13 @@ def test_the_shape_is_read_from_the_template(full_app: SynthesizedApp) -> None:
     assert shape.task_public_ip and shape.express_log_level == "ALL"
     assert not shape.express_execution_data
     assert (shape.interface_endpoint_azs, shape.nat_gateways, shape.kms_keys) == (0, 0, 0)
-    # DLQ, queue age, and failed + timed out (+ aborted: Standard) executions of 3 machines.
-    assert shape.alarm_metrics == 2 + 2 + 3 + 2 and shape.dashboards == 0
+    # DLQ, queue age, and failed + timed-out executions of the 2 Express machines; the
+    # Standard labs child pages through a rule on its execution events, which bills nothing.
+    assert shape.alarm_metrics == 2 + 2 + 2 and shape.dashboards == 0
+    assert shape.execution_event_rules == 1
+    idle = cost.monthly_cost(shape, 0).idle
+    assert idle["CloudWatch alarms"] == pytest.approx(0.60)
+    assert idle["EventBridge rule (Standard executions that fail)"] == 0.0
     assert not shape.lambda_tracing and not shape.machine_tracing
     assert not shape.business_metrics  # opt-in: they bill by the hour
     assert shape.scheduled_runs_per_month == pytest.approx(730 / 6)

@@ -1,12 +1,15 @@
-"""Alarms and a dashboard: the signals an operator acts on, and nothing that pages for noise."""
+"""Alarms, an execution-event rule and a dashboard: the signals an operator acts on, and nothing
+that pages for noise."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
+import jsii
 from aws_cdk import Annotations, Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
+from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -25,19 +28,38 @@ EXECUTION_FAILURE_METRICS: dict[sfn.StateMachineType, tuple[str, ...]] = {
     sfn.StateMachineType.EXPRESS: ("ExecutionsFailed", "ExecutionsTimedOut"),
 }
 
+#: The statuses of a Standard execution's status-change event that page (every end but success).
+FAILED_EXECUTION_STATUSES = ("FAILED", "TIMED_OUT", "ABORTED")
+EXECUTION_STATUS_CHANGE = "Step Functions Execution Status Change"
+
 
 class Monitoring(Construct):
-    """Alarms (each metric in an alarm bills $0.10 a month, idle or not), an SNS topic they
-    notify (bills nothing while idle), an optional dashboard ($3 a month, off by default).
+    """Alarms (each metric in an alarm bills $0.10 a month, idle or not), an EventBridge rule on
+    the Standard machines' execution events (bills nothing), an SNS topic both notify (bills
+    nothing while idle), an optional dashboard ($3 a month, off by default).
 
-    The dead-letter queue alarm pages for every failure that wrote a dead letter; the execution
-    alarms, one per state machine, page for every execution that ended failed, timed out or
-    aborted, including those that wrote none: an Express execution cut at its time limit (the
-    Catch never runs), `States.Runtime` and `States.DataLimitExceeded` (which `States.ALL` does
-    not catch), a failing SendToDeadLetterQueue. A failure that did write a dead letter shows
-    in both, once in each. The queue-age alarm pages for a pipe that moves nothing.
+    The dead-letter queue alarm pages for every failure that wrote a dead letter; every state
+    machine pages for every execution that ended failed, timed out or aborted, including those
+    that wrote none: an Express execution cut at its time limit (the Catch never runs),
+    `States.Runtime` and `States.DataLimitExceeded` (which `States.ALL` does not catch), a
+    failing SendToDeadLetterQueue. A failure that did write a dead letter shows in both, once in
+    each. The queue-age alarm pages for a pipe that moves nothing.
 
-    Attributes: `alarms` (name -> alarm), `dashboard` (or None), `topic`, `topic_key` (or None).
+    How a machine pages depends on its type. Standard executions emit an "Execution Status
+    Change" event to the default event bus; Express executions emit none ("Only standard
+    workflows emit events to EventBridge",
+    https://docs.aws.amazon.com/step-functions/latest/dg/eventbridge-integration.html). Events
+    from AWS services are ingested free and delivered free within the account, and a rule bills
+    nothing ("AWS management events are ingested by the event bus for free",
+    https://aws.amazon.com/eventbridge/pricing/), so the Standard machines page through one rule
+    (`execution_rule`) at $0 instead of three alarm metrics each ($0.30 a month); an Express
+    machine keeps its metric-math alarm. Step Functions delivers these events on a best-effort
+    basis (https://docs.aws.amazon.com/eventbridge/latest/ref/event-delivery-level.html: "in
+    some rare cases an event might not be delivered"); EventBridge then retries the topic for
+    24 hours. Rows such an execution left claimed are re-driven by the claim sweep all the same.
+
+    Attributes: `alarms` (name -> alarm), `execution_rule` (or None without a Standard
+    machine), `dashboard` (or None), `topic`, `topic_key` (or None).
     """
 
     def __init__(
@@ -86,17 +108,20 @@ class Monitoring(Construct):
             threshold=oldest_message_age_threshold.to_seconds(),
             description="Triggers wait in the queue: is the pipe stopped or failing?",
         )
+        standard = [m for m, t in machines.values() if t == sfn.StateMachineType.STANDARD]
         for name, (machine, machine_type) in machines.items():
+            if machine_type == sfn.StateMachineType.STANDARD:
+                continue
             self._alarm(
                 f"{name}ExecutionsFailed",
                 metric=execution_failures(machine, machine_type, five_minutes),
                 threshold=0,
-                description=f"A {name} execution failed, timed out or was aborted. With a dead "
-                "letter: `healthflow dlq list`, then `healthflow dlq redrive`. Without one "
-                "(time limit, States.Runtime, DataLimitExceeded): the execution's history or "
-                "log names the error; its claim is re-driven by the claim sweep once its "
-                "lease ends.",
+                description=f"A {name} execution failed or timed out. {WHAT_TO_DO}",
             )
+        self._let_alarms_publish()
+        self.execution_rule: events.Rule | None = None
+        if standard:
+            self.execution_rule = self._execution_rule(env_name=env_name, machines=standard)
         self.dashboard: cloudwatch.Dashboard | None = None
         if dashboard:
             self.dashboard = self._dashboard(
@@ -105,6 +130,87 @@ class Monitoring(Construct):
                 dead_letter_queue=dead_letter_queue,
                 machines=tuple(machine for machine, _ in machines.values()),
                 steps_function=steps_function,
+            )
+
+    def _let_alarms_publish(self) -> None:
+        """The topic policy (TLS enforcement) replaces SNS's default policy, which let the
+        account's principals publish; without an Allow, CloudWatch's alarm actions fail with
+        "not authorized to perform: SNS:Publish"
+        (https://repost.aws/knowledge-center/cloudwatch-receive-sns-for-alarm-trigger).
+        Scoped to these alarms by aws:SourceArn, as that article shows."""
+        self._let_publish(
+            "AlarmsPublish",
+            "cloudwatch.amazonaws.com",
+            [alarm.alarm_arn for alarm in self.alarms.values()],
+        )
+
+    def _let_publish(self, sid: str, service: str, source_arns: str | list[str]) -> None:
+        """Allow `service` to publish to the topic for `source_arns` only."""
+        self.topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid=sid,
+                principals=[iam.ServicePrincipal(service)],
+                actions=["sns:Publish"],
+                resources=[self.topic.topic_arn],
+                conditions={"ArnEquals": {"aws:SourceArn": source_arns}},
+            )
+        )
+
+    def _execution_rule(
+        self, *, env_name: str, machines: Sequence[sfn.StateMachine]
+    ) -> events.Rule:
+        """The default bus's rule for the Standard machines' failed, timed-out and aborted
+        executions, notifying the topic with what an operator needs and nothing more: the
+        event's detail also carries the execution's input and output (ids and counts, but not
+        needed to act), so an input transformer picks the machine, the execution and its
+        status."""
+        rule = events.Rule(
+            self,
+            "StandardExecutionsFailed",
+            description=f"healthflow {env_name}: a Standard execution failed, timed out or was "
+            "aborted",
+            event_pattern=events.EventPattern(
+                source=["aws.states"],
+                detail_type=[EXECUTION_STATUS_CHANGE],
+                detail={
+                    "status": list(FAILED_EXECUTION_STATUSES),
+                    "stateMachineArn": [m.state_machine_arn for m in machines],
+                },
+            ),
+        )
+        detail = events.EventField.from_path
+        rule.add_target(
+            _TopicTarget(
+                self.topic,
+                events.RuleTargetInput.from_object({
+                    "stateMachineArn": detail("$.detail.stateMachineArn"),
+                    "executionName": detail("$.detail.name"),
+                    "executionArn": detail("$.detail.executionArn"),
+                    "status": detail("$.detail.status"),
+                    "whatToDo": WHAT_TO_DO,
+                }),
+            )
+        )  # fmt: skip
+        # The rule's target is this topic alone (no role): the topic policy lets EventBridge
+        # publish for this rule only (aws:SourceArn is the rule that sends the event,
+        # https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-use-conditions.html).
+        self._let_publish("ExecutionRulePublishes", "events.amazonaws.com", rule.rule_arn)
+        self._let_publish_with_key("events.amazonaws.com")
+        return rule
+
+    def _let_publish_with_key(self, service: str) -> None:
+        """A service that publishes to the encrypted topic must be allowed to use its key:
+        kms:GenerateDataKey and kms:Decrypt for `service`, as
+        https://repost.aws/knowledge-center/sns-not-getting-eventbridge-notification shows for
+        EventBridge (and the SNS guide for CloudWatch alarms). "*" in a key policy means this
+        key itself, which encrypts this topic alone."""
+        if self.topic_key is not None:
+            self.topic_key.add_to_resource_policy(
+                iam.PolicyStatement(
+                    principals=[iam.ServicePrincipal(service)],
+                    actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                    resources=["*"],
+                )
             )
 
     def _create_topic(self, *, env_name: str, with_key: bool) -> sns.Topic:
@@ -119,13 +225,7 @@ class Monitoring(Construct):
                 enable_key_rotation=True,
             )
             # CloudWatch publishes alarm notifications to the encrypted topic with this key.
-            self.topic_key.add_to_resource_policy(
-                iam.PolicyStatement(
-                    principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
-                    actions=["kms:Decrypt", "kms:GenerateDataKey"],
-                    resources=["*"],  # "*" in a key policy means this key itself
-                )
-            )
+            self._let_publish_with_key("cloudwatch.amazonaws.com")
         topic = sns.Topic(
             self,
             "AlarmTopic",
@@ -215,6 +315,27 @@ class Monitoring(Construct):
             ),
         )
         return dashboard
+
+
+#: What an operator does about a failed execution (the alarm's description, the rule's message).
+WHAT_TO_DO = (
+    "With a dead letter: `healthflow dlq list`, then `healthflow dlq redrive`. Without one "
+    "(time limit, States.Runtime, DataLimitExceeded): the execution's history or log names the "
+    "error; its claim is re-driven by the claim sweep once its lease ends."
+)
+
+
+@jsii.implements(events.IRuleTarget)
+class _TopicTarget:
+    """An SNS topic as a rule's target, without the grant `aws_events_targets.SnsTopic` adds
+    (events.amazonaws.com may publish for any rule); the caller scopes the topic policy."""
+
+    def __init__(self, topic: sns.ITopic, message: events.RuleTargetInput) -> None:
+        self._topic = topic
+        self._message = message
+
+    def bind(self, _rule: events.IRule, _id: str | None = None) -> events.RuleTargetConfig:
+        return events.RuleTargetConfig(arn=self._topic.topic_arn, input=self._message)
 
 
 def execution_failures(
