@@ -245,6 +245,15 @@ def main() -> None:
                         f"expected={'|'.join(sorted(row.expected)) or None} "
                         f"got={result.loinc_code} {result.method} {(result.loinc_name or '')[:60]}"
                     )
+            if with_model is not None:
+                for row, result in zip(rows, model_results, strict=True):
+                    is_strict, _, is_wrong = judge(row, result.loinc_code, result.loinc_name)
+                    if result.method == "embedding" or is_wrong:
+                        tag = "WRONG" if is_wrong else ("model" if is_strict else "msib ")
+                        print(
+                            f"    {tag} {row.query.test_name!r} [{row.query.unit}] "
+                            f"got={result.loinc_code} {(result.loinc_name or '')[:60]}"
+                        )
     print(f"\npeak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0:.0f} MB")
 
 

@@ -39,6 +39,7 @@ def get_matcher() -> Any:
                 model_path=str(settings.model_path) if settings.model_path else None,
                 cache_dir=settings.embedding_cache_dir or settings.data_dir / "embeddings",
                 threshold=settings.match_threshold,
+                use_model=settings.lab_model_enabled,
             )
         return _matcher
 
