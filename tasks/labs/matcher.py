@@ -18,7 +18,7 @@ import re
 import tempfile
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
@@ -35,6 +35,8 @@ from tasks.labs.normalize import (
     analyze_name,
     normalize_text,
     normalize_unit,
+    unit_factor,
+    unit_specimen,
 )
 from tasks.labs.parse import (
     KNOWN_OTHER_ANALYTES,
@@ -44,7 +46,7 @@ from tasks.labs.parse import (
     properties_conflict,
     specimen_fit,
 )
-from tasks.labs.verify import AnalyteCheck
+from tasks.labs.verify import AnalyteCheck, unit_fits_property
 from tasks.progress import notice
 
 TOP_K = 5
@@ -88,7 +90,7 @@ def unit_score(test: LabTest, unit: NormalizedUnit) -> float:
         return 0.3 if "" in test.units else 0.0
     if unit.canonical == test.canonical_unit:
         return 1.0
-    return 0.6 if unit.canonical in test.units else -1.0
+    return 0.6 if unit_factor(test, unit) is not None else -1.0
 
 
 def evidence(test: LabTest, specimen: str | None, unit: NormalizedUnit) -> float:
@@ -172,7 +174,8 @@ class AliasMatcher:
 
     def agreeing(self, query: LabQuery) -> list[_Candidate]:
         """Codes whose analyte agrees with the name and that nothing vetoes, best first."""
-        parsed = parse_name(query.test_name)
+        unit = normalize_unit(query.unit)
+        parsed = with_unit_specimen(parse_name(query.test_name), unit)
         if not parsed.words:
             return []
         words = self._known_words(parsed.words)
@@ -185,7 +188,6 @@ class AliasMatcher:
             if not codes:
                 return []
         assert codes is not None
-        unit = normalize_unit(query.unit)
         typo = words != parsed.words
         written = self.catalog.text_index.get(normalize_text(query.test_name), set())
         ranked: list[tuple[tuple[int, float, int, int, int], _Candidate]] = []
@@ -311,11 +313,19 @@ class _QueryContext:
     unit: NormalizedUnit
 
 
+def with_unit_specimen(parsed: ParsedName, unit: NormalizedUnit) -> ParsedName:
+    """The parse, with the specimen the unit implies when the name states none."""
+    implied = unit_specimen(unit)
+    return replace(parsed, specimen=implied) if implied and parsed.specimen is None else parsed
+
+
 def _contexts(queries: Sequence[LabQuery]) -> list[_QueryContext]:
-    return [
-        _QueryContext(q, analyze_name(q.test_name), parse_name(q.test_name), normalize_unit(q.unit))
-        for q in queries
-    ]
+    contexts = []
+    for q in queries:
+        unit = normalize_unit(q.unit)
+        parsed = with_unit_specimen(parse_name(q.test_name), unit)
+        contexts.append(_QueryContext(q, analyze_name(q.test_name), parsed, unit))
+    return contexts
 
 
 class _CorpusScorer:
@@ -385,7 +395,8 @@ class _CorpusScorer:
         return scores
 
     def _takes_unit(self, unit: str) -> np.ndarray:
-        return np.asarray([unit in t.units for t in self.tests])
+        normalized = NormalizedUnit(unit, True)
+        return np.asarray([unit_factor(t, normalized) is not None for t in self.tests])
 
     def top_candidates(self, row: np.ndarray) -> list[tuple[str, float]]:
         order = np.argsort(-row, kind="stable")[:TOP_K]
@@ -698,6 +709,8 @@ class CombinedMatcher:
                 break
             test = self.catalog.by_code[code]
             if self.alias._fit(test, context.parsed, context.unit, typo=False) is None:
+                continue
+            if not unit_fits_property(context.unit, test):
                 continue
             if not self.analytes.agrees(context.query.test_name, code):
                 continue

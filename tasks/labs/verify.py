@@ -10,7 +10,9 @@ from procalcitonin. A proposal is accepted only when the name itself names the c
 - no word of the name that names analytes elsewhere in the catalog ("free", "ionized", "IgM",
   "B12") is missing from the code's own names.
 
-The specimen, property, method and unit checks are the alias tier's vetoes, applied by the caller.
+The reported unit's dimension must fit the code's LOINC property (``unit_fits_property``: ng/mL
+is a concentration, never the rate of a 24-hour collection). The specimen, property, method and
+unit checks of the alias tier veto proposals as well; the caller applies them.
 """
 
 from __future__ import annotations
@@ -18,34 +20,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from tasks.labs.catalog import Catalog
+from tasks.labs.catalog import Catalog, LabTest
+from tasks.labs.normalize import NormalizedUnit
+from tasks.labs.parse import americanize, ascii_lower
 
-# Greek letters as reports write them, and spellings that differ only by region.
-_GREEK = {
-    "α": "alpha",
-    "β": "beta",
-    "γ": "gamma",
-    "δ": "delta",
-    "κ": "kappa",
-    "λ": "lambda",
-    "µ": "u",
-    "μ": "u",
-}
-_SPELLING = {
-    "haemoglobin": "hemoglobin",
-    "haematocrit": "hematocrit",
-    "oestradiol": "estradiol",
-    "sulphate": "sulfate",
-    "aluminium": "aluminum",
-    "caesium": "cesium",
-    "ionised": "ionized",
-    "anaemia": "anemia",
-    "faecal": "fecal",
-    "oesinophils": "eosinophils",
-    "leucocytes": "leukocytes",
-    "leucocyte": "leukocyte",
-    "glycosylated": "glycated",
-}
 # Words that say nothing about the analyte: the specimen (checked separately), and report noise.
 FILLER = frozenset(
     [
@@ -89,11 +67,9 @@ _BRACKETS = re.compile(r"\(([^()]*)\)|\[([^\[\]]*)\]")
 
 
 def fold(text: str) -> str:
-    """Lowercase, Greek letters spelled out, British spellings made American."""
-    lowered = text.lower()
-    for letter, word in _GREEK.items():
-        lowered = lowered.replace(letter, f" {word} ")
-    return " ".join(_SPELLING.get(word, word) for word in lowered.split())
+    """Lowercase ASCII, Greek letters spelled out, British spellings made American (the same
+    folding every tier applies)."""
+    return " ".join(americanize(ascii_lower(text)).split())
 
 
 def tokens(text: str) -> tuple[str, ...]:
@@ -182,3 +158,40 @@ class AnalyteCheck:
         vocabulary = self.vocabulary[code]
         words = {word for reading in readings for word in reading}
         return not any(word in self.analyte_words and word not in vocabulary for word in words)
+
+
+# What a unit measures, as LOINC's property classes in the catalog name it.
+_COUNT_UNITS = frozenset({"/uL", "10*3/uL", "10*5/uL", "10*6/uL", "/[HPF]", "/[LPF]"})
+_CONCENTRATION = re.compile(
+    r"(?:[kmunp]?(?:g|mol|eq|osm|kat|U)|[kmu]?\[IU\])/(?:dL|L|mL|kg)(?:\{[A-Z]+\})?"
+)
+_UNIT_PROPERTIES = {
+    "%": frozenset({"fraction", "ratio"}),
+    "fL": frozenset({"volume"}),
+    "pg": frozenset({"entitic_mass"}),
+    "mm[Hg]": frozenset({"pressure"}),
+    "s": frozenset({"time"}),
+    "mg/g": frozenset({"ratio"}),
+}
+
+
+def unit_properties(unit: NormalizedUnit) -> frozenset[str] | None:
+    """The property classes a reported unit can measure; None when the unit does not say."""
+    if not unit.known or not unit.canonical:
+        return None
+    canonical = unit.canonical
+    if canonical in _UNIT_PROPERTIES:
+        return _UNIT_PROPERTIES[canonical]
+    if canonical in _COUNT_UNITS:
+        return frozenset({"count"})
+    if canonical.endswith("/(24.h)"):
+        return frozenset({"rate"})
+    if _CONCENTRATION.fullmatch(canonical):
+        return frozenset({"concentration"})
+    return None
+
+
+def unit_fits_property(unit: NormalizedUnit, test: LabTest) -> bool:
+    """Whether the reported unit's dimension fits the code's LOINC property."""
+    properties = unit_properties(unit)
+    return properties is None or not test.property_class or test.property_class in properties
