@@ -247,13 +247,13 @@ def main() -> None:
         started = time.perf_counter()
         results = full.match_many(queries)
         rate = len(rows) / (time.perf_counter() - started)
-        _print_score("full matcher", score(rows, _codes(results)), f"{rate:>10.0f} names/s")
+        _print_score("full, no model", score(rows, _codes(results)), f"{rate:>10.0f} names/s")
         if with_model is not None:
             started = time.perf_counter()
             model_results = with_model.match_many(queries)
             model_rate = len(rows) / (time.perf_counter() - started)
             _print_score(
-                "full, model-ranked review",
+                "ml-worker: model proposes",
                 score(rows, _codes(model_results)),
                 f"{model_rate:>10.0f} names/s",
             )

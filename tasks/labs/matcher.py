@@ -500,7 +500,9 @@ def load_model(model_path: str) -> tuple[Any, Any]:
             return _MODELS[model_path]
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        notice("loading the lab-name model (it ranks review candidates; a few seconds)")
+        notice(
+            "loading the lab-name model (it proposes codes, catalog checks decide; a few seconds)"
+        )
         try:
             import torch
             from transformers import AutoModel, AutoTokenizer
