@@ -171,6 +171,30 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_labs_review(args: argparse.Namespace) -> int:
+    import getpass
+
+    from tasks.labs.review import InvalidReviewFile, apply_review, export_review
+    from tasks.steps.definitions import transaction
+
+    if args.export:
+        with transaction() as conn:
+            lines = export_review(conn, Path(args.export))
+        print(f"{lines} uncategorized names -> {args.export}")
+        return 0
+    source = _input_file(args.apply)
+    try:
+        applied = apply_review(source, reviewer=args.reviewer or getpass.getuser())
+    except InvalidReviewFile as error:
+        print(f"healthflow: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    print(
+        f"{applied.aliases} site aliases stored; {applied.users} users reprocessed"
+        + (f", {applied.failed_users} failed" if applied.failed_users else "")
+    )
+    return EXIT_FAILED if applied.failed_users else 0
+
+
 def cmd_labs_categorize(args: argparse.Namespace) -> int:
     from tasks.labs.csv_io import InvalidLabCsv, categorize_csv
     from tasks.labs.matcher import LabQuery, MatchResult
@@ -439,6 +463,22 @@ def add_data_commands(sub: argparse._SubParsersAction) -> None:
         "method",
     )  # fmt: skip
     categorize.set_defaults(handler=cmd_labs_categorize)
+    review = labs.add_parser(
+        "review", help="export uncategorized names for review; apply a reviewed file"
+    )
+    action = review.add_mutually_exclusive_group(required=True)
+    action.add_argument(
+        "--export", metavar="FILE",
+        help="write the distinct uncategorized names: test_name, unit, rows, candidates and an "
+        "empty accept_loinc column to fill",
+    )  # fmt: skip
+    action.add_argument(
+        "--apply", metavar="FILE",
+        help="store the filled accept_loinc lines as site aliases (they win over every matcher "
+        "tier), then re-categorize and re-aggregate the rows they change",
+    )  # fmt: skip
+    review.add_argument("--reviewer", help="who reviewed (default: the login name)")
+    review.set_defaults(handler=cmd_labs_review)
 
 
 # Exit codes, one per kind of mistake, so a script can tell them apart (docs/cli.md).

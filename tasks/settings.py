@@ -92,6 +92,10 @@ class Settings(BaseSettings):
 
     # Lab categorization.
     model_path: Path | None = None
+    # Whether the embedding model proposes codes for names the alias tier leaves (independent
+    # checks accept or refuse each proposal). None: on everywhere but in a Lambda, whose memory
+    # and start-up budget the model does not fit; the ml-worker and the CLI use it.
+    lab_model: bool | None = None
     match_threshold: float | None = None
     embedding_cache_dir: Path | None = None
 
@@ -151,6 +155,10 @@ class Settings(BaseSettings):
     @property
     def runs_in_aws(self) -> bool:
         return bool(self.lambda_function_name or self.ecs_container_metadata_uri_v4)
+
+    @property
+    def lab_model_enabled(self) -> bool:
+        return self.lab_model if self.lab_model is not None else not self.lambda_function_name
 
     @property
     def embedded_pgdata(self) -> Path:

@@ -282,6 +282,21 @@ class LabCategorized(Base):
     )
 
 
+class LabSiteAlias(Base):
+    """A reviewer's mapping of a test name (and unit) to a LOINC code; wins over every matcher
+    tier. Keyed as the matcher normalizes names; the audit columns say who, when, which file."""
+
+    __tablename__ = "lab_site_alias"
+    id: Mapped[int] = mapped_column(Identity(), primary_key=True)
+    name_key: Mapped[str]
+    unit_key: Mapped[str] = mapped_column(server_default="")
+    loinc_code: Mapped[str]
+    reviewed_by: Mapped[str]
+    reviewed_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    source_file: Mapped[str]
+    __table_args__ = (UniqueConstraint("name_key", "unit_key", name="uq_lab_site_alias_key"),)
+
+
 class _MeasureAggregate:
     """Mergeable statistics: coarser buckets roll up from finer ones; avg = sum / count."""
 

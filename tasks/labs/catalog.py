@@ -17,10 +17,9 @@ from functools import lru_cache
 from pathlib import Path
 
 from tasks.labs.normalize import NameForms, analyze_name, normalize_text
-from tasks.labs.parse import ParsedName, parse_name
+from tasks.labs.parse import BLOOD_FAMILY, ParsedName, parse_name
 
 CATALOG_PATH = Path(__file__).with_name("catalog.csv")
-BLOOD_FAMILY = frozenset({"blood", "serum", "plasma", "arterial", "venous", "capillary"})
 SPECIMENS = frozenset(
     {
         *BLOOD_FAMILY,

@@ -353,7 +353,13 @@ _register("{ratio}", "ratio", "{ratio}")
 _register("[pH]", "ph")
 _register("{INR}", "inr")
 _register("mm[Hg]", "mmhg")
-_register("mg/(24.h)", "mg/24hr", "mg/24h", "mg/day", "mg/24 hrs")
+_register("mg/(24.h)", "mg/24hr", "mg/24h", "mg/day", "mg/24 hrs", "mg/d", "mg/24 h")
+_register("g/(24.h)", "g/24hr", "g/24h", "g/day", "g/d", "g/24 hrs", "g/24 h")
+_register("mmol/(24.h)", "mmol/24hr", "mmol/24h", "mmol/day", "mmol/d", "mmol/24 h")
+_register("umol/(24.h)", "umol/24hr", "umol/24h", "umol/day", "umol/d", "umol/24 h")
+_register("ukat/L", "ukat/l", "µkat/l", "microkat/l")
+_register("nkat/L", "nkat/l")
+_register("k[IU]/L", "kiu/l", "ku/l", "kIU/L")
 _register("{EU}/dL", "eu/dl", "ehrlich units/dl", "ehrlich unit/dl")
 _register("L/L", "l/l")
 _register(
@@ -370,6 +376,38 @@ _register("", "-", "n/a", "na", "none", "nil unit")
 class NormalizedUnit:
     canonical: str  # canonical spelling when known, else the stripped input
     known: bool
+
+
+# Units that are another unit times a fixed factor, whatever the analyte: a code that takes the
+# base unit takes these too (1 ukat/L is 60 U/L; 1 kIU/L is 1 IU/mL, 1,000 mIU/mL; 1 g/24 h is
+# 1,000 mg/24 h). Molar units need the analyte's molar mass: the catalog gives those per code.
+_DERIVED_UNITS: dict[str, tuple[tuple[str, float], ...]] = {
+    "ukat/L": (("U/L", 60.0),),
+    "nkat/L": (("U/L", 0.06),),
+    "k[IU]/L": (("[IU]/mL", 1.0), ("m[IU]/mL", 1000.0), ("U/L", 1000.0), ("U/mL", 1.0)),
+    "g/(24.h)": (("mg/(24.h)", 1000.0),),
+}
+# Units only a timed urine collection is reported in: a bare "Creatinine" in g/24 h is the
+# 24-hour urine test.
+_TIMED_SUFFIX = "/(24.h)"
+
+
+def unit_factor(test: LabTest, unit: NormalizedUnit) -> tuple[float, float] | None:
+    """(factor, offset) from ``unit`` to the test's canonical unit; None when it cannot take it."""
+    if not unit.known:
+        return None
+    direct = test.units.get(unit.canonical)
+    if direct is not None:
+        return direct
+    for base, factor in _DERIVED_UNITS.get(unit.canonical, ()):
+        if (via := test.units.get(base)) is not None and via[1] == 0.0:
+            return factor * via[0], 0.0
+    return None
+
+
+def unit_specimen(unit: NormalizedUnit) -> str | None:
+    """The specimen a unit implies on its own: a quantity per 24 hours is a 24-hour urine."""
+    return "urine_24h" if unit.known and unit.canonical.endswith(_TIMED_SUFFIX) else None
 
 
 def normalize_unit(raw: str | None) -> NormalizedUnit:
@@ -412,8 +450,7 @@ def convert_reading(
     precision = reported_precision(reported, value)
     if not test.canonical_unit and test.value_kind == "numeric":
         return ConvertedReading(value, given_unit, FLAG_NO_UNIT, precision.decimals)
-    normalized = normalize_unit(unit)
-    factor_offset = test.units.get(normalized.canonical) if normalized.known else None
+    factor_offset = unit_factor(test, normalize_unit(unit))
     if factor_offset is None:
         return ConvertedReading(value, given_unit, FLAG_UNKNOWN_UNIT, precision.decimals)
     factor, offset = factor_offset

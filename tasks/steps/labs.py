@@ -40,6 +40,7 @@ def get_matcher() -> Any:
                 model_path=str(settings.model_path) if settings.model_path else None,
                 cache_dir=settings.embedding_cache_dir or settings.data_dir / "embeddings",
                 threshold=settings.match_threshold,
+                use_model=settings.lab_model_enabled,
             )
         return _matcher
 
@@ -295,8 +296,15 @@ def categorize_claim(
 ) -> CategorizeOutput:
     """Read, match and write on one connection (callers that already hold a transaction)."""
     rows = read_claim_rows(conn, claim_id=claim_id, user_id=user_id)
-    results = match_rows(rows, matcher)
+    results = {**match_rows(rows, matcher), **reviewed_for(conn, rows)}
     return write_results(conn, claim_id=claim_id, user_id=user_id, rows=rows, results=results)
+
+
+def reviewed_for(conn: Connection, rows: list[Any]) -> dict[tuple[str, str], Any]:
+    """The reviewers' mappings (site aliases) for these rows' names: they win over every tier."""
+    from tasks.labs.review import reviewed_matches
+
+    return reviewed_matches(conn, {(r.test_name, r.unit or "") for r in rows})
 
 
 def _count_inserted(conn: Connection, params: dict[str, Any]) -> int:
@@ -321,7 +329,8 @@ def categorize_labs(payload: ClaimRef) -> CategorizeOutput:
         rows = read_claim_rows(
             conn, claim_id=payload.claim_id, user_id=payload.user_id, unrecorded_only=True
         )
-    results = match_rows(rows, matcher)
+        reviewed = reviewed_for(conn, rows)
+    results = {**match_rows(rows, matcher), **reviewed}
     with transaction() as conn:
         return write_results(
             conn,
@@ -334,7 +343,7 @@ def categorize_labs(payload: ClaimRef) -> CategorizeOutput:
 
 
 def resolve_known_claim(conn: Connection, *, claim_id: str, user_id: int) -> ResolveOutput:
-    """Categorize the claim's rows whose names the catalog knows without a model.
+    """Categorize the claim's rows whose names the catalog (or a reviewer) knows without a model.
 
     ``tasks.labs.resolve_known`` gives exactly the codes the full matcher gives, without loading
     a model. The rows it resolves get their ``lab_report_categorized`` row, which is how the
@@ -347,6 +356,7 @@ def resolve_known_claim(conn: Connection, *, claim_id: str, user_id: int) -> Res
     distinct = sorted({(r.test_name, r.unit or "") for r in rows})
     found = resolve_known([LabQuery(name, unit) for name, unit in distinct])
     results = {key: match for key, match in zip(distinct, found, strict=True) if match}
+    results.update(reviewed_for(conn, rows))
     known = [row for row in rows if (row.test_name, row.unit or "") in results]
     written = write_results(conn, claim_id=claim_id, user_id=user_id, rows=known, results=results)
     return ResolveOutput(
