@@ -14,6 +14,11 @@ class DatabaseUnavailable(HealthflowError):
     """The database could not be reached; transient, retried by the workflow."""
 
 
+class DatabaseTimeout(HealthflowError):
+    """A statement or lock wait ran into the step's deadline and the server cancelled it; the
+    transaction was rolled back, so the step holds no rows and no locks any more."""
+
+
 class SchemaOutOfDate(HealthflowError):
     """The database schema is behind the code's migrations."""
 

@@ -45,6 +45,8 @@ class ClaimSummary:
     retried: int = 0
     # True when the claim holds one suspect row alone (see claim_pending).
     isolated: bool = False
+    # Pending rows another transaction held when this claim first looked (it waited for them).
+    skipped_locked: int = 0
 
 
 def table_of(domain: str) -> str:
@@ -224,6 +226,11 @@ def claim_pending(
                   ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)"""
     }
     summary = _claim_rows(conn, domain, batch, params)
+    skipped = 0
+    if summary.claimed == 0:
+        skipped = _wait_for_locked_pending(conn, table, user_id)
+        if skipped:
+            summary = _claim_rows(conn, domain, batch, params)
     isolated = False
     if summary.claimed == 0:
         summary = _claim_rows(conn, domain, suspect, params)
@@ -245,7 +252,30 @@ def claim_pending(
         taken_over=summary.taken_over,
         retried=summary.retried,
         isolated=isolated,
+        skipped_locked=skipped,
     )
+
+
+def _wait_for_locked_pending(conn: Connection, table: str, user_id: int) -> int:
+    """Pending rows that a claim found nothing of were skipped because another transaction
+    holds them: a claim still running, or the statement of a step that gave up. Saying
+    "nothing to do" then would leave them pending with nobody coming back for them, so wait
+    for the holder (no longer than this step's lock_timeout: tasks.db.deadline) and let the
+    caller claim again. Returns how many rows were held (0: nothing pending, no wait)."""
+    held = conn.execute(
+        text(f"SELECT count(*) FROM {table} WHERE user_id = :user_id AND status = 'pending'"),
+        {"user_id": user_id},
+    ).scalar_one()
+    if held:
+        log.info("claim_waits_for_locked_rows table=%s user_id=%s rows=%d", table, user_id, held)
+        conn.execute(
+            text(
+                f"SELECT count(*) FROM (SELECT id FROM {table} WHERE user_id = :user_id "
+                "AND status = 'pending' FOR UPDATE) held"
+            ),
+            {"user_id": user_id},
+        )
+    return int(held)
 
 
 def _claim_rows(conn: Connection, domain: str, locked: dict[str, str], params: dict) -> Any:

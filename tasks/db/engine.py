@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import psycopg2
+import psycopg2.errors
 from sqlalchemy import URL, Engine, NullPool, create_engine, event
 from sqlalchemy.engine import ExceptionContext
 
-from tasks.errors import DatabaseUnavailable
+from tasks.errors import DatabaseTimeout, DatabaseUnavailable
 from tasks.progress import notice
 from tasks.settings import MissingSetting, Settings, get_settings
 
@@ -90,6 +91,15 @@ def make_engine(
 
     @event.listens_for(engine, "handle_error")
     def _name_unreachable(context: ExceptionContext) -> None:
+        # A statement or lock wait cancelled at the step's deadline (tasks.db.deadline) is
+        # not an unreachable server: retrying it at once would only time out again.
+        if isinstance(
+            context.original_exception,
+            psycopg2.errors.QueryCanceled | psycopg2.errors.LockNotAvailable,
+        ):
+            raise DatabaseTimeout(
+                "a statement ran into the step's deadline and was cancelled"
+            ) from context.original_exception
         # Step Functions retries DatabaseUnavailable; every other error is final.
         # (psycopg2's OperationalError also covers deadlocks and serialization failures,
         # which a retry resolves as well.)
