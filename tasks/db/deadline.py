@@ -64,9 +64,9 @@ def current() -> Deadline | None:
 def for_state(
     state: str | None, *, seconds: float | None = None, lambda_context: Any = None
 ) -> Iterator[Deadline | None]:
-    """The deadline of a step run for `state`: its TimeoutSeconds in the ASL (or `seconds`),
-    and no later than the Lambda invocation's own end when it runs in Lambda."""
-    limits = [seconds if seconds is not None else _asl_timeouts().get(state or "")]
+    """The deadline of a step run for `state`: the earliest of its TimeoutSeconds in the ASL,
+    `seconds` (the runner's own limit) and, in Lambda, the invocation's end."""
+    limits = [_asl_timeouts().get(state or ""), seconds]
     if lambda_context is not None and hasattr(lambda_context, "get_remaining_time_in_millis"):
         limits.append(lambda_context.get_remaining_time_in_millis() / 1000)
     known = [limit for limit in limits if limit is not None]

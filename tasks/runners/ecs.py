@@ -220,7 +220,10 @@ def run_for_exit_code(env: Mapping[str, str], run_step: StepRunner, metrics: boo
     execution = env.get(EXECUTION_VARIABLE) or (claim_id if isinstance(claim_id, str) else None)
     step = container_step.step
     state = env.get(STATE_VARIABLE)
-    with observability.step_context(execution, state, step), deadline.for_state(state):
+    with (
+        observability.step_context(execution, state, step),
+        deadline.for_state(state, seconds=deadline_seconds(env)),
+    ):
         try:
             runner(step, container_step.payload)
         except Exception as exc:
@@ -264,7 +267,7 @@ def run_from_environment(
     state = env.get(STATE_VARIABLE)
     with (
         observability.step_context(execution, state, container_step.step),
-        deadline.for_state(state),
+        deadline.for_state(state, seconds=deadline_seconds(env)),
     ):
         return run_step_and_report(container_step, reporter, runner, config.heartbeat_seconds)
 
