@@ -116,8 +116,7 @@ def _owner_gone(row: Any) -> bool:
 def stale_claims(conn: Connection, *, domain: str, user_id: int, claim_id: str) -> list[str]:
     """Claims of the user's `processing` rows in `domain` whose execution no longer runs."""
     table = table_of(domain)
-    # No condition on claim_id here: it would let the planner pick the claim index, which
-    # holds every settled row of the history, instead of the small index of unsettled rows.
+    # Served by the small index of unsettled rows (the user's processing and failed rows).
     rows = conn.execute(
         text(
             f"""

@@ -73,6 +73,7 @@ def _vitals_hourly(conn: Connection, params: Params) -> int:
                 FROM (SELECT r.start_time AS ts, r.start_time AT TIME ZONE tz.name AS local
                       FROM vitals_raw_data r, {USER_ZONE_SQL}
                       WHERE r.claim_id = :claim_id AND r.user_id = :user_id
+                        AND r.status = 'processing'
                       OFFSET 0) q
             ), bounded AS (
                 SELECT CASE WHEN {_offset_at("h.hour")} = h.utc_offset THEN h.hour

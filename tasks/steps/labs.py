@@ -269,7 +269,8 @@ def _count_inserted(conn: Connection, params: dict[str, Any]) -> int:
         text(
             # By an array of ids, not a join: no stale statistic can plan a nested loop.
             "SELECT count(*) FROM lab_report_categorized WHERE raw_id = ANY(ARRAY("
-            "SELECT id FROM lab_report_raw WHERE claim_id = :claim_id AND user_id = :user_id))"
+            "SELECT id FROM lab_report_raw WHERE claim_id = :claim_id AND user_id = :user_id "
+            "AND status = 'processing'))"
         ),
         params,
     ).scalar_one()

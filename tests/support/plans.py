@@ -7,8 +7,8 @@ handled (returned or filtered out, times its loops) and the buffers touched: fig
 depend on the plan, not on the machine's speed or load, so a test can compare two runs as a
 ratio without a clock.
 
-Plans with a nested loop that scans a watched table without an index condition are refused
-before they run: that is the plan whose cost grows with the square of the rows.
+Plans with a nested loop that compares every pair of rows over a scan of a watched table are
+refused before they run: that is the plan whose cost grows with the square of the rows.
 """
 
 from __future__ import annotations
@@ -49,10 +49,11 @@ def _unindexed_scans(plan: dict[str, Any], tables: set[str]) -> list[str]:
 
 
 def nested_loops_over(plan: dict[str, Any], tables: set[str]) -> list[str]:
-    """Scans of `tables` without an index condition under a nested loop."""
+    """Scans of `tables` without an index condition under a nested loop that compares every
+    pair of rows (a Join Filter: no index drives its inner side)."""
     found: list[str] = []
     for node in _nodes(plan):
-        if node["Node Type"] == "Nested Loop":
+        if node["Node Type"] == "Nested Loop" and "Join Filter" in node:
             for child in node.get("Plans", []):
                 found += _unindexed_scans(child, tables)
     return found
