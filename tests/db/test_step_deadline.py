@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from psycopg2.errors import LockNotAvailable, QueryCanceled
 from sqlalchemy import Connection, Engine, text
 
 from tasks import lifecycle
@@ -115,7 +116,9 @@ def test_a_claim_held_past_its_deadline_is_cancelled_and_the_next_execution_clai
     finally:
         next_waits.set()
         blocker.close()
+    # The server cancelled the stuck statement (57014, or 55P03 for the lock wait).
     assert isinstance(outcome.get("holder"), DatabaseTimeout)
+    assert isinstance(outcome["holder"].__cause__, QueryCanceled | LockNotAvailable)
     activity = monitor.execute(
         text("SELECT state, wait_event_type FROM pg_stat_activity WHERE pid = :pid"),
         {"pid": holder_pid},
