@@ -188,9 +188,9 @@ def claim_pending(
     The locked ids go into arrays and the update finds its rows by `id = ANY(array)`: an
     index lookup per id whatever the planner believes. Joining the locked set back to the
     table instead was planned, with the statistics of a bulk load not yet analyzed (reltuples
-    0), as a nested loop over the whole primary key: 10,000 rows took 10 s and 20,000 rows
-    37 s, where an analyzed table takes a tenth of a second.
-    """
+    0), as a nested loop over the whole primary key: 10,000 rows took 10 to 26 s and 20,000
+    rows 37 to 106 s, where an analyzed table takes a fraction of a second
+    (bench/stale_claims.py; tests/db/test_stale_statistics.py counts it from the plans)."""
     table = table_of(domain)
     settings = get_settings()
     stale = stale_claims(conn, domain=domain, user_id=user_id, claim_id=claim_id)
