@@ -29,9 +29,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
-from bench._common import bench_engine, truncate
+from bench._common import bench_engine, make_statistics_stale, truncate
 from bench.workflow import aggregate_snapshot, all_exports, run_direct, unsettled_rows
 from tasks.db.models import Base
 from tasks.ingest import ingest_lines
@@ -82,19 +82,7 @@ class Dataset:
         seconds = time.perf_counter() - started
         if stale:
             with engine.begin() as conn:
-                conn.execute(text("ALTER TABLE vitals_raw_data SET (autovacuum_enabled = off)"))
-                conn.execute(
-                    text(
-                        "DELETE FROM pg_statistic "
-                        "WHERE starelid = CAST('vitals_raw_data' AS regclass)"
-                    )
-                )
-                conn.execute(
-                    text(
-                        "UPDATE pg_class SET reltuples = 0, relpages = 60 "
-                        "WHERE oid = CAST('vitals_raw_data' AS regclass)"
-                    )
-                )
+                make_statistics_stale(conn, "vitals_raw_data")
         return seconds
 
 

@@ -19,14 +19,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
-from bench._common import bench_engine, truncate
+from bench._common import bench_engine, make_statistics_stale, truncate
 from tasks import lifecycle
 
 
 def load(engine: Engine, rows: int, *, stale: bool) -> None:
     truncate(engine, "vitals_raw_data")
     with engine.begin() as conn:
-        conn.execute(text("ALTER TABLE vitals_raw_data SET (autovacuum_enabled = off)"))
         conn.execute(
             text(
                 "INSERT INTO vitals_raw_data (user_id, metric, value, unit, start_time) "
@@ -38,17 +37,7 @@ def load(engine: Engine, rows: int, *, stale: bool) -> None:
         if not stale:
             conn.execute(text("ANALYZE vitals_raw_data"))
             return
-        table = {"table": "vitals_raw_data"}
-        conn.execute(
-            text("DELETE FROM pg_statistic WHERE starelid = CAST(:table AS regclass)"), table
-        )
-        conn.execute(
-            text(
-                "UPDATE pg_class SET reltuples = 0, relpages = 60 "
-                "WHERE oid = CAST(:table AS regclass)"
-            ),
-            table,
-        )
+        make_statistics_stale(conn, "vitals_raw_data")
 
 
 def claim_seconds(engine: Engine, rows: int, *, stale: bool) -> float:
