@@ -1,5 +1,5 @@
 # Common moves. Every target creates the virtual environment first, so a fresh clone needs
-# nothing but python3 (3.11+) and make.
+# nothing but python3 (3.11+), make and, for `test` and `synth`, Node.js (CDK's jsii runtime).
 PYTHON ?= python3
 # bash with pipefail: an install piped through a filter still fails when pip fails.
 SHELL := /bin/bash
@@ -8,9 +8,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run demo test lint typecheck bench synth lock clean
+.PHONY: prereqs venv run demo test lint typecheck bench synth lock clean
 
-venv: $(STAMP)
+# One line naming what is missing, before anything is installed or run (.ci/prereqs).
+prereqs:
+	@PYTHON="$(PYTHON)" CHECK_PYTHON=$(if $(wildcard $(STAMP)),0,1) \
+	  NEED_NODE=$(if $(filter test synth,$(MAKECMDGOALS)),1,0) bash .ci/prereqs
+
+venv: prereqs $(STAMP)
 
 # pip prints each package it fetches with its size; the echo lines say what each step is for.
 $(STAMP): pyproject.toml requirements.lock
@@ -27,11 +32,12 @@ $(STAMP): pyproject.toml requirements.lock
 	touch $(STAMP)
 	@echo "healthflow: ready; the command line is $(BIN)/healthflow (or: source $(BIN)/activate)"
 
-run demo: venv
+run demo: prereqs venv
 	$(BIN)/healthflow run --demo
 	@echo "healthflow: more commands: $(BIN)/healthflow --help (or: source $(BIN)/activate; healthflow --help)"
+	@echo "healthflow: see these executions as the Step Functions console would: $(BIN)/healthflow console, then open http://127.0.0.1:8765/"
 
-test: venv
+test: prereqs venv
 	$(BIN)/python -m pytest -q
 
 lint: venv
@@ -48,7 +54,7 @@ bench: venv
 	$(BIN)/python bench/workflow.py
 	$(BIN)/python bench/workflow.py --burst 1000 --burst-users 200
 
-synth: venv
+synth: prereqs venv
 	cd cdk && npx --yes aws-cdk@2 synth --quiet
 
 lock:

@@ -10,8 +10,10 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from tasks import cli_args
+from tasks.cli_args import OneLineParser, PrerequisiteMissing, UsageError
 from tasks.progress import Progress, enable_notices
 from tasks.settings import get_settings
 
@@ -68,7 +70,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     path = _input_file(args.file)
     engine = _engine()
     with (
-        path.open(encoding="utf-8") as handle,
+        # Undecodable bytes reach ingest as lone surrogates: that line is malformed, not the file.
+        path.open(encoding="utf-8", errors="surrogateescape") as handle,
         Progress(None, unit="lines", description=f"ingest {args.domain}") as progress,
     ):
         report = ingest_lines(engine, args.domain, _counted(handle, progress))
@@ -79,6 +82,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         print(f"  line {line}: {reason}")
     if len(report.problems) > args.show:
         print(f"  ... {len(report.problems) - args.show} more (use --show N)")
+    if report.lines and not (report.inserted or report.rejected or report.duplicates):
+        print(
+            f"healthflow: nothing stored: none of the {report.lines} lines of {path} is a "
+            f"{args.domain} line (formats: docs/formats.md)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     return 0
 
 
@@ -149,13 +159,40 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_sample(args: argparse.Namespace) -> int:
     from tasks.sample import write_sample_dataset
 
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file: give a folder (it is created when missing)")
     paths = write_sample_dataset(
-        Path(args.out), n_users=args.users, start=date.fromisoformat(args.start), days=args.days,
-        seed=args.seed, rate=args.rate,
+        out, n_users=args.users, start=args.start, days=args.days, seed=args.seed,
+        rate=args.rate,
     )  # fmt: skip
     for name, path in paths.items():
         print(f"{name}: {path}")
     return 0
+
+
+def cmd_labs_review(args: argparse.Namespace) -> int:
+    import getpass
+
+    from tasks.labs.review import InvalidReviewFile, apply_review, export_review
+    from tasks.steps.definitions import transaction
+
+    if args.export:
+        with transaction() as conn:
+            lines = export_review(conn, Path(args.export))
+        print(f"{lines} uncategorized names -> {args.export}")
+        return 0
+    source = _input_file(args.apply)
+    try:
+        applied = apply_review(source, reviewer=args.reviewer or getpass.getuser())
+    except InvalidReviewFile as error:
+        print(f"healthflow: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    print(
+        f"{applied.aliases} site aliases stored; {applied.users} users reprocessed"
+        + (f", {applied.failed_users} failed" if applied.failed_users else "")
+    )
+    return EXIT_FAILED if applied.failed_users else 0
 
 
 def cmd_labs_categorize(args: argparse.Namespace) -> int:
@@ -188,33 +225,200 @@ def cmd_labs_categorize(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- db url / shell
+
+
+def _psql() -> str:
+    """The psql that ships inside pgserver (in the venv), else one on PATH."""
+    import shutil
+    from importlib.util import find_spec
+
+    spec = find_spec("pgserver")
+    if spec is not None and spec.origin:
+        bundled = Path(spec.origin).parent / "pginstall" / "bin" / "psql"
+        if bundled.exists():
+            return str(bundled)
+    found = shutil.which("psql")
+    if found is None:
+        raise PrerequisiteMissing("psql not found: it ships with pgserver (make venv installs it)")
+    return found
+
+
+def _database_for_tools(*, keep_running: bool = False) -> tuple[str, dict[str, str]]:
+    """The URL of the database the commands use, as psql reads it, and the environment psql
+    needs (an IAM token as PGPASSWORD). Starts the embedded server when it is the one."""
+    from sqlalchemy.engine import make_url
+
+    from tasks.db import engine as db_engine
+
+    settings = get_settings()
+    extra: dict[str, str] = {}
+    if settings.database_url:
+        url = make_url(db_engine.sqlalchemy_url(settings.database_url))
+    elif db_engine.uses_iam_authentication(settings):
+        from tasks.aws import client
+
+        url = db_engine.iam_url(settings)
+        extra["PGPASSWORD"] = client("rds", settings).generate_db_auth_token(
+            DBHostname=url.host, Port=url.port or 5432, DBUsername=url.username
+        )
+    elif settings.db_secret_arn:
+        secret_url = db_engine.url_from_secret(
+            settings.db_secret_arn, settings.aws_region, settings.db_name
+        )
+        url = make_url(secret_url)
+    else:
+        pgdata = settings.embedded_pgdata
+        if keep_running:
+            pgdata.mkdir(parents=True, exist_ok=True)
+            db_engine.keep_running_marker(pgdata).touch()
+        embedded = make_url(db_engine.embedded_url(pgdata))
+        url = embedded.set(password=None)
+    libpq = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    return libpq, extra
+
+
+def cmd_db_url(args: argparse.Namespace) -> int:
+    url, _ = _database_for_tools(keep_running=True)
+    print(url)
+    if not get_settings().database_url:
+        print(
+            "healthflow: the embedded PostgreSQL keeps running for other programs; "
+            "`healthflow db stop` stops it",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def cmd_db_shell(args: argparse.Namespace) -> int:
+    import signal
+    import subprocess
+
+    from sqlalchemy.engine import make_url
+
+    psql = _psql()
+    url, extra = _database_for_tools()
+    parsed = make_url(url)
+    if parsed.password:  # to psql's environment, not its command line (`ps` shows that)
+        extra["PGPASSWORD"] = parsed.password
+        url = parsed.set(password=None).render_as_string(hide_password=False)
+    command = [psql, url, "--set", "ON_ERROR_STOP=1"]
+    for sql in args.command or []:
+        command += ["--command", sql]
+    if args.file:
+        command += ["--file", str(_input_file(args.file))]
+    # Ctrl-C belongs to psql (it cancels the running query); this process only waits.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        returncode = subprocess.call(command, env={**os.environ, **extra})
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    # psql: 1 a fatal error of its own, 2 the connection failed, 3 a statement failed.
+    return {0: 0, 2: EXIT_DATABASE}.get(returncode, EXIT_FAILED)
+
+
+def cmd_db_stop(args: argparse.Namespace) -> int:
+    from tasks.db import engine as db_engine
+
+    settings = get_settings()
+    pgdata = settings.embedded_pgdata
+    db_engine.keep_running_marker(pgdata).unlink(missing_ok=True)
+    if settings.database_url or not (pgdata / "postmaster.pid").exists():
+        print("the embedded PostgreSQL is not running")
+        return 0
+    import pgserver
+
+    pgserver.get_server(pgdata, cleanup_mode="stop").cleanup()
+    if (pgdata / "postmaster.pid").exists():
+        print("the embedded PostgreSQL is still used by another healthflow command; it stops "
+              "when that one ends")  # fmt: skip
+    else:
+        print(f"stopped the embedded PostgreSQL in {pgdata}")
+    return 0
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"healthflow {version('healthflow')}"
+    except PackageNotFoundError:
+        return "healthflow (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="healthflow", description=__doc__)
+    parser = OneLineParser(prog="healthflow", description=__doc__)
     parser.add_argument(
         "--debug", action="store_true", help="show the full traceback of an unexpected error"
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    db = sub.add_parser("db", help="database schema").add_subparsers(
-        dest="db_command", required=True
+    add_db_commands(sub)
+    add_data_commands(sub)
+
+    from tasks import cli_workflow
+
+    cli_workflow.add_commands(sub)
+    # `--debug` after the command as well (`healthflow run --debug`); SUPPRESS keeps a sub-
+    # command's default from overwriting the one given before it.
+    for each in cli_args.all_parsers(parser):
+        if each is not parser:
+            each.add_argument(
+                "--debug", action="store_true", default=argparse.SUPPRESS,
+                help="show the full traceback of an unexpected error",
+            )  # fmt: skip
+    return parser
+
+
+def add_db_commands(sub: argparse._SubParsersAction) -> None:
+    db = sub.add_parser("db", help="the database: schema, address, a psql shell").add_subparsers(
+        dest="db_command", required=True, metavar="ACTION"
     )
     db.add_parser("upgrade", help="apply migrations").set_defaults(handler=cmd_db_upgrade)
+    db.add_parser(
+        "url",
+        help="print the URL of the database the commands use (the embedded one is started and "
+        "kept running until `db stop`)",
+    ).set_defaults(handler=cmd_db_url)
+    shell = db.add_parser("shell", help="psql on the database the commands use")
+    shell.add_argument(
+        "-c", "--command", action="append", metavar="SQL",
+        help="run SQL and exit (repeatable); without -c or -f psql reads stdin or prompts",
+    )  # fmt: skip
+    shell.add_argument("-f", "--file", help="run the SQL in this file and exit")
+    shell.set_defaults(handler=cmd_db_shell)
+    db.add_parser(
+        "stop", help="stop the embedded PostgreSQL that `db url` left running"
+    ).set_defaults(handler=cmd_db_stop)
 
+
+def add_data_commands(sub: argparse._SubParsersAction) -> None:
     ingest = sub.add_parser("ingest", help="insert JSON Lines as pending raw rows")
-    ingest.add_argument("domain", choices=["users", "labs", "vitals", "nutrition"])
-    ingest.add_argument("file")
-    ingest.add_argument("--show", type=int, default=20, help="problem lines to list")
+    ingest.add_argument(
+        "domain", choices=["users", "labs", "vitals", "nutrition"], help="what the file holds"
+    )
+    ingest.add_argument("file", help="a JSON Lines file (formats: docs/formats.md)")
+    ingest.add_argument(
+        "--show", type=cli_args.non_negative_int, default=20,
+        help="problem lines to list (default 20)",
+    )  # fmt: skip
     ingest.set_defaults(handler=cmd_ingest)
 
     process = sub.add_parser("process", help="process pending rows directly (no workflow)")
-    process.add_argument("--domain", choices=["labs", "vitals", "nutrition"])
-    process.add_argument("--user-id", type=int)
+    process.add_argument(
+        "--domain", choices=["labs", "vitals", "nutrition"], help="only this domain"
+    )
+    process.add_argument("--user-id", type=cli_args.user_id, help="only this user")
     process.add_argument("-v", "--verbose", action="store_true", help="a line per claim")
-    process.add_argument("--workers", type=int, default=2, help="claims processed at once")
+    process.add_argument(
+        "--workers", type=cli_args.positive_int, default=2,
+        help="claims processed at once (default 2)",
+    )  # fmt: skip
     process.set_defaults(handler=cmd_process)
 
     export = sub.add_parser("export", help="aggregates as CSV on stdout")
-    export.add_argument("domain", choices=["labs", "vitals", "nutrition"])
+    export.add_argument("domain", choices=["labs", "vitals", "nutrition"], help="which aggregates")
     export.add_argument(
         "--granularity",
         required=True,
@@ -222,15 +426,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="vitals: hourly, daily, weekly, monthly; labs: daily, monthly, quarterly, yearly; "
         "nutrition: daily, weekly, monthly",
     )
-    export.add_argument("--user-id", type=int)
+    export.add_argument("--user-id", type=cli_args.user_id, help="only this user")
     export.add_argument("--by-meal-type", action="store_true", help="nutrition: per meal type")
     export.set_defaults(handler=cmd_export)
 
     sample = sub.add_parser("sample", help="write a synthetic sample dataset (JSON Lines)")
     sample.add_argument("--out", default="sample-data", help="folder for the .jsonl files")
-    sample.add_argument("--users", type=int, default=5, help="number of users (default 5)")
-    sample.add_argument("--start", default="2024-01-01", help="first day, YYYY-MM-DD")
-    sample.add_argument("--days", type=int, default=30, help="days of data (default 30)")
+    sample.add_argument(
+        "--users", type=cli_args.positive_int, default=5, help="number of users (default 5)"
+    )
+    sample.add_argument(
+        "--start", type=cli_args.iso_date, default=date(2024, 1, 1),
+        help="first day, YYYY-MM-DD (default 2024-01-01)",
+    )  # fmt: skip
+    sample.add_argument(
+        "--days", type=cli_args.positive_int, default=30, help="days of data (default 30)"
+    )
     sample.add_argument("--seed", type=int, default=7, help="random seed: same seed, same data")
     sample.add_argument(
         "--rate",
@@ -242,17 +453,32 @@ def build_parser() -> argparse.ArgumentParser:
     sample.set_defaults(handler=cmd_sample)
 
     labs = sub.add_parser("labs", help="lab categorization").add_subparsers(
-        dest="labs_command", required=True
+        dest="labs_command", required=True, metavar="ACTION"
     )
     categorize = labs.add_parser("categorize", help="map test names to LOINC codes (CSV)")
-    categorize.add_argument("--input", required=True)
-    categorize.add_argument("--output", required=True)
+    categorize.add_argument("--input", required=True, help="a CSV with columns test_name,unit")
+    categorize.add_argument(
+        "--output", required=True,
+        help="the CSV to write: the input's columns plus loinc_code, loinc_name, confidence, "
+        "method",
+    )  # fmt: skip
     categorize.set_defaults(handler=cmd_labs_categorize)
-
-    from tasks import cli_workflow
-
-    cli_workflow.add_commands(sub)
-    return parser
+    review = labs.add_parser(
+        "review", help="export uncategorized names for review; apply a reviewed file"
+    )
+    action = review.add_mutually_exclusive_group(required=True)
+    action.add_argument(
+        "--export", metavar="FILE",
+        help="write the distinct uncategorized names: test_name, unit, rows, candidates and an "
+        "empty accept_loinc column to fill",
+    )  # fmt: skip
+    action.add_argument(
+        "--apply", metavar="FILE",
+        help="store the filled accept_loinc lines as site aliases (they win over every matcher "
+        "tier), then re-categorize and re-aggregate the rows they change",
+    )  # fmt: skip
+    review.add_argument("--reviewer", help="who reviewed (default: the login name)")
+    review.set_defaults(handler=cmd_labs_review)
 
 
 # Exit codes, one per kind of mistake, so a script can tell them apart (docs/cli.md).
@@ -275,9 +501,38 @@ def _closed_pipe(error: BaseException | None) -> bool:
     return False
 
 
+def _validation_line(error: Any, name: Callable[[str], str]) -> str:
+    """Each problem as `FIELD: rule`, never the value given (it may be a secret or health data)."""
+    problems = []
+    for item in error.errors(include_url=False, include_input=False):
+        where = ".".join(str(part) for part in item["loc"]) or "value"
+        rule = str(item["msg"]).removeprefix("Value error, ")
+        problems.append(f"{name(where)}: {rule}")
+    return "; ".join(problems)
+
+
+def _database_line(error: BaseException) -> str:
+    """Why the database cannot be used, from the driver's first line: a database that does not
+    exist, a refused login and an unreachable server read differently."""
+    cause = error.__cause__ or error.__context__
+    detail = str(getattr(cause, "orig", None) or cause or error).strip().splitlines()
+    first = detail[0] if detail else str(error)
+    if "does not exist" in first and "database" in first:
+        return (
+            f"the database does not exist on its server ({first}): create it, or fix "
+            "HEALTHFLOW_DATABASE_URL"
+        )
+    if "authentication failed" in first or ("role" in first and "does not exist" in first):
+        return f"the database server refused the login ({first}): fix HEALTHFLOW_DATABASE_URL"
+    return (
+        f"cannot reach the database ({first}): is the server running, and is "
+        "HEALTHFLOW_DATABASE_URL right?"
+    )
+
+
 def _one_line(error: BaseException) -> tuple[int, str]:
     """The exit code and the one line a user sees for `error` (no values, no traceback)."""
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
     from pydantic import ValidationError
 
     from tasks.errors import (
@@ -286,15 +541,25 @@ def _one_line(error: BaseException) -> tuple[int, str]:
         HealthflowError,
         SchemaOutOfDate,
     )
-    from tasks.settings import MissingSetting
+    from tasks.settings import MissingSetting, env_name
 
+    if isinstance(error, UsageError):
+        return EXIT_USAGE, str(error)
+    if isinstance(error, PrerequisiteMissing):
+        return EXIT_CONFIG, str(error)
     if isinstance(error, ExecutionNotFound):
         return EXIT_NO_EXECUTION, str(error)
-    if isinstance(error, DatabaseUnavailable | SchemaOutOfDate):
+    if isinstance(error, DatabaseUnavailable):
+        return EXIT_DATABASE, _database_line(error)
+    if isinstance(error, SchemaOutOfDate):
         return EXIT_DATABASE, f"{type(error).__name__}: {error}"
-    if isinstance(error, MissingSetting | ValidationError):
-        first = str(error).splitlines()[0]
-        return EXIT_CONFIG, f"configuration: {first}"
+    if isinstance(error, MissingSetting):
+        return EXIT_CONFIG, f"configuration: {error}"
+    if isinstance(error, ValidationError):
+        # Settings come from the environment (exit 6); anything else was built from options.
+        if error.title == "Settings":
+            return EXIT_CONFIG, f"configuration: {_validation_line(error, env_name)}"
+        return EXIT_USAGE, _validation_line(error, str)
     if isinstance(error, HealthflowError):
         return EXIT_FAILED, f"{type(error).__name__}: {error}"
     if isinstance(error, ClientError):
@@ -302,10 +567,22 @@ def _one_line(error: BaseException) -> tuple[int, str]:
         if code in ("ExecutionDoesNotExist", "InvalidArn", "StateMachineDoesNotExist"):
             return EXIT_NO_EXECUTION, f"{code}: {error.response['Error'].get('Message', '')}"
         return EXIT_FAILED, f"AWS {code}: {error.response.get('Error', {}).get('Message', '')}"
+    if isinstance(error, NoRegionError):
+        return EXIT_CONFIG, "AWS: no region: set AWS_REGION (or AWS_DEFAULT_REGION, or a profile's)"
+    if isinstance(error, NoCredentialsError):
+        return (
+            EXIT_CONFIG,
+            "AWS: no credentials: set AWS_PROFILE or AWS_ACCESS_KEY_ID and its secret",
+        )
     if isinstance(error, BotoCoreError):
         return EXIT_CONFIG, f"AWS: {error}"
     if isinstance(
-        error, FileNotFoundError | IsADirectoryError | PermissionError | NotADirectoryError
+        error,
+        FileNotFoundError
+        | IsADirectoryError
+        | PermissionError
+        | NotADirectoryError
+        | FileExistsError,
     ):
         where = f": {error.filename}" if error.filename else ""
         return EXIT_NO_FILE, f"{error.strerror or error}{where}"
@@ -317,6 +594,9 @@ def _one_line(error: BaseException) -> tuple[int, str]:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from tasks.redaction import install_data_free_hooks
+
+    install_data_free_hooks()  # no traceback of a database error prints the row it quotes
     args = build_parser().parse_args(argv)
     enable_notices()
     try:

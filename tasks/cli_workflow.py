@@ -10,13 +10,18 @@ of AWS_REGION or boto3's default chain.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import tempfile
 import time
 import uuid
 from datetime import date
 from pathlib import Path
 from typing import Any
 
+from tasks import cli_args
+from tasks.cli_args import PrerequisiteMissing, UsageError
 from tasks.domains import DOMAINS_IN_ORDER
 from tasks.progress import Progress
 from tasks.settings import get_settings
@@ -121,9 +126,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     with LocalCloud() as cloud:
         triggers = 0
-        for domain, user_id in pending_work(list(DOMAINS_IN_ORDER), None):
-            cloud.send_message({"job_type": JOB_OF_DOMAIN[domain], "user_id": user_id})
-            triggers += 1
+        work = pending_work(list(DOMAINS_IN_ORDER), None)
+        with Progress(len(work), unit="triggers", description="enqueue") as enqueued:
+            for domain, user_id in work:
+                cloud.send_message({"job_type": JOB_OF_DOMAIN[domain], "user_id": user_id})
+                triggers += 1
+                enqueued.update(1)
         # Write-ahead: the spool keeps its lines until their executions have ended.
         queued = store.queued()
         for body in queued:
@@ -134,14 +142,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         # Traces print once every execution has ended; until then a line every few seconds
         # (a bar on a terminal) says how far the drain is.
         with Progress(triggers, unit="executions", description="drain") as progress:
-            results = cloud.drain(on_finished=lambda _: progress.update(1))
+
+            def finished(result: Any) -> None:
+                progress.update(1)
+                if _continues(result):  # its continuation is one more execution to wait for
+                    progress.grow(1)
+
+            results = cloud.drain(on_finished=finished)
         for result in results:
             print("\n".join(_keep_and_trace(store, cloud, result)))
         dead = cloud.dlq_messages()
         store.add_dead_letters(d.body for d in dead)
         for dead_letter in dead:
             cloud.delete_dead_letter(dead_letter)
-        store.ack_queued(len(queued))
+        store.ack_queued(queued)
     ok = sum(r.succeeded for r in results)
     elapsed = time.perf_counter() - started
     print(
@@ -149,9 +163,34 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"{len(dead)} to the dead-letter queue, {elapsed:.1f} s"
     )
     print("\n".join(_summary(engine)))
+    if not settings.database_url:
+        size = _megabytes(settings.embedded_pgdata)
+        print(f"embedded PostgreSQL: {size:,.0f} MB in {settings.embedded_pgdata}")
     print(f"local cloud state (traces, dead letters): {store.root}")
     print(f"export with: {_cli_name()} export vitals --granularity daily")
     return 0 if ok == len(results) else 1
+
+
+def _megabytes(folder: Path) -> float:
+    """The size of the files under `folder` (what the README would otherwise have to guess)."""
+    total = 0
+    for root, _, files in os.walk(folder, onerror=lambda _: None):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total / 1e6
+
+
+def _continues(result: Any) -> bool:
+    """Whether an execution (or the labs execution it started) queued its own continuation:
+    a bounded claim that left rows, or suspects still to bisect."""
+    outputs = [result.output, result.child.output if result.child is not None else None]
+    return any(
+        isinstance(output, dict)
+        and isinstance(output.get("claim"), dict)
+        and bool(output["claim"].get("more_pending"))
+        for output in outputs
+    )
 
 
 def _cli_name() -> str:
@@ -176,8 +215,11 @@ def _cli_name() -> str:
 
 def _message(args: argparse.Namespace) -> TriggerMessage:
     reprocess = None
-    if getattr(args, "date_from", None) or getattr(args, "date_to", None):
-        reprocess = {"from": args.date_from or "1900-01-01", "to": args.date_to or "2999-12-31"}
+    if args.command == "start-execution":
+        # Without --from/--to a reprocess covers every row of the user and domain.
+        cli_args.date_range(args.date_from, args.date_to)
+        date_from, date_to = args.date_from or date.min, args.date_to or date.max
+        reprocess = {"from": date_from.isoformat(), "to": date_to.isoformat()}
     return TriggerMessage.model_validate(
         {
             "job_type": JOB_OF_DOMAIN[args.domain],
@@ -202,12 +244,27 @@ def cmd_send(args: argparse.Namespace) -> int:
         print(
             f"sent {message_id}"
             if message_id
-            else "not sent: the enabled switch is off (HEALTHFLOW_ENABLED or SSM .../enabled)"
+            else f"not sent: {SWITCH_OFF}, or the SSM parameter /healthflow/ENV/enabled"
         )
     else:
-        _store().enqueue(message.to_json_body())
-        print("queued on the local cloud; `healthflow run` delivers it")
+        from tasks.producer import TriggerClient
+
+        store = _store()
+
+        class LocalSpool:
+            def send(self, body: str) -> str:
+                store.enqueue(body)
+                return "local"
+
+        client = TriggerClient(LocalSpool(), enabled=get_settings().enabled)
+        if client.send(message.job_type, message.user_id, priority=message.priority) is None:
+            print(f"not sent: {SWITCH_OFF}")
+        else:
+            print("queued on the local cloud; `healthflow run` delivers it")
     return 0
+
+
+SWITCH_OFF = "the enabled switch is off (HEALTHFLOW_ENABLED or ML_WORKER_ENABLED is false)"
 
 
 def cmd_start_execution(args: argparse.Namespace) -> int:
@@ -243,7 +300,14 @@ def _keep_and_trace(store: LocalStore, cloud: Any, result: Any) -> list[str]:
         child = (result.child.name, result.child.status, child_events)
     store.save_execution(result.name, result.status, events, child=child)
     record = store.load_execution(result.name)
-    return format_trace(record["name"], record["status"], record["events"], record.get("child"))
+    return _format_record(record)
+
+
+def _format_record(record: dict[str, Any]) -> list[str]:
+    return format_trace(
+        record["name"], record["status"], record["events"], record.get("child"),
+        subject=record.get("subject"),
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------------------- trace / dlq
@@ -264,22 +328,27 @@ def cmd_trace(args: argparse.Namespace) -> int:
             kwargs["nextToken"] = page["nextToken"]
         print("\n".join(format_trace(described["name"], described["status"], events)))
         return 0
-    record = _store().load_execution(args.execution)
-    print(
-        "\n".join(
-            format_trace(record["name"], record["status"], record["events"], record.get("child"))
-        )
-    )
+    print("\n".join(_format_record(_store().load_execution(args.execution))))
     return 0
 
 
 def cmd_dlq(args: argparse.Namespace) -> int:
     from tasks import deadletters
 
+    if args.action != "purge" and (args.all or args.error or args.user_id or args.yes):
+        raise UsageError("--all, --error, --user-id and --yes go with `dlq purge` only")
     if _target(args) == "aws":
         addresses = _addresses(args)
         sqs = _aws("sqs")
         queue = deadletters.SqsDeadLetters(sqs, addresses.require("dead_letter_queue_url"))
+        if args.action == "purge":
+            received = queue.receive_all()
+            chosen = [r for r in received if _purged(args, r.letter)]
+            purge = _confirmed(args, [r.letter for r in chosen], len(received))
+            for each in chosen if purge else []:
+                queue.delete(each)
+            queue.release(r for r in received if not (purge and r in chosen))
+            return 0
         if args.action == "list":
             letters = deadletters.sqs_list(queue)
         else:
@@ -290,6 +359,11 @@ def cmd_dlq(args: argparse.Namespace) -> int:
         store = _store()
         bodies = store.list_dead_letters()
         letters = [deadletters.classify(body) for body in bodies]
+        if args.action == "purge":
+            chosen_at = [i for i, letter in enumerate(letters) if _purged(args, letter)]
+            if _confirmed(args, [letters[i] for i in chosen_at], len(letters)):
+                store.remove_dead_letters(chosen_at)
+            return 0
         if args.action == "redrive":
             removed: list[int] = []
             result = deadletters.redrive(zip(letters, range(len(letters)), strict=True),
@@ -306,6 +380,41 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     for letter in letters:
         print("  " + letter.describe())
     return 0
+
+
+def _purged(args: argparse.Namespace, letter: Any) -> bool:
+    """Whether `dlq purge` with these filters takes this dead letter."""
+    if not (args.all or args.user_id) and letter.message is not None:
+        return False  # by default only what redrive can never resend
+    if args.error and letter.error != args.error:
+        return False
+    return not args.user_id or (
+        letter.message is not None and letter.message.user_id == args.user_id
+    )
+
+
+def _confirmed(args: argparse.Namespace, chosen: list[Any], total: int) -> bool:
+    """List what a purge would delete and ask (or take --yes); False leaves everything."""
+    import sys
+
+    if not chosen:
+        which = "" if args.all or args.user_id else " that can never be redriven (--all for any)"
+        print(f"nothing to purge: 0 of {total} dead letters match{which}")
+        return False
+    print(f"{len(chosen)} of {total} dead letters to purge:")
+    for letter in chosen:
+        print("  " + letter.describe())
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError(
+                f"purging {len(chosen)} dead letters needs --yes when not asked on a terminal"
+            )
+        answer = input(f"purge these {len(chosen)} dead letters for good? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing purged")
+            return False
+    print(f"purged {len(chosen)} dead letters")
+    return True
 
 
 # ---------------------------------------------------------------------------- graph / cost
@@ -327,13 +436,30 @@ def cmd_cost(args: argparse.Namespace) -> int:
     from tasks import cost
 
     if args.template:
-        template = json.loads(Path(args.template).read_text(encoding="utf-8"))
+        text = Path(args.template).read_text(encoding="utf-8")
         source = args.template
+        try:
+            shape = cost.stack_shape(json.loads(text))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise UsageError(
+                f"--template {args.template} is not a synthesized CloudFormation template"
+            ) from None
     else:
-        print("pricing the default stack as `cdk synth` builds it (offline; cached by digest)")
-        template = cost.synthesized_template()
+        import shutil
+
+        if shutil.which("node") is None:
+            # jsii starts Node.js at the first CDK import; without it the import fails with a
+            # traceback from inside jsii.
+            raise PrerequisiteMissing(
+                "healthflow cost synthesizes the stack with CDK, whose jsii runtime needs "
+                "Node.js: install node (20+), or pass --template cdk.out/STACK.template.json"
+            )
+        print(
+            "pricing the default stack as `cdk synth` builds it (offline; cached in "
+            f"{Path(tempfile.gettempdir()) / 'healthflow-cost'})"
+        )
+        shape = cost.stack_shape(cost.synthesized_template())
         source = "cdk synth, no context"
-    shape = cost.stack_shape(template)
     print(
         f"stack ({source}): Lambda {shape.lambda_architecture} {shape.lambda_memory_mb} MB, "
         f"ml-worker {shape.task_cpu_units / 1024:g} vCPU / {shape.task_memory_mib / 1024:g} GB "
@@ -343,7 +469,7 @@ def cmd_cost(args: argparse.Namespace) -> int:
     )
     mixes = [("default", cost.DEFAULT_MIX), ("labs-heavy", cost.LABS_HEAVY_MIX)]
     if args.mix:
-        mixes = [("given", cost.parse_mix(args.mix))]
+        mixes = [("given", args.mix)]
     rates = [0.0, 1_000.0, 10_000.0]
     if args.messages_per_day is not None:
         rates = [0.0, args.messages_per_day]
@@ -355,9 +481,26 @@ def cmd_cost(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mix(text: str) -> dict[str, float]:
+    from tasks.cost import parse_mix
+
+    try:
+        mix = parse_mix(text)
+        if any(share < 0 for share in mix.values()):
+            raise ValueError("a share below 0")
+        return mix
+    except (ValueError, ZeroDivisionError) as error:
+        raise argparse.ArgumentTypeError(
+            f"{error} (labs,vitals,nutrition,nothing shares such as 2,60,30,8)"
+        ) from None
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     def targeted(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        parser.add_argument("--target", choices=["local", "aws"], help="default: settings")
+        parser.add_argument(
+            "--target", choices=["local", "aws"],
+            help="the local cloud or the deployed stack (default: HEALTHFLOW_TARGET, else local)",
+        )  # fmt: skip
         parser.add_argument(
             "--env",
             help="with --target aws: the deployed environment whose addresses SSM holds "
@@ -370,17 +513,34 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     run.set_defaults(handler=cmd_run)
 
     for name, handler, help_text in (
-        ("send", cmd_send, "send a trigger message"),
-        ("start-execution", cmd_start_execution, "reprocess a user and domain"),
+        ("send", cmd_send, "send a trigger message (nothing is sent while the switch is off)"),
+        (
+            "start-execution",
+            cmd_start_execution,
+            "reprocess a user and domain: all of its rows, or those of --from/--to",
+        ),
     ):
-        command = targeted(sub.add_parser(name, help=help_text))
-        command.add_argument("--domain", choices=list(DOMAINS_IN_ORDER), required=True)
-        command.add_argument("--user-id", type=int, required=True)
-        command.add_argument("--priority", choices=["normal", "high"], default="normal")
+        command = targeted(sub.add_parser(name, help=help_text, description=help_text))
+        command.add_argument(
+            "--domain", choices=list(DOMAINS_IN_ORDER), required=True, help="the branch to run"
+        )
+        command.add_argument(
+            "--user-id", type=cli_args.user_id, required=True, help="the user whose rows to take"
+        )
+        command.add_argument(
+            "--priority", choices=["normal", "high"], default="normal",
+            help="the trigger's priority (default normal)",
+        )  # fmt: skip
         command.set_defaults(handler=handler)
         if name == "start-execution":
-            command.add_argument("--from", dest="date_from", help="YYYY-MM-DD (local dates)")
-            command.add_argument("--to", dest="date_to", help="YYYY-MM-DD")
+            command.add_argument(
+                "--from", dest="date_from", type=cli_args.iso_date,
+                help="first local day YYYY-MM-DD (default: the user's first row)",
+            )  # fmt: skip
+            command.add_argument(
+                "--to", dest="date_to", type=cli_args.iso_date,
+                help="last local day YYYY-MM-DD (default: the user's last row)",
+            )  # fmt: skip
             command.add_argument("--name", help="execution name (default: generated)")
 
     trace = targeted(
@@ -393,27 +553,47 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     trace.set_defaults(handler=cmd_trace)
 
-    dlq = targeted(sub.add_parser("dlq", help="dead-letter queue"))
-    dlq.add_argument("action", choices=["list", "redrive"])
+    dlq = targeted(sub.add_parser("dlq", help="dead-letter queue: list, redrive, purge"))
+    dlq.add_argument(
+        "action", choices=["list", "redrive", "purge"],
+        help="list them; redrive re-sends their triggers; purge deletes them (by default only "
+        "those that can never be redriven: no valid trigger)",
+    )  # fmt: skip
+    dlq.add_argument(
+        "--all", action="store_true", help="purge: every dead letter the filters select"
+    )
+    dlq.add_argument("--error", help="purge: only dead letters with this error name")
+    dlq.add_argument(
+        "--user-id", type=cli_args.user_id, help="purge: only this user's (implies --all)"
+    )
+    dlq.add_argument("--yes", action="store_true", help="purge without asking (for scripts)")
     dlq.set_defaults(handler=cmd_dlq)
 
     graph = sub.add_parser("graph", help="the two state machines as a Mermaid diagram")
-    graph.add_argument("--output")
+    graph.add_argument("--output", help="write the diagram to this file (default: stdout)")
     graph.set_defaults(handler=cmd_graph)
 
     cost = sub.add_parser(
         "cost", help="monthly cost of the synthesized stack at us-east-1 list prices"
     )
     cost.add_argument(
-        "--messages-per-day", type=float, help="default: idle, 1,000 and 10,000 a day"
-    )
+        "--messages-per-day", type=cli_args.non_negative_float,
+        help="default: idle, 1,000 and 10,000 a day",
+    )  # fmt: skip
     cost.add_argument(
-        "--mix",
+        "--mix", type=_mix,
         help="shares of labs,vitals,nutrition,nothing (e.g. 2,60,30,8); default: the default "
         "mix 2/60/30/8 and the labs-heavy 10/50/30/10",
+    )  # fmt: skip
+    cost.add_argument(
+        "--template",
+        help="a synthesized template (default: synthesize one, which needs Node.js)",
     )
-    cost.add_argument("--template", help="a synthesized template (default: synthesize one)")
     cost.set_defaults(handler=cmd_cost)
+
+    from tasks import console  # `healthflow console`: the web page for what these commands show
+
+    console.add_command(sub)
 
 
 __all__ = ["add_commands"]

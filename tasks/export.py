@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import csv
-import math
 from collections.abc import Iterator
 from datetime import datetime
 from functools import lru_cache
-from typing import IO
+from typing import IO, Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, text
 
 from tasks.aggregation import aggregate_table
 from tasks.catalog import nutrient_keys
+from tasks.precision import format_mean, format_reading, reported_precision
 
 MEASURE_COLUMNS = (
     "user_id", "loinc_code", "granularity", "bucket_start",
@@ -40,34 +40,12 @@ def _number(value: float | None) -> str:
     return repr(round(value, 9))
 
 
-SIGNIFICANT_DIGITS = 4  # for a code whose catalog entry states no precision
-
-
-@lru_cache(maxsize=1024)
-def reading_decimals(loinc_code: str) -> int | None:
-    """Digits after the point a single reading of this code carries, from the catalogs."""
-    from tasks.catalog import vital_types
-
-    vital = vital_types().get(loinc_code)
-    if vital is not None:
-        return vital.decimals
-    from tasks.labs.catalog import load_catalog
-
-    # A lab test states its precision when the catalog has one; else 4 significant digits.
-    decimals = getattr(load_catalog().by_code.get(loinc_code), "decimals", None)
-    return int(decimals) if decimals is not None else None
-
-
-def _reading(value: float | None, decimals: int | None) -> str:
-    """A value shown at the precision a measurement of its kind carries: a converted glucose
-    of 37.1232 mg/dL is 37 mg/dL, not a more exact figure than any meter gives."""
-    if value is None:
-        return ""
-    if decimals is None:
-        if value == 0 or not math.isfinite(value):
-            return repr(float(value))
-        decimals = max(SIGNIFICANT_DIGITS - 1 - math.floor(math.log10(abs(value))), 0)
-    return repr(float(round(value, decimals)))
+def _bucket_decimals(row: Any) -> int:
+    """The finest decimals of a bucket's readings; for a bucket written before they were
+    stored, the finest of its min, max and last."""
+    if row.decimals is not None:
+        return int(row.decimals)
+    return max(reported_precision(None, v).decimals for v in (row.min, row.max, row.last_value))
 
 
 def export_rows(
@@ -105,20 +83,23 @@ def export_rows(
         rows = conn.execution_options(stream_results=True).execute(
             text(
                 "SELECT a.user_id, a.loinc_code, a.bucket_start, a.count, a.sum, a.min, a.max, "
-                "a.last_value, a.unit, COALESCE(u.timezone, 'UTC') AS zone "
+                "a.last_value, a.unit, a.decimals, COALESCE(u.timezone, 'UTC') AS zone "
                 f"FROM {table} a {zone_join} WHERE TRUE {user_filter} "
                 "ORDER BY a.user_id, a.loinc_code, a.bucket_start"
             ),
             params,
         )
+        # min, max and last are readings: written exactly as stored, which is as reported (or
+        # converted once and rounded once). Only the mean is rounded, to one decimal more
+        # than the bucket's finest reading.
         for row in rows:
-            decimals = reading_decimals(row.loinc_code)
-            mean_decimals = None if decimals is None else decimals + 1
+            count = int(row._mapping["count"])  # `row.count` is also tuple.count to a checker
             yield [
                 str(row.user_id), row.loinc_code, granularity,
-                _local_label(row.bucket_start, row.zone), str(row.count), _number(row.sum),
-                _reading(row.min, decimals), _reading(row.max, decimals),
-                _reading(row.sum / row.count, mean_decimals), _reading(row.last_value, decimals),
+                _local_label(row.bucket_start, row.zone), str(count), _number(row.sum),
+                format_reading(row.min), format_reading(row.max),
+                format_mean(row.sum, count, _bucket_decimals(row)),
+                format_reading(row.last_value),
                 row.unit,
             ]  # fmt: skip
 

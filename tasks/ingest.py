@@ -31,8 +31,12 @@ import psycopg2.errors
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
     StringConstraints,
     ValidationError,
     ValidatorFunctionWrapHandler,
@@ -42,6 +46,7 @@ from pydantic import (
 from sqlalchemy import Engine, text
 
 from tasks.catalog import meal_types, nutrients, vital_types
+from tasks.db.failures import database_error_of, named_database_error
 from tasks.errors import HealthflowError
 from tasks.lifecycle import rezone_users
 from tasks.steps.models import MAX_USER_ID
@@ -61,7 +66,10 @@ UserId = Annotated[int, Field(strict=True, gt=0, le=MAX_USER_ID)]
 # A text field the row cannot do without (an empty CSV field would reach COPY as NULL): at least
 # one character that is not blank, checked by pydantic's own (compiled) pattern matcher.
 Required = Annotated[str, StringConstraints(pattern=r"\S")]
-EntryId = Annotated[str | int, Field(union_mode="left_to_right")]
+# Strict: `true` is no id and no number (pydantic would read it as 1), so it never becomes one.
+EntryId = Annotated[StrictStr | StrictInt, Field(union_mode="left_to_right")]
+# StrictInt first: a whole number 140 stays "140", not "140.0" (its reported precision).
+Value = StrictInt | StrictFloat | StrictStr
 
 # Times outside this window are no reading of a living person's health: rejected, never claimed
 # (a year-1 instant is year 0 in a zone west of UTC, which no step can turn into a date).
@@ -104,10 +112,22 @@ class Line(BaseModel):
         return value
 
 
+_NUMERIC = re.compile(r"\s*[+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?\s*")
+
+
+def _iso_text(value: Any) -> Any:
+    """Times are ISO 8601 text: pydantic would also read a number, or a numeric string such as
+    "1700000000", as Unix time, which no sender of these files means."""
+    if not isinstance(value, str) or _NUMERIC.fullmatch(value):
+        raise ValueError("must be ISO 8601 text, not a number")
+    return value
+
+
 def _offset_with_seconds(value: Any, handler: ValidatorFunctionWrapHandler) -> datetime:
     """pydantic reads offsets to the minute only; ISO 8601 (and the hourly export's labels)
     also has offsets with seconds, like Africa/Monrovia's -00:44:30 before 1972. Only a value
     pydantic refuses pays for the second parse."""
+    _iso_text(value)
     try:
         return handler(value)
     except ValidationError:
@@ -125,10 +145,13 @@ def _offset_with_seconds(value: Any, handler: ValidatorFunctionWrapHandler) -> d
 Instant = Annotated[AwareDatetime, WrapValidator(_offset_with_seconds)]
 
 
+LocalDate = Annotated[date, BeforeValidator(_iso_text)]
+
+
 class VitalLine(Line):
     user_id: UserId
     metric: Required
-    value: float | str
+    value: Value
     unit: str | None = None
     start_time: Instant
     end_time: Instant | None = None
@@ -145,13 +168,13 @@ def parse_collection_time(value: str) -> datetime | date:
 class LabLine(Line):
     user_id: UserId
     test_name: Required
-    value: float | str | None = None
+    value: Value | None = None
     unit: str | None = None
     reference_range: str | None = None
     # A date, a local wall time, or an instant with offset; read by hand because a union of
     # datetime types would let pydantic pick the wrong one.
     collected_at: str
-    report_id: str | int | None = None
+    report_id: StrictStr | StrictInt | None = None
 
     @field_validator("collected_at")
     @classmethod
@@ -167,7 +190,7 @@ class LabLine(Line):
 class NutritionLine(Line):
     model_config = ConfigDict(extra="allow")
     user_id: UserId
-    meal_date: date
+    meal_date: LocalDate
     meal_type: Required
     food_name: Required
 
@@ -222,7 +245,11 @@ def _number(value: float | str | None) -> float | None:
     if value is None or isinstance(value, float):
         return value
     if isinstance(value, int):
-        return float(value)
+        # An integer beyond any float: as out of range as the infinity it would round to.
+        try:
+            return float(value)
+        except OverflowError:
+            return math.inf
     if "," in value:
         text = value.strip()
         if not _GROUPED.fullmatch(text):
@@ -250,13 +277,28 @@ def _value_reason(number: float | None) -> str | None:
     return None
 
 
+# Text that ends up in a unique index (a reading's metric, unit and source; a lab result's report
+# id) must fit an index row (about 2.7 kB): longer values are no real metric, unit, source or
+# report id, and would fail the step that copies them, so they are refused here with a reason.
+TEXT_LIMITS = {"metric": 100, "unit": 100, "source": 200, "report_id": 200}
+
+
+def _too_long(**fields: object) -> str | None:
+    for name, value in fields.items():
+        if value is not None and len(str(value)) > TEXT_LIMITS[name]:
+            return f"too_long:{name}"
+    return None
+
+
 def _vital_row(line: VitalLine) -> tuple[Row, str | None]:
     number = _number(line.value)
     raw_value = None if number is not None else str(line.value)
     reason: str | None = None
     metric = line.metric.strip()
     vital = vital_types().get(metric) or vital_types().get(metric.lower())
-    if vital is None:
+    if too_long := _too_long(metric=metric, unit=line.unit, source=line.source):
+        reason = too_long
+    elif vital is None:
         reason = "unknown_metric"
     elif number is None:
         reason = "ambiguous_decimal_comma" if _decimal_comma(line.value) else "unparseable_value"
@@ -290,7 +332,9 @@ def _lab_row(line: LabLine) -> tuple[Row, str | None]:
     value_text = None if line.value is None else str(line.value).strip()
     reason = None
     test_name = line.test_name.strip()
-    if value_text is None or value_text == "":
+    if too_long := _too_long(report_id=line.report_id):
+        reason = too_long
+    elif value_text is None or value_text == "":
         reason = "missing_value"
     elif _decimal_comma(value_text):
         reason = "ambiguous_decimal_comma"
@@ -505,22 +549,37 @@ class CopyWriter:
         self._thread.join()
         try:
             if self._error is not None or not commit:
-                self._raw.rollback()
+                self._roll_back()
                 if self._error is not None:
-                    raise self._described(self._error)
+                    raise self._described(self._error) from None
             else:
                 self._raw.commit()
+        except psycopg2.Error as error:  # the commit itself failed (a connection lost)
+            self._raw.invalidate()
+            raise self._described(error) from None
         finally:
             self._raw.close()
 
+    def _roll_back(self) -> None:
+        """Roll back; a connection that died with the batch is only dropped from the pool (a
+        rollback there fails, and so would the pool's own, logging its traceback)."""
+        try:
+            self._raw.rollback()
+        except psycopg2.Error:
+            self._raw.invalidate()
+
     def _described(self, error: BaseException) -> BaseException:
-        """A database error as one line without row values (its DETAIL quotes the row)."""
-        if isinstance(error, psycopg2.Error):
-            return IngestFailed(
-                f"the database refused a batch for {self._table}: {type(error).__name__} "
-                f"(SQLSTATE {error.pgcode}); nothing from this file was stored"
-            )
-        return error
+        """A database error as one line without row values (its DETAIL and CONTEXT quote the
+        row). psycopg2 may raise a SystemError with the server's error as its cause."""
+        found = database_error_of(error)
+        if found is None:
+            return error
+        named = named_database_error(found)
+        return IngestFailed(
+            f"the database refused a batch for {self._table}: "
+            f"{type(named or found).__name__} ({type(found).__name__}, SQLSTATE {found.pgcode}); "
+            "nothing from this file was stored"
+        )
 
 
 def copy_rows(engine: Engine, table: str, columns: Iterable[str], rows: Iterable[Row]) -> None:
@@ -536,18 +595,58 @@ def _nul_fields(record: BaseModel) -> list[str]:
     return sorted(k for k, v in values.items() if isinstance(v, str) and "\x00" in v)
 
 
-def _parse_lines(
-    spec: DomainSpec, lines: Iterable[str], report: IngestReport
-) -> Iterator[tuple[Row, str | None]]:
+# Errors one line's content can raise past validation (a number too large for a float, an
+# integer with more digits than Python converts): that line is malformed, the file goes on.
+_LINE_ERRORS = (ArithmeticError, ValueError, TypeError, UnicodeError, RecursionError)
+_BOM = "\ufeff"
+
+
+def _readable_lines(
+    lines: Iterable[str | bytes], report: IngestReport
+) -> Iterator[tuple[int, str]]:
+    """(line number, text) of each non-blank line, counted in `report.lines`.
+
+    Lines may come as bytes or as text read with `errors="surrogateescape"`: a line that is
+    not UTF-8 is counted malformed with its number, never an exception that stops the file.
+    A byte-order mark before the first line is not part of it."""
     for number, line in enumerate(lines, start=1):
+        if isinstance(line, bytes):
+            try:
+                line = line.decode("utf-8")
+            except UnicodeDecodeError:
+                line = "\udcff"  # counted below as not UTF-8
+        if number == 1:
+            line = line.removeprefix(_BOM)
         if not line.strip():
             continue
         report.lines += 1
+        if not line.isascii():
+            try:
+                line.encode("utf-8")
+            except UnicodeEncodeError:  # undecodable bytes, kept as lone surrogates
+                report.malformed += 1
+                report.problems.append((number, "malformed: line: not valid UTF-8"))
+                continue
+        yield number, line
+
+
+def _malformed_by_content(report: IngestReport, number: int, error: Exception) -> None:
+    report.malformed += 1
+    report.problems.append((number, f"malformed: line: unreadable value ({type(error).__name__})"))
+
+
+def _parse_lines(
+    spec: DomainSpec, lines: Iterable[str | bytes], report: IngestReport
+) -> Iterator[tuple[Row, str | None]]:
+    for number, line in _readable_lines(lines, report):
         try:
             record = spec.model.model_validate_json(line)
         except ValidationError as error:
             report.malformed += 1
             report.problems.append((number, describe_validation_error(error)))
+            continue
+        except _LINE_ERRORS as error:
+            _malformed_by_content(report, number, error)
             continue
         # JSON can only carry a NUL as the escape \u0000: look closer only then.
         if "\\u0000" in line and (fields := _nul_fields(record)):
@@ -556,14 +655,18 @@ def _parse_lines(
                 (number, f"malformed: {', '.join(fields)}: contains a NUL character")
             )
             continue
-        row, reason = spec.to_row(record)
+        try:
+            row, reason = spec.to_row(record)
+        except _LINE_ERRORS as error:
+            _malformed_by_content(report, number, error)
+            continue
         if reason is not None:
             report.problems.append((number, reason))
         yield row, reason
 
 
 def ingest_lines(
-    engine: Engine, domain: str, lines: Iterable[str], *, batch_rows: int = 50_000
+    engine: Engine, domain: str, lines: Iterable[str | bytes], *, batch_rows: int = 50_000
 ) -> IngestReport:
     """Insert a domain's JSON lines: good ones as pending, implausible ones as rejected,
     repeated entry ids counted as duplicates."""
@@ -626,26 +729,47 @@ def analyze_if_grown(engine: Engine, table: str, added: int) -> bool:
     return True
 
 
-def ingest_users(engine: Engine, lines: Iterable[str]) -> IngestReport:
+# The tz database's variants: right/ counts leap seconds (PostgreSQL reads right/UTC 27 s off
+# in 2024, Python not at all), posix/ duplicates the main names. Buckets would differ by reader.
+_VARIANT_PREFIXES = ("right/", "posix/", "posixrules")
+
+
+def _zone_problem(zone: str, server_zones: frozenset[str], python_zones: set[str]) -> str | None:
+    """Why a zone name cannot be stored, or None. Buckets are computed by the database and
+    labeled by Python (exports): both must read the name, and read it alike."""
+    if zone.startswith(_VARIANT_PREFIXES):
+        return "malformed: timezone: a leap-second or POSIX variant the database reads differently"
+    if zone not in python_zones:
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            return "malformed: timezone: not an IANA time zone"
+    if zone not in server_zones:
+        return "malformed: timezone: not in the database's time zone data"
+    return None
+
+
+def _server_zones(engine: Engine) -> frozenset[str]:
+    with engine.connect() as conn:
+        return frozenset(conn.execute(text("SELECT name FROM pg_timezone_names")).scalars())
+
+
+def ingest_users(engine: Engine, lines: Iterable[str | bytes]) -> IngestReport:
     report = IngestReport("users")
-    zones = available_timezones()
+    python_zones = available_timezones()
+    server_zones = _server_zones(engine)
     users: dict[int, str] = {}
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        report.lines += 1
+    for number, line in _readable_lines(lines, report):
         try:
             record = UserLine.model_validate_json(line)
-            zone = record.timezone.strip()
-            if zone not in zones:
-                ZoneInfo(zone)  # raises for names the system does not know either
         except ValidationError as error:
             report.malformed += 1
             report.problems.append((number, describe_validation_error(error)))
             continue
-        except (ZoneInfoNotFoundError, ValueError):
+        zone = record.timezone.strip()
+        if problem := _zone_problem(zone, server_zones, python_zones):
             report.malformed += 1
-            report.problems.append((number, "malformed: timezone: not an IANA time zone"))
+            report.problems.append((number, problem))
             continue
         users[record.user_id] = zone
     with engine.begin() as conn:
@@ -663,8 +787,10 @@ def ingest_users(engine: Engine, lines: Iterable[str]) -> IngestReport:
     return report
 
 
-def ingest_file(engine: Engine, domain: str, path: Path | IO[str], **kwargs: Any) -> IngestReport:
+def ingest_file(
+    engine: Engine, domain: str, path: Path | IO[str] | IO[bytes], **kwargs: Any
+) -> IngestReport:
     if isinstance(path, Path):
-        with path.open(encoding="utf-8") as handle:
+        with path.open("rb") as handle:
             return ingest_lines(engine, domain, handle, **kwargs)
     return ingest_lines(engine, domain, path, **kwargs)

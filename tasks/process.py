@@ -77,8 +77,8 @@ def process_user(
     """Claim and process until the user's work in `domain` is settled.
 
     One claim usually does it. After a failure, the rows are retried (as a redrive would), and
-    rows that failed twice together are retried one by one, so one row that breaks a step is
-    set aside and the others are aggregated. A failure that every claim meets (a broken
+    rows that failed twice together are bisected, so one row that breaks a step is set aside
+    and the others are aggregated. A failure that every claim meets (a broken
     database, a bug) stops the loop after `max_attempts` failures in a row, for the next run.
     """
     from tasks.settings import get_settings
@@ -92,10 +92,19 @@ def process_user(
         runs.append(run)
         if on_done:
             on_done(run)
-        failures_in_a_row = failures_in_a_row + 1 if run.error else 0
-        if not run.error and not run.isolated:
+        if not run.error:
+            failures_in_a_row = 0
+        elif not (run.isolated and run.claimed > 1):  # a failed half is bisection's progress
+            failures_in_a_row += 1
+        if not run.error and not run.isolated and not _has_suspects(domain, user_id):
             break
     return runs
+
+
+def _has_suspects(domain: str, user_id: int) -> bool:
+    """Suspects left to bisect (a batch that ran after half a group failed leaves some)."""
+    with Session(get_engine()) as session:
+        return lifecycle.has_suspects(session.connection(), domain, user_id)
 
 
 def pending_work(domains: list[str], user_id: int | None) -> list[tuple[str, int]]:

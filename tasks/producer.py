@@ -3,10 +3,21 @@
 It keeps the old API's three calls and its enabled switch, and sends only messages that follow
 the message contract (validated before sending, so a backend bug fails in the backend).
 
-The switch, as the seed system's producer had it: the environment's flag (``HEALTHFLOW_ENABLED``
-or the seed's ``ML_WORKER_ENABLED``) and, for a deployed stack, the SSM parameter
-``/healthflow/<env>/enabled`` that an operator flips without redeploying the backend. The SSM
-value is cached for ``HEALTHFLOW_ENABLED_CACHE_SECONDS`` (one read a minute, not one per upload).
+``TriggerClient()`` with no arguments configures itself from the environment, under the seed
+system's names or healthflow's own (README, "Moving from an SQS worker"):
+
+- ``ML_WORKER_ENABLED`` / ``HEALTHFLOW_ENABLED``: the switch. Off, the client sends nothing,
+  makes no AWS call and needs no other setting.
+- ``ML_WORKER_SQS_QUEUE_URL`` / ``HEALTHFLOW_QUEUE_URL``: the queue; else ``HEALTHFLOW_ENV``
+  names a deployed stack whose SSM parameters hold it.
+- ``AWS_REGION``: the region (else boto3's default chain).
+
+For a deployed stack the SSM parameter ``/healthflow/<env>/enabled`` is a second switch that an
+operator flips without redeploying the backend; its value is cached for
+``HEALTHFLOW_ENABLED_CACHE_SECONDS`` (one read a minute, not one per upload).
+
+This module is imported by the app's backend: it imports nothing heavy (boto3 only once a
+client that is switched on is built, no database driver).
 """
 
 from __future__ import annotations
@@ -18,6 +29,7 @@ from collections.abc import Callable
 from datetime import date
 from typing import Any, Literal, Protocol
 
+from tasks.settings import MissingSetting, Settings
 from tasks.steps.models import DateRange, JobType, TriggerMessage
 
 LOG = logging.getLogger(__name__)
@@ -86,12 +98,32 @@ class SsmSwitch:
             return self._value
 
 
-class TriggerClient:
-    """Sends trigger messages; ``enabled`` is a flag or a callable asked before each send."""
+#: What the producer's errors tell a backend to set (the seed's names first: that is what a
+#: backend moving over already has).
+QUEUE_SETTINGS = (
+    "ML_WORKER_SQS_QUEUE_URL (or HEALTHFLOW_QUEUE_URL), or HEALTHFLOW_ENV to read the queue URL "
+    "from the deployed stack's SSM parameters; ML_WORKER_ENABLED=false sends nothing"
+)
 
-    def __init__(self, sink: MessageSink, *, enabled: bool | Callable[[], bool] = True) -> None:
-        self._sink = sink
-        self._enabled = enabled
+
+class TriggerClient:
+    """Sends trigger messages.
+
+    ``TriggerClient()`` reads the environment (see the module's docstring). Tests and the CLI
+    pass a ``sink`` instead; ``enabled`` is then a flag or a callable asked before each send.
+    """
+
+    def __init__(
+        self,
+        sink: MessageSink | None = None,
+        *,
+        enabled: bool | Callable[[], bool] | None = None,
+        settings: Settings | None = None,
+    ) -> None:
+        if sink is None:
+            sink, enabled = _configured(settings, enabled)
+        self._sink: MessageSink | None = sink
+        self._enabled: bool | Callable[[], bool] = True if enabled is None else enabled
 
     @property
     def enabled(self) -> bool:
@@ -114,7 +146,7 @@ class TriggerClient:
             if reprocess
             else None,
         )
-        if not self.enabled:
+        if self._sink is None or not self.enabled:
             LOG.info("triggers disabled; not sending %s for user %s", job_type, user_id)
             return None
         return self._sink.send(message.to_json_body())
@@ -129,16 +161,38 @@ class TriggerClient:
         return self.send("process_pending_nutrition", user_id, **kwargs)
 
 
+def _configured(
+    settings: Settings | None, enabled: bool | Callable[[], bool] | None
+) -> tuple[MessageSink | None, bool | Callable[[], bool] | None]:
+    """The sink and switch the environment describes; no sink (no AWS call) when it is off."""
+    from tasks.settings import get_settings
+
+    if enabled is False:
+        return None, False
+    settings = settings or get_settings()
+    if enabled is None and not settings.enabled:
+        return None, False
+    client = aws_trigger_client(settings)
+    return client._sink, enabled if enabled is not None else client._enabled
+
+
 def aws_trigger_client(settings: Any = None, *, sqs: Any = None, ssm: Any = None) -> TriggerClient:
     """A client for the deployed queue, configured from settings (fails loudly if unset).
 
     The queue URL is ``HEALTHFLOW_QUEUE_URL`` (or the seed's ``ML_WORKER_SQS_QUEUE_URL``), else
     the SSM parameter of ``HEALTHFLOW_ENV``; the region is ``AWS_REGION`` or boto3's default.
+    With the switch off nothing is read and nothing is required.
     """
-    from tasks.aws import client, parameter_name, stack_addresses
     from tasks.settings import get_settings
 
     settings = settings or get_settings()
+    if not settings.enabled:
+        return TriggerClient(None, enabled=False)
+    if not (settings.queue_url or settings.env):
+        raise MissingSetting(f"the producer needs a queue: set {QUEUE_SETTINGS}")
+
+    from tasks.aws import client, parameter_name, stack_addresses
+
     if settings.env and ssm is None:
         ssm = client("ssm", settings)
     addresses = stack_addresses(settings, ssm=ssm)
@@ -147,7 +201,7 @@ def aws_trigger_client(settings: Any = None, *, sqs: Any = None, ssm: Any = None
     flag_parameter = settings.enabled_parameter or (
         parameter_name(settings.env, "enabled") if settings.env else None
     )
-    if settings.enabled and flag_parameter:
+    if flag_parameter:
         enabled = SsmSwitch(
             ssm or client("ssm", settings),
             flag_parameter,

@@ -64,6 +64,14 @@ class Progress:
             self._last = now
             self._line()
 
+    def grow(self, n: int = 1) -> None:
+        """More work than announced: a finished execution queued its continuation."""
+        if self.total is not None:
+            self.total += n
+            if self._bar is not None:
+                self._bar.total = self.total
+                self._bar.refresh()
+
     def _line(self) -> None:
         of = f"/{self.total:,}" if self.total is not None else ""
         elapsed = time.monotonic() - self._started

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -32,6 +32,11 @@ class Settings(BaseSettings):
     db_name: str | None = None
     # Kept for a database that cannot use IAM authentication: an RDS-style secret.
     db_secret_arn: str | None = None
+    # How long one connection attempt may wait. A paused Aurora Serverless v2 holds a new
+    # connection while it resumes (15 s typically, 30 s at worst): 20 s covers the typical
+    # resume in one attempt and leaves room inside a step's 60 s TimeoutSeconds; the ASL's
+    # DatabaseUnavailable retrier gives a slower resume four more attempts (100 s in all).
+    db_connect_timeout_seconds: int = Field(default=20, ge=2)
     # Set by the Lambda runtime. In Lambda a connection lives for one invocation: a warm function
     # keeps none open (Aurora can pause at 0 ACU), and the open connections never exceed the
     # running steps.
@@ -74,8 +79,23 @@ class Settings(BaseSettings):
 
     state_machine_file: Path = REPO_ROOT / "statemachines" / "healthflow.asl.json"
 
+    # How the local cloud runs what a deploy ships. "in-process" calls the steps' Python entry
+    # points directly (fast); "shipped" builds the steps Lambda asset with the CDK bundler and
+    # the ml-worker's environment from its Dockerfile (both cached), and runs each in a separate
+    # process as AWS would (see README, "What a deploy ships, run here").
+    local_steps: Literal["in-process", "shipped"] = "in-process"
+    local_ml_worker: Literal["in-process", "shipped"] = "in-process"
+    # Where those builds are cached (kept across runs: the first build takes minutes).
+    artifact_cache_dir: Path = Field(
+        default_factory=lambda: Path(platformdirs.user_cache_dir("healthflow")) / "artifacts"
+    )
+
     # Lab categorization.
     model_path: Path | None = None
+    # Whether the embedding model proposes codes for names the alias tier leaves (independent
+    # checks accept or refuse each proposal). None: on everywhere but in a Lambda, whose memory
+    # and start-up budget the model does not fit; the ml-worker and the CLI use it.
+    lab_model: bool | None = None
     match_threshold: float | None = None
     embedding_cache_dir: Path | None = None
 
@@ -104,6 +124,27 @@ class Settings(BaseSettings):
         ),
     )
 
+    @field_validator("database_url")
+    @classmethod
+    def _postgresql_url(cls, value: str | None) -> str | None:
+        # Checked here, so that a malformed URL is a configuration error before anything runs.
+        if not value:
+            return None
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value)
+        if parts.scheme not in ("postgresql", "postgres", "postgresql+psycopg2"):
+            raise ValueError(
+                "must be a PostgreSQL URL: postgresql://USER[:PASSWORD]@HOST[:PORT]/DB"
+            )
+        try:
+            parts.port  # noqa: B018  (raises on a port that is not a number)
+        except ValueError:
+            raise ValueError("the port must be a number from 1 to 65535") from None
+        if not parts.path.strip("/"):
+            raise ValueError("must name a database: postgresql://USER@HOST:PORT/DB")
+        return value
+
     def require(self, name: str) -> str:
         """The value of a setting the caller cannot work without, or a loud error."""
         value = getattr(self, name)
@@ -116,8 +157,21 @@ class Settings(BaseSettings):
         return bool(self.lambda_function_name or self.ecs_container_metadata_uri_v4)
 
     @property
+    def lab_model_enabled(self) -> bool:
+        return self.lab_model if self.lab_model is not None else not self.lambda_function_name
+
+    @property
     def embedded_pgdata(self) -> Path:
         return self.data_dir / "pgdata"
+
+
+def env_name(field: str) -> str:
+    """The environment variable a setting is read from (the first of its names)."""
+    info = Settings.model_fields.get(field.split(".")[0])
+    alias = info.validation_alias if info else None
+    if isinstance(alias, AliasChoices) and isinstance(alias.choices[0], str):
+        return alias.choices[0]
+    return f"HEALTHFLOW_{field.upper()}"
 
 
 @lru_cache(maxsize=1)

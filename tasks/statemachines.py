@@ -21,6 +21,7 @@ from typing import Any
 STATEMACHINES_DIR = Path(__file__).resolve().parents[1] / "statemachines"
 EXPRESS_ASL = STATEMACHINES_DIR / "healthflow.asl.json"
 LABS_ASL = STATEMACHINES_DIR / "labs.asl.json"
+SWEEP_ASL = STATEMACHINES_DIR / "sweep.asl.json"
 
 #: Every placeholder an ASL file may use, with what fills it.
 PLACEHOLDERS: Mapping[str, str] = {
@@ -151,6 +152,7 @@ __all__ = [
     "EXPRESS_ASL",
     "LABS_ASL",
     "PLACEHOLDERS",
+    "SWEEP_ASL",
     "TaskResource",
     "check_placeholders",
     "fill_placeholders",

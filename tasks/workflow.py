@@ -63,14 +63,40 @@ def trace_steps(events: Sequence[Mapping[str, Any]]) -> list[TraceStep]:
     return sorted(steps, key=lambda s: s.started)
 
 
+def execution_subject(events: Sequence[Mapping[str, Any]]) -> str | None:
+    """`vitals, user 5`: the domain and user an execution was for, from its input (the pipe's
+    one-record array or a trigger given directly); None when the input names neither."""
+    for event in events:
+        details = event.get("executionStartedEventDetails")
+        if not isinstance(details, Mapping):
+            continue
+        try:
+            given = json.loads(details.get("input") or "null")
+            if isinstance(given, list) and given and isinstance(given[0], Mapping):
+                given = json.loads(given[0].get("body") or "null")
+        except (json.JSONDecodeError, TypeError):
+            return None
+        if not isinstance(given, Mapping):
+            return None
+        job, user = given.get("job_type"), given.get("user_id")
+        domain = job.removeprefix("process_pending_") if isinstance(job, str) else None
+        if domain in ("labs", "vitals", "nutrition") and type(user) is int:
+            return f"{domain}, user {user}"
+        return None
+    return None
+
+
 def format_trace(
     name: str,
     status: str,
     events: Sequence[Mapping[str, Any]],
     child: Mapping[str, Any] | None = None,
+    subject: str | None = None,
 ) -> list[str]:
     """The timeline of an execution and, after it, of the labs execution it started."""
-    lines = _trace_lines(f"execution {name}", status, events)
+    subject = subject or execution_subject(events)
+    title = f"execution {name}" + (f" ({subject})" if subject else "")
+    lines = _trace_lines(title, status, events)
     if child:
         lines += [
             "  " + line
@@ -99,16 +125,67 @@ def _trace_lines(title: str, status: str, events: Sequence[Mapping[str, Any]]) -
     return lines
 
 
+# State input and output carry ids and counts only (the workflow's contract), so the store may
+# keep them for `healthflow console`; the cap keeps a record small whatever a state returns.
+_MAX_KEPT_PAYLOAD = 4000
+
+
 def slim_history(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """What the local store keeps of a history: types, times, state and error names."""
+    """What the local store keeps of a history: types, times, state and error names, and the
+    input and output of states (ids and counts) up to a size cap. The execution's own input is
+    what a backend sent, which an invalid message may fill with anything: it is kept as the
+    trigger it carries once validated (:func:`kept_input`), wherever it appears."""
     kept = []
+    raw_input: str | None = None
+    first_state = True
     for event in events:
         slim: dict[str, Any] = {"type": event["type"], "timestamp": _iso(event["timestamp"])}
         for key, details in event.items():
-            if key.endswith("EventDetails") and isinstance(details, Mapping):
-                slim[key] = {k: details[k] for k in ("name", "error") if k in details}
+            if not (key.endswith("EventDetails") and isinstance(details, Mapping)):
+                continue
+            slim[key] = {k: details[k] for k in ("name", "error") if k in details}
+            for payload in ("input", "output"):
+                value = details.get(payload)
+                if not isinstance(value, str):
+                    continue
+                if key == "executionStartedEventDetails":
+                    raw_input, value = value, kept_input(value)
+                elif value == raw_input or (key == "stateEnteredEventDetails" and first_state):
+                    value = kept_input(value)
+                if len(value) <= _MAX_KEPT_PAYLOAD:
+                    slim[key][payload] = value
+            if key == "stateEnteredEventDetails":
+                first_state = False
         kept.append(slim)
     return kept
+
+
+def kept_input(text: str) -> str:
+    """An execution's input as the local store keeps it: ``{"trigger": ..., "records": n}``
+    with the trigger validated against the message contract (null when invalid), never the body
+    itself. The labs child's input is kept whole: its parent built it from a validated message."""
+    from pydantic import ValidationError
+
+    from tasks.steps.models import TriggerMessage
+
+    try:
+        given = json.loads(text)
+    except json.JSONDecodeError:
+        given = None
+    if isinstance(given, Mapping) and "parent_execution_arn" in given:
+        return text
+    reduced: dict[str, Any] = {"trigger": None}
+    if isinstance(given, list):  # the pipe's records
+        reduced["records"] = len(given)
+        first = given[0] if given and isinstance(given[0], Mapping) else {}
+        try:
+            given = json.loads(str(first.get("body") or "null"))
+        except json.JSONDecodeError:
+            given = None
+    if isinstance(given, Mapping):
+        with contextlib.suppress(ValidationError):
+            reduced["trigger"] = TriggerMessage.model_validate(dict(given)).model_dump(mode="json")
+    return json.dumps(reduced)
 
 
 def _iso(value: Any) -> str:
@@ -250,16 +327,31 @@ class LocalStore:
                 self._replace(self.spool, good)
             return bodies
 
-    def ack_queued(self, count: int) -> None:
-        """Remove the first `count` queued lines: their executions have ended."""
+    def ack_queued(self, bodies: Sequence[Mapping[str, Any]]) -> None:
+        """Remove the queued triggers that `queued()` returned: their executions have ended.
+
+        By content, one line per body, not the first lines of the spool: two `run`s that read
+        the same triggers each acknowledge what they delivered, so a trigger that one of them
+        never read (appended after it looked) stays queued. (By count, the second `run`
+        removed a later trigger that nobody had delivered.)"""
         with self._locked():
-            lines = self._lines(self.spool)
-            self._replace(self.spool, lines[count:])
+            remaining = [dict(body) for body in bodies]
+            kept: list[str] = []
+            for line in self._lines(self.spool):
+                try:
+                    body = json.loads(line)
+                except json.JSONDecodeError:
+                    body = None
+                if body in remaining:
+                    remaining.remove(body)
+                else:
+                    kept.append(line)
+            self._replace(self.spool, kept)
 
     def take_queued(self) -> list[str]:
         """Read and remove every queued trigger (for callers that deliver them at once)."""
         bodies = self.queued()
-        self.ack_queued(len(bodies))
+        self.ack_queued(bodies)
         return [json.dumps(body) for body in bodies]
 
     def save_execution(
@@ -269,9 +361,13 @@ class LocalStore:
         events: Sequence[Mapping[str, Any]],
         child: tuple[str, str, Sequence[Mapping[str, Any]]] | None = None,
     ) -> None:
-        """Keep a slim history; ``child`` is the labs execution's (name, status, events)."""
+        """Keep a slim history; ``child`` is the labs execution's (name, status, events). The
+        input is not kept, only the domain and user it names (`subject`)."""
         self._ensure()
         record: dict[str, Any] = {"name": name, "status": status, "events": slim_history(events)}
+        subject = execution_subject(events)
+        if subject:
+            record["subject"] = subject
         if child is not None:
             child_name, child_status, child_events = child
             record["child"] = {

@@ -32,6 +32,8 @@ from healthflow_infra.paths import REQUIREMENTS_LOCK, TASKS_PACKAGE_DIR
 # aggregate, mark, migrate). numpy and rapidfuzz come with the lab matcher's model-free tier
 # (ResolveKnownNames); torch and transformers stay in the ml-worker image (the 250 MB package
 # limit). boto3 signs the IAM database token and is in the Lambda runtime already.
+# tests/workflow/test_lambda_asset.py builds the asset from this list and fails when a module
+# the steps import is neither here, in the standard library nor in the Lambda runtime.
 LAMBDA_RUNTIME_PACKAGES: tuple[str, ...] = (
     "sqlalchemy",
     "alembic",
@@ -43,6 +45,11 @@ LAMBDA_RUNTIME_PACKAGES: tuple[str, ...] = (
     "aws-lambda-powertools",
     "numpy",
     "rapidfuzz",
+    # tasks.lifecycle imports it at module level (every claim step): it checks whether the
+    # process that holds a local claim still runs. In Lambda claims are leased and that check
+    # never runs, but the import does; the abi3 wheel is 0.3 MB, far cheaper than splitting the
+    # claim module into a Lambda and a local half.
+    "psutil",
 )
 
 # python3.12+ runs on Amazon Linux 2023 (glibc 2.34): manylinux_2_28 wheels and the older
@@ -76,20 +83,43 @@ class LocalPipBundling:
         self._constraints_file = constraints_file
         self._packages = packages
 
+    @property
+    def packages(self) -> tuple[str, ...]:
+        return self._packages
+
     def try_bundle(self, output_dir: str, *, image: DockerImage, **_options: object) -> bool:
         # Returning True tells CDK the bundle is done: Docker is never consulted.
         output = Path(output_dir)
         if self._install_dependencies:
-            self._pip_install(output)
+            self.install_dependencies(output)
+        self.copy_sources(output)
+        return True
+
+    def copy_sources(self, output: Path) -> None:
+        """The package sources, without byte code or tool caches."""
         shutil.copytree(
             self._package_dir,
             output / self._package_dir.name,
             ignore=shutil.ignore_patterns(*_IGNORED_SOURCE_PATTERNS),
             dirs_exist_ok=True,
         )
-        return True
 
-    def _pip_install(self, output: Path) -> None:
+    def install_dependencies(self, output: Path) -> None:
+        """The runtime dependencies, as wheels for the target platform (the slow half: the
+        test replica caches it by :meth:`dependency_inputs`)."""
+        subprocess.run(self.pip_command(output), check=True)
+
+    def dependency_inputs(self) -> dict[str, object]:
+        """Everything the dependency half depends on: pip's arguments and the lock's text."""
+        lock = str(self._constraints_file)
+        return {
+            "command": [
+                "LOCK" if arg == lock else arg for arg in self.pip_command(Path("OUTPUT"))[1:]
+            ],
+            "lock": self._constraints_file.read_text() if self._constraints_file.exists() else "",
+        }
+
+    def pip_command(self, output: Path) -> list[str]:
         command = [
             sys.executable,
             "-m",
@@ -110,7 +140,7 @@ class LocalPipBundling:
         ]
         if self._constraints_file.exists():
             command[4:4] = ["--constraint", str(self._constraints_file)]
-        subprocess.run(command, check=True)
+        return command
 
 
 def steps_function_code(

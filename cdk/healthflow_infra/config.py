@@ -12,7 +12,7 @@ from typing import Any
 
 from constructs import Construct
 
-from healthflow_infra.paths import DEFAULT_ASL_PATH, DEFAULT_LABS_ASL_PATH
+from healthflow_infra.paths import DEFAULT_ASL_PATH, DEFAULT_LABS_ASL_PATH, DEFAULT_SWEEP_ASL_PATH
 
 CONTEXT_PREFIX = "healthflow:"
 
@@ -47,6 +47,7 @@ class HealthflowConfig:
     env_name: str = "dev"
     asl_path: Path = DEFAULT_ASL_PATH
     labs_asl_path: Path = DEFAULT_LABS_ASL_PATH
+    sweep_asl_path: Path = DEFAULT_SWEEP_ASL_PATH
     # Whether the pipe moves messages (RUNNING) and what /healthflow/<env>/enabled says.
     enabled: bool = True
     # Tests and offline synth: package only the `tasks` sources, no `pip install` of deps.
@@ -76,6 +77,11 @@ class HealthflowConfig:
     db_auto_pause_minutes: int = 10
     db_deletion_protection: bool = True
     run_migrations_on_deploy: bool = True
+    # How often the claim sweep looks for claims whose lease is over. Unset: hourly with your
+    # database (always on: a sweep costs nothing measurable), every 6 hours with a new Aurora,
+    # whose auto-pause each sweep's connection holds off for db_auto_pause_minutes
+    # (hourly: a 10-minute wake every hour, about $7 a month at idle; 6-hourly: about $1.20).
+    sweep_interval_hours: int | None = None
     # Switches for what bills while idle.
     queue_cmk: bool = False
     dashboard: bool = False
@@ -95,8 +101,10 @@ class HealthflowConfig:
     ml_worker_cpu: int = 512
     ml_worker_memory_mib: int = 1024
     # Monitoring.
+    # The alarms always notify an SNS topic (it bills nothing while idle); without an email
+    # nobody is subscribed and synth warns. A customer-managed key on it is a switch.
     alarm_email: str | None = None
-    create_alarm_topic: bool = False
+    alarm_topic_key: bool = False
     # Above the time a trigger the pipe cannot start takes to reach the DLQ (3 receives x 300 s):
     # such a failure pages once, through the DLQ alarm; this one pages for a pipe that moves
     # nothing at all (stopped, or its target gone). The stack refuses a lower value.
@@ -112,8 +120,10 @@ class HealthflowConfig:
         return self.db_host is not None
 
     @property
-    def wants_alarm_topic(self) -> bool:
-        return self.create_alarm_topic or self.alarm_email is not None
+    def effective_sweep_interval_hours(self) -> int:
+        if self.sweep_interval_hours is not None:
+            return self.sweep_interval_hours
+        return 1 if self.brings_database else 6
 
     @property
     def parameter_prefix(self) -> str:
@@ -152,7 +162,7 @@ class HealthflowConfig:
             "dashboard": "dashboard",
             "tracing": "tracing",
             "metrics": "metrics",
-            "createAlarmTopic": "create_alarm_topic",
+            "alarmTopicKey": "alarm_topic_key",
         }
         number_keys = {
             "dbPort": ("db_port", int),
@@ -166,6 +176,7 @@ class HealthflowConfig:
             "mlWorkerMemoryMib": ("ml_worker_memory_mib", int),
             "oldestMessageAgeAlarmSeconds": ("oldest_message_age_alarm_seconds", int),
             "logRetentionDays": ("log_retention_days", int),
+            "sweepIntervalHours": ("sweep_interval_hours", int),
         }
         for key, field in string_keys.items():
             value = _as_optional_str(ctx(key))
@@ -220,6 +231,8 @@ class HealthflowConfig:
             )
         if not 0 <= self.db_min_capacity_acu <= self.db_max_capacity_acu:
             raise ValueError("Need 0 <= healthflow:dbMinCapacity <= healthflow:dbMaxCapacity")
+        if self.sweep_interval_hours is not None and not 1 <= self.sweep_interval_hours <= 24:
+            raise ValueError("healthflow:sweepIntervalHours must be between 1 and 24")
         reserved = self.steps_function_reserved_concurrency
         if reserved is not None and reserved < 1:
             raise ValueError("healthflow:stepsFunctionReservedConcurrency must be at least 1")

@@ -6,6 +6,7 @@ from typing import Any
 
 from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from healthflow_infra.config import HealthflowConfig
@@ -17,6 +18,7 @@ from healthflow_infra.constructs.network import Network
 from healthflow_infra.constructs.parameters import RuntimeParameters
 from healthflow_infra.constructs.pipe import TriggerPipe
 from healthflow_infra.constructs.queue import TriggerQueue
+from healthflow_infra.constructs.sweep import ClaimSweep
 from healthflow_infra.constructs.workflow import Workflow
 
 _RETENTION_BY_DAYS: dict[int, logs.RetentionDays] = {
@@ -134,9 +136,11 @@ class HealthflowStack(Stack):
         self.workflow = Workflow(
             self,
             "Workflow",
+            env_name=config.env_name,
             asl_path=config.asl_path,
             labs_asl_path=config.labs_asl_path,
-            steps_function=self.steps.function,
+            # The alias, never the function: see StepFunctions (no deploy window).
+            steps_function=self.steps.live,
             cluster=self.ml_worker.cluster,
             task_definition=self.ml_worker.task_definition,
             container_name=self.ml_worker.container_name,
@@ -146,6 +150,18 @@ class HealthflowStack(Stack):
             dead_letter_queue=self.trigger_queue.dead_letter_queue,
             trigger_queue=self.trigger_queue.queue,
             queue_key=self.trigger_queue.key,
+            log_retention=retention,
+            tracing=config.tracing,
+        )
+        self.sweep = ClaimSweep(
+            self,
+            "ClaimSweep",
+            env_name=config.env_name,
+            asl_path=config.sweep_asl_path,
+            steps_function=self.steps.live,
+            trigger_queue=self.trigger_queue.queue,
+            queue_key=self.trigger_queue.key,
+            interval=Duration.hours(config.effective_sweep_interval_hours),
             log_retention=retention,
             tracing=config.tracing,
         )
@@ -189,6 +205,9 @@ class HealthflowStack(Stack):
                 database=self.database,
                 log_retention=retention,
             )
+            # The alias moves to the new version only once the migrations shipped with it ran;
+            # a failed migration rolls the stack back with the old version still serving.
+            self.steps.live.node.add_dependency(self.migrations.resource)
         if config.oldest_message_age_alarm_seconds <= self.trigger_queue.seconds_until_dead_letter:
             raise ValueError(
                 "healthflow:oldestMessageAgeAlarmSeconds must exceed "
@@ -202,11 +221,14 @@ class HealthflowStack(Stack):
             env_name=config.env_name,
             queue=self.trigger_queue.queue,
             dead_letter_queue=self.trigger_queue.dead_letter_queue,
-            state_machine=self.workflow.state_machine,
-            labs_state_machine=self.workflow.labs_state_machine,
+            machines={
+                "Express": (self.workflow.state_machine, sfn.StateMachineType.EXPRESS),
+                "Labs": (self.workflow.labs_state_machine, sfn.StateMachineType.STANDARD),
+                "Sweep": (self.sweep.state_machine, sfn.StateMachineType.EXPRESS),
+            },
             steps_function=self.steps.function,
             oldest_message_age_threshold=Duration.seconds(config.oldest_message_age_alarm_seconds),
-            create_topic=config.create_alarm_topic,
+            topic_key=config.alarm_topic_key,
             alarm_email=config.alarm_email,
             dashboard=config.dashboard,
         )
@@ -217,6 +239,7 @@ class HealthflowStack(Stack):
             "StateMachineArn": self.workflow.state_machine.state_machine_arn,
             "LabsStateMachineArn": self.workflow.labs_state_machine.state_machine_arn,
             "DatabaseHost": self.database.host,
+            "AlarmTopicArn": self.monitoring.topic.topic_arn,
         }
         for name, value in outputs.items():
             CfnOutput(self, name, value=value)

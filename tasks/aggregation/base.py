@@ -231,7 +231,7 @@ def roll_up(
 # --- measures: the statistics of vitals and labs --------------------------------------------
 
 MEASURE_COLUMNS = (
-    "user_id, loinc_code, bucket_start, count, sum, min, max, last_value, last_time, unit"
+    "user_id, loinc_code, bucket_start, count, sum, min, max, last_value, last_time, unit, decimals"
 )
 
 
@@ -262,6 +262,6 @@ MEASURES = Shape(
     f"""
     sum(f.count), {exact_sum("f.sum")}, min(f.min), max(f.max),
     (array_agg(f.last_value ORDER BY f.last_time DESC, f.last_value DESC))[1],
-    max(f.last_time), min(f.unit)
+    max(f.last_time), min(f.unit), max(f.decimals)
     """,
 )

@@ -35,7 +35,7 @@ def _labs_daily(conn: Connection, params: Params) -> int:
         SELECT :user_id, s.*
         FROM touched_dates t CROSS JOIN LATERAL (
             SELECT c.loinc_code, t.day,
-                   {reading_stats("c.value", "c.observed_at")}, min(c.unit)
+                   {reading_stats("c.value", "c.observed_at")}, min(c.unit), max(c.decimals)
             FROM lab_report_categorized c
             WHERE c.user_id = :user_id AND c.local_date = t.day
               AND c.status = 'categorized' AND c.value IS NOT NULL AND c.unit_flag IS NULL

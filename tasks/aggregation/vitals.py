@@ -24,6 +24,7 @@ from tasks.aggregation.base import (
 )
 from tasks.catalog import vital_types
 from tasks.db.models import VitalsCategorized, VitalsRaw
+from tasks.precision import sql_converted_decimals, sql_decimals, sql_round
 
 # Hourly buckets. An hourly bucket is the set of instants that share the local clock hour and
 # the UTC offset; it is named by its first instant. With whole-hour offset changes these are the
@@ -98,7 +99,7 @@ def _vitals_hourly(conn: Connection, params: Params) -> int:
         SELECT :user_id, s.*
         FROM touched_hours t CROSS JOIN LATERAL (
             SELECT c.loinc_code, t.hour_start,
-                   {reading_stats("c.value", "c.start_time")}, min(c.unit)
+                   {reading_stats("c.value", "c.start_time")}, min(c.unit), max(c.decimals)
             FROM vitals_categorized c
             WHERE c.user_id = :user_id
               AND c.start_time >= t.hour_start AND c.start_time < t.hour_end
@@ -203,7 +204,7 @@ def _load_conversions(conn: Connection) -> None:
     conn.execute(
         text(
             "CREATE TEMP TABLE vital_metrics ON COMMIT DROP AS "
-            "SELECT DISTINCT name, key, low, high FROM vital_conversions"
+            "SELECT DISTINCT name, key, low, high, canonical_unit FROM vital_conversions"
         )
     )
     conn.execute(text("ALTER TABLE vital_metrics ADD PRIMARY KEY (name)"))
@@ -241,7 +242,7 @@ def copy_vitals_to_categorized(conn: Connection, *, claim_id: str, user_id: int)
         text(
             """
             CREATE TEMP TABLE claim_verdicts ON COMMIT DROP AS
-            SELECT r.*, c.key, c.loinc_code, c.canonical_unit,
+            SELECT r.*, c.key, c.loinc_code, c.canonical_unit, c.factor, c.shift,
                    r.value * c.factor + c.shift AS canonical_value,
                    CASE
                        WHEN m.key IS NULL THEN 'unknown_metric'
@@ -254,7 +255,9 @@ def copy_vitals_to_categorized(conn: Connection, *, claim_id: str, user_id: int)
                    END AS reason
             FROM claim_readings r
             LEFT JOIN vital_metrics m ON m.name = r.metric_name
-            LEFT JOIN vital_conversions c ON c.name = r.metric_name AND c.unit = r.unit_name
+            -- A reading without a unit is in the metric's canonical unit (docs/formats.md).
+            LEFT JOIN vital_conversions c ON c.name = r.metric_name
+                AND c.unit = COALESCE(r.unit_name, lower(m.canonical_unit))
             """
         )
     )
@@ -289,15 +292,25 @@ def copy_vitals_to_categorized(conn: Connection, *, claim_id: str, user_id: int)
     candidates = conn.execute(
         text("SELECT count(*) FROM claim_verdicts WHERE reason IS NULL")
     ).scalar_one()
+    # Kept as sent in the canonical unit; else converted once, rounded once to the precision
+    # the reading was sent with (tasks.precision.converted_decimals, as labs are).
+    rounded_decimals = sql_converted_decimals(sql_decimals("v.value"), "v.factor")
     copied = conn.execute(
         text(
-            """
+            f"""
             INSERT INTO vitals_categorized (raw_id, user_id, metric, loinc_code, start_time,
-                end_time, value, unit, source, original_value, original_unit)
-            SELECT id, user_id, key, loinc_code, start_time, end_time, canonical_value,
-                   canonical_unit, source, value, unit
-            FROM claim_verdicts
-            WHERE reason IS NULL
+                end_time, value, unit, source, original_value, original_unit, decimals)
+            SELECT id, user_id, key, loinc_code, start_time, end_time,
+                   CASE WHEN unchanged THEN value ELSE {sql_round("canonical_value", "decimals")}
+                   END,
+                   canonical_unit, source, value, COALESCE(unit, canonical_unit), decimals
+            FROM (
+                SELECT v.*, v.factor = 1 AND v.shift = 0 AS unchanged,
+                       CASE WHEN v.factor = 1 AND v.shift = 0 THEN {sql_decimals("v.value")}
+                            ELSE {rounded_decimals} END AS decimals
+                FROM claim_verdicts v
+                WHERE v.reason IS NULL
+            ) v
             ON CONFLICT ON CONSTRAINT uq_vitals_categorized_reading DO NOTHING
             """
         )

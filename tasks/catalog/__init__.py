@@ -34,13 +34,15 @@ class VitalType:
     low: float
     high: float
     aggregation: str
-    decimals: int | None = None  # digits after the point a single reading carries
+    # Digits after the point a device typically reports (documentation: readings keep their own).
+    decimals: int | None = None
 
     def rejection(self, value: float, unit: str | None) -> str | None:
         """Why a reading of this vital cannot be accepted, or None when it can."""
         if not math.isfinite(value):
             return "non_finite_value"
-        conversion = self.units.get(normalize_unit(unit)) if unit is not None else None
+        # A reading without a unit is in the canonical unit (docs/formats.md).
+        conversion = self.units.get(normalize_unit(self.canonical_unit if unit is None else unit))
         if conversion is None:
             return "unconvertible_unit"
         factor, offset = conversion

@@ -24,7 +24,7 @@ import psycopg2.errors
 from sqlalchemy import URL, Engine, NullPool, create_engine, event
 from sqlalchemy.engine import ExceptionContext
 
-from tasks.errors import DatabaseTimeout, DatabaseUnavailable
+from tasks.db.failures import named_database_error
 from tasks.progress import notice
 from tasks.settings import MissingSetting, Settings, get_settings
 
@@ -37,6 +37,13 @@ _engine: Engine | None = None
 _servers: dict[Path, object] = {}
 
 
+def keep_running_marker(pgdata: Path) -> Path:
+    """While this file exists the embedded server outlives the processes that use it:
+    `healthflow db url` starts it for other programs, `healthflow db stop` removes the file and
+    stops the server."""
+    return pgdata.with_name(pgdata.name + ".keep-running")
+
+
 def embedded_url(pgdata: Path) -> str:
     """Start (or join) the embedded server that keeps its data in `pgdata`; return its URL."""
     import pgserver  # imported late: only the embedded mode needs it
@@ -44,9 +51,40 @@ def embedded_url(pgdata: Path) -> str:
     pgdata.mkdir(parents=True, exist_ok=True)
     if pgdata not in _servers:
         notice(f"starting the embedded PostgreSQL in {pgdata} (a few seconds)")
-        _servers[pgdata] = pgserver.get_server(pgdata, cleanup_mode="stop")
+        keep = keep_running_marker(pgdata).exists()
+        _servers[pgdata] = pgserver.get_server(pgdata, cleanup_mode=None if keep else "stop")
+        _log_no_statements(_servers[pgdata].get_uri())  # type: ignore[attr-defined]
     uri: str = _servers[pgdata].get_uri()  # type: ignore[attr-defined]
     return uri.replace("postgresql://", "postgresql+psycopg2://", 1)
+
+
+# What the server writes to its log about a failing statement: by default the statement itself
+# (an INSERT with other rows' test names and values), the error's DETAIL and CONTEXT (the row)
+# and its message, which may quote a value (`invalid input syntax for type integer: "..."`).
+# Errors of statements are not logged at all (the application names them by SQLSTATE); fatal
+# ones (a connection ended) still are. A managed PostgreSQL needs the same settings (README,
+# "Health data and the database log").
+SERVER_LOG_SETTINGS = {
+    "log_min_messages": "fatal",
+    "log_min_error_statement": "panic",
+    "log_error_verbosity": "terse",
+    "log_parameter_max_length_on_error": "0",
+    "log_min_duration_statement": "-1",
+    "log_statement": "none",
+}
+
+
+def _log_no_statements(uri: str) -> None:
+    """Apply SERVER_LOG_SETTINGS to the embedded server (kept in its postgresql.auto.conf)."""
+    connection = psycopg2.connect(uri)
+    try:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            for name, value in SERVER_LOG_SETTINGS.items():
+                cursor.execute(f"ALTER SYSTEM SET {name} = %s", (value,))
+            cursor.execute("SELECT pg_reload_conf()")
+    finally:
+        connection.close()
 
 
 def stop_embedded(pgdata: Path) -> None:
@@ -90,23 +128,12 @@ def make_engine(
     )
 
     @event.listens_for(engine, "handle_error")
-    def _name_unreachable(context: ExceptionContext) -> None:
-        # A statement or lock wait cancelled at the step's deadline (tasks.db.deadline) is
-        # not an unreachable server: retrying it at once would only time out again.
-        if isinstance(
-            context.original_exception,
-            psycopg2.errors.QueryCanceled | psycopg2.errors.LockNotAvailable,
-        ):
-            raise DatabaseTimeout(
-                "a statement ran into the step's deadline and was cancelled"
-            ) from context.original_exception
-        # Step Functions retries DatabaseUnavailable; every other error is final.
-        # (psycopg2's OperationalError also covers deadlocks and serialization failures,
-        # which a retry resolves as well.)
-        if context.is_disconnect or isinstance(
-            context.original_exception, psycopg2.OperationalError
-        ):
-            raise DatabaseUnavailable("database connection failed") from context.original_exception
+    def _name_failure(context: ExceptionContext) -> None:
+        # The workflow retries by these names (connection, timeout, resources, conflict) and
+        # isolates rows by DatabaseRejectedRow; see tasks/db/failures.py.
+        named = named_database_error(context.original_exception, disconnected=context.is_disconnect)
+        if named is not None:
+            raise named from context.original_exception
 
     return engine
 
@@ -172,7 +199,9 @@ def engine_from_settings(
     settings: Settings, *, per_invocation: bool = False, rds_client: Any = None
 ) -> Engine:
     url = database_url(settings)
-    engine = make_engine(url, per_invocation=per_invocation)
+    engine = make_engine(
+        url, per_invocation=per_invocation, connect_timeout=settings.db_connect_timeout_seconds
+    )
     if uses_iam_authentication(settings):
         from tasks.aws import client
 

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     PrimaryKeyConstraint,
+    SmallInteger,
     Table,
     Text,
     UniqueConstraint,
@@ -232,6 +233,8 @@ class VitalsCategorized(Base):
     source: Mapped[str | None]
     original_value: Mapped[float]
     original_unit: Mapped[str]
+    # Decimals `value` carries as reported, or as its one rounding left it (tasks.precision).
+    decimals: Mapped[int | None] = mapped_column(SmallInteger)
     __table_args__ = (
         # A re-synced identical reading counts once, however often it arrives. User and time
         # lead, so the same index serves the hourly recompute's range scans.
@@ -267,6 +270,8 @@ class LabCategorized(Base):
     unit: Mapped[str | None]
     value_text: Mapped[str | None]
     unit_flag: Mapped[str | None]
+    # Decimals `value` carries as reported, or as its one rounding left it (tasks.precision).
+    decimals: Mapped[int | None] = mapped_column(SmallInteger)
     observed_at: Mapped[datetime]
     local_date: Mapped[date]
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
@@ -281,6 +286,21 @@ class LabCategorized(Base):
     )
 
 
+class LabSiteAlias(Base):
+    """A reviewer's mapping of a test name (and unit) to a LOINC code; wins over every matcher
+    tier. Keyed as the matcher normalizes names; the audit columns say who, when, which file."""
+
+    __tablename__ = "lab_site_alias"
+    id: Mapped[int] = mapped_column(Identity(), primary_key=True)
+    name_key: Mapped[str]
+    unit_key: Mapped[str] = mapped_column(server_default="")
+    loinc_code: Mapped[str]
+    reviewed_by: Mapped[str]
+    reviewed_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    source_file: Mapped[str]
+    __table_args__ = (UniqueConstraint("name_key", "unit_key", name="uq_lab_site_alias_key"),)
+
+
 class _MeasureAggregate:
     """Mergeable statistics: coarser buckets roll up from finer ones; avg = sum / count."""
 
@@ -293,6 +313,8 @@ class _MeasureAggregate:
     last_value: Mapped[float]
     last_time: Mapped[datetime]
     unit: Mapped[str]
+    # The most decimals any reading of the bucket carries: its mean shows one more.
+    decimals: Mapped[int | None] = mapped_column(SmallInteger)
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
     @declared_attr.directive

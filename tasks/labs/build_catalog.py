@@ -221,7 +221,23 @@ CANONICAL_OVERRIDES: dict[str, str] = {
     "5797-6": "mg/dL",
     "5792-7": "mg/dL",
     "5804-0": "mg/dL",
+    # Units chosen here where the reference has none or one that contradicts the code's LOINC
+    # property (tests/unit/labs/test_catalog_units.py checks every unit with a UCUM library).
+    "60474-4": "10*3/uL",  # Reticulocytes [#/volume]: MIMIC's item is in %, the code a count
+    "40665-2": "10*3/uL",  # the same, by manual count
+    "96559-0": "pmol/L",  # Testosterone Free [Moles/volume]: MIMIC reports it in pg/mL
+    "5631-7": "ug/dL",  # Copper [Mass/volume] in Serum or Plasma
+    "5632-5": "ug/L",  # Copper [Mass/volume] in Urine
+    "5763-8": "ug/dL",  # Zinc [Mass/volume] in Serum or Plasma
+    "15069-8": "umol/L",  # Fructosamine [Moles/volume]
+    "32546-4": "U/g{Hb}",  # G6PD [Enzymatic activity/mass] in Red Blood Cells
+    "1825-9": "mg/dL",  # Alpha 1 antitrypsin [Mass/volume]
 }
+
+# Codes whose results are stored under another code: one analyte, one series (docs/formats.md).
+# HbA1c by IFCC protocol (mmol/mol) is converted to the NGSP fraction (%), the unit most of the
+# reports here print, so that a user's HbA1c trend never splits when a lab changes its unit.
+SERIES: dict[str, str] = {"59261-8": "4548-4"}
 
 # Reference spellings -> UCUM.
 REFERENCE_UNITS: dict[str, str] = {
@@ -275,6 +291,9 @@ FAMILY_UNITS: dict[str, dict[str, float]] = {
     "ng/L": {"ng/L": 1.0, "pg/mL": 1.0, "ng/mL": 1000.0},
     "pg/mL": {"pg/mL": 1.0, "ng/L": 1.0},
     "ug/dL": {"ug/dL": 1.0, "ug/L": 0.1},
+    "ug/L": {"ug/L": 1.0, "ng/mL": 1.0, "ug/dL": 10.0},
+    "pmol/L": {"pmol/L": 1.0, "nmol/L": 1000.0},
+    "U/g{Hb}": {"U/g{Hb}": 1.0},
     "ng/dL": {"ng/dL": 1.0, "ng/mL": 100.0, "pg/mL": 0.1},
     "meq/L": {"meq/L": 1.0, "mmol/L": 1.0},
     "mmol/L": {"mmol/L": 1.0},
@@ -328,9 +347,14 @@ ANALYTE_UNITS: dict[str, dict[str, tuple[float, float]]] = {
     "3094-0": {"mmol/L": (2.801, 0.0)},  # urea mmol/L carries the same N moles as BUN
     "3091-6": {"mmol/L": (6.006, 0.0)},
     "3084-1": {"umol/L": (0.016812, 0.0), "mmol/L": (16.812, 0.0)},
-    # HbA1c, IFCC master equation: mmol/mol = 10.929 * (% - 2.15)
-    "4548-4": {"mmol/mol": (0.09148, 2.15)},
-    "59261-8": {"%": (10.929, -23.49735)},
+    # HbA1c, the IFCC-NGSP master equation: % = 0.09148 * mmol/mol + 2.152
+    "4548-4": {"mmol/mol": (0.09148, 2.152)},
+    "59261-8": {"%": (10.9314, -23.5243)},  # its inverse
+    "60474-4": {"10*6/uL": (1000.0, 0.0)},
+    "40665-2": {"10*6/uL": (1000.0, 0.0)},
+    "96559-0": {"pg/mL": (3.467, 0.0), "ng/dL": (34.67, 0.0)},  # 288.42 g/mol
+    "5631-7": {"umol/L": (6.355, 0.0)},  # copper 63.55 g/mol
+    "5763-8": {"umol/L": (6.538, 0.0)},  # zinc 65.38 g/mol
     "17861-6": {"mmol/L": (4.008, 0.0), "meq/L": (2.004, 0.0)},
     "1994-3": {"mg/dL": (0.2495, 0.0), "meq/L": (0.5, 0.0)},
     "19123-9": {"mmol/L": (2.431, 0.0), "meq/L": (1.2155, 0.0)},
@@ -1031,7 +1055,13 @@ UNIT_DECIMALS: dict[str, int] = {
     "mL/min/{1.73_m2}": 0,
     "ug/mL{FEU}": 2,
 }
+# Per-code decimals (the CSV's decimals_source says "code"); the unit's default otherwise.
 CODE_DECIMALS: dict[str, int] = {
+    "777-3": 0,  # platelets: whole 10*3/uL (250, not 250.00)
+    "6690-2": 1,  # leukocytes 10*3/uL: 7.2
+    "60474-4": 1,  # reticulocytes 10*3/uL: 52.3
+    "40665-2": 1,
+    "2823-3": 1,  # potassium meq/L: 4.5 (sodium, chloride: whole numbers)
     "2160-0": 2,  # creatinine mg/dL
     "1975-2": 1,
     "1968-7": 1,
@@ -1053,6 +1083,11 @@ CODE_DECIMALS: dict[str, int] = {
     "2132-9": 0,  # vitamin B12 pg/mL
     "6301-6": 1,
     "5811-5": 3,  # specific gravity
+    "5631-7": 0,  # copper, zinc ug/dL: 98
+    "5763-8": 0,
+    "15069-8": 0,  # fructosamine umol/L: 245
+    "32546-4": 1,  # G6PD U/g{Hb}: 12.1
+    "1825-9": 0,  # alpha-1-antitrypsin mg/dL: 135
 }
 
 # LOINC codes that consumer reports give in FEU units; their MIMIC unit is ng/mL FEU.
@@ -1093,6 +1128,8 @@ COLUMNS = (
     "rank",
     "value_kind",
     "source",
+    "decimals_source",
+    "series",
 )
 
 
@@ -1214,6 +1251,14 @@ def _make_test(
         if label and label not in aliases and not _claimed_elsewhere(label, code)
     ]
     decimals = CODE_DECIMALS.get(code, UNIT_DECIMALS.get(canonical, 2))
+    # Where the decimals come from: this code's entry, its unit's default, or nothing (a test
+    # without a unit is never aggregated, so its decimals describe nothing).
+    if code in CODE_DECIMALS:
+        decimals_source = "code"
+    elif canonical in UNIT_DECIMALS:
+        decimals_source = f"unit {canonical}"
+    else:
+        decimals_source = "default" if canonical else "no unit"
     return {
         "loinc_code": code,
         "long_name": long_name,
@@ -1229,6 +1274,8 @@ def _make_test(
         "rank": str(rank),
         "value_kind": kind,
         "source": source,
+        "decimals_source": decimals_source,
+        "series": SERIES.get(code, ""),
     }
 
 

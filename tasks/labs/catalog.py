@@ -17,10 +17,9 @@ from functools import lru_cache
 from pathlib import Path
 
 from tasks.labs.normalize import NameForms, analyze_name, normalize_text
-from tasks.labs.parse import ParsedName, parse_name
+from tasks.labs.parse import BLOOD_FAMILY, ParsedName, parse_name
 
 CATALOG_PATH = Path(__file__).with_name("catalog.csv")
-BLOOD_FAMILY = frozenset({"blood", "serum", "plasma", "arterial", "venous", "capillary"})
 SPECIMENS = frozenset(
     {
         *BLOOD_FAMILY,
@@ -56,7 +55,11 @@ class LabTest:
     labels: tuple[str, ...] = ()
     property_class: str = ""
     method: str = ""
-    decimals: int = 2
+    decimals: int = 2  # as reports print the canonical unit (documentation; never rounds)
+    decimals_source: str = ""
+    # The code this test's results are stored under, when another code is the analyte's one
+    # series (HbA1c by IFCC protocol -> 4548-4 in %): empty for the test itself.
+    series: str = ""
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -175,6 +178,8 @@ def _parse_row(row: dict[str, str]) -> LabTest:
         property_class=row["property"].strip(),
         method=row["method"].strip(),
         decimals=int(row["decimals"] or 2),
+        decimals_source=row.get("decimals_source", "").strip(),
+        series=row.get("series", "").strip(),
     )
 
 

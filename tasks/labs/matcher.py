@@ -2,8 +2,9 @@
 
 Stages: ``AliasMatcher`` (normalized exact/alias lookup, microseconds), ``FuzzyMatcher``
 (rapidfuzz over every catalog name), ``EmbeddingMatcher`` (a sentence-embedding model over the
-same names). ``CombinedMatcher`` chains them and never guesses: below its threshold a query gets
-method "none", no code, and its top candidates for review.
+same names). ``CombinedMatcher`` chains them and never guesses: the model may propose a code for a
+name the alias stage leaves, and the proposal stands only when checks outside the model agree
+(``verify.py``); otherwise a query gets method "none", no code, and its top candidates for review.
 
 Every stage uses the same evidence besides the name: the specimen word of the name ("Urine
 Creatinine") and the unit ("HbA1c" in mmol/mol is the IFCC test, in % the NGSP one).
@@ -17,7 +18,7 @@ import re
 import tempfile
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,6 +35,8 @@ from tasks.labs.normalize import (
     analyze_name,
     normalize_text,
     normalize_unit,
+    unit_factor,
+    unit_specimen,
 )
 from tasks.labs.parse import (
     KNOWN_OTHER_ANALYTES,
@@ -43,6 +46,7 @@ from tasks.labs.parse import (
     properties_conflict,
     specimen_fit,
 )
+from tasks.labs.verify import AnalyteCheck, unit_fits_property
 from tasks.progress import notice
 
 TOP_K = 5
@@ -50,10 +54,25 @@ DEFAULT_THRESHOLD = 0.76
 COVERAGE_WEIGHT = 0.3  # score share lost when none of the query's words occurs in the test's names
 
 
+# No lab test is named at this length (the catalog's longest name or alias has 134
+# characters). Longer names and units are never matched, and never scanned: several name
+# patterns backtrack, and a 1 MB name once held a step at full CPU for over an hour.
+MAX_NAME_CHARS = 300
+MAX_UNIT_CHARS = 100
+
+
 @dataclass(frozen=True)
 class LabQuery:
+    """A name and unit to match. One beyond the bounds is matched as no name at all (it stays
+    uncategorized, for review); the stored row keeps what was reported."""
+
     test_name: str
     unit: str | None = ""
+
+    def __post_init__(self) -> None:
+        if len(self.test_name) > MAX_NAME_CHARS or len(self.unit or "") > MAX_UNIT_CHARS:
+            object.__setattr__(self, "test_name", "")
+            object.__setattr__(self, "unit", "")
 
 
 @dataclass(frozen=True)
@@ -86,7 +105,7 @@ def unit_score(test: LabTest, unit: NormalizedUnit) -> float:
         return 0.3 if "" in test.units else 0.0
     if unit.canonical == test.canonical_unit:
         return 1.0
-    return 0.6 if unit.canonical in test.units else -1.0
+    return 0.6 if unit_factor(test, unit) is not None else -1.0
 
 
 def evidence(test: LabTest, specimen: str | None, unit: NormalizedUnit) -> float:
@@ -170,7 +189,8 @@ class AliasMatcher:
 
     def agreeing(self, query: LabQuery) -> list[_Candidate]:
         """Codes whose analyte agrees with the name and that nothing vetoes, best first."""
-        parsed = parse_name(query.test_name)
+        unit = normalize_unit(query.unit)
+        parsed = with_unit_specimen(parse_name(query.test_name), unit)
         if not parsed.words:
             return []
         words = self._known_words(parsed.words)
@@ -183,7 +203,6 @@ class AliasMatcher:
             if not codes:
                 return []
         assert codes is not None
-        unit = normalize_unit(query.unit)
         typo = words != parsed.words
         written = self.catalog.text_index.get(normalize_text(query.test_name), set())
         ranked: list[tuple[tuple[int, float, int, int, int], _Candidate]] = []
@@ -309,11 +328,19 @@ class _QueryContext:
     unit: NormalizedUnit
 
 
+def with_unit_specimen(parsed: ParsedName, unit: NormalizedUnit) -> ParsedName:
+    """The parse, with the specimen the unit implies when the name states none."""
+    implied = unit_specimen(unit)
+    return replace(parsed, specimen=implied) if implied and parsed.specimen is None else parsed
+
+
 def _contexts(queries: Sequence[LabQuery]) -> list[_QueryContext]:
-    return [
-        _QueryContext(q, analyze_name(q.test_name), parse_name(q.test_name), normalize_unit(q.unit))
-        for q in queries
-    ]
+    contexts = []
+    for q in queries:
+        unit = normalize_unit(q.unit)
+        parsed = with_unit_specimen(parse_name(q.test_name), unit)
+        contexts.append(_QueryContext(q, analyze_name(q.test_name), parsed, unit))
+    return contexts
 
 
 class _CorpusScorer:
@@ -383,7 +410,8 @@ class _CorpusScorer:
         return scores
 
     def _takes_unit(self, unit: str) -> np.ndarray:
-        return np.asarray([unit in t.units for t in self.tests])
+        normalized = NormalizedUnit(unit, True)
+        return np.asarray([unit_factor(t, normalized) is not None for t in self.tests])
 
     def top_candidates(self, row: np.ndarray) -> list[tuple[str, float]]:
         order = np.argsort(-row, kind="stable")[:TOP_K]
@@ -408,13 +436,16 @@ class _CorpusScorer:
 # ---------------------------------------------------------------------------------- fuzzy stage
 
 
-_DIGIT_TOKEN = re.compile(r"[a-z]*[0-9][a-z0-9]*")
+# Words are runs of letters and digits; those holding a digit are the signature. (The pattern
+# that found them directly, [a-z]*[0-9][a-z0-9]*, took quadratic time on a long digitless run.)
+_WORD = re.compile(r"[a-z0-9]+")
+_DIGIT = re.compile(r"[0-9]")
 DIGIT_MISMATCH_PENALTY = 0.35  # "vitamin b6" is not "vitamin b9", "t3" is not "t4"
 
 
 @lru_cache(maxsize=65536)
 def _digit_signature(text: str) -> str:
-    return " ".join(sorted(set(_DIGIT_TOKEN.findall(text))))
+    return " ".join(sorted({word for word in _WORD.findall(text) if _DIGIT.search(word)}))
 
 
 def _fuzzy_similarity(queries: list[str], names: list[str]) -> np.ndarray:
@@ -487,7 +518,9 @@ def load_model(model_path: str) -> tuple[Any, Any]:
             return _MODELS[model_path]
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        notice("loading the lab-name model (it ranks review candidates; a few seconds)")
+        notice(
+            "loading the lab-name model (it proposes codes, catalog checks decide; a few seconds)"
+        )
         try:
             import torch
             from transformers import AutoModel, AutoTokenizer
@@ -614,18 +647,17 @@ class EmbeddingMatcher(_CorpusScorer):
 
 
 class CombinedMatcher:
-    """The parse decides; fuzzy and the model rank review candidates for what it leaves open.
+    """The parse decides; with ``use_model`` the model proposes for what it leaves open.
 
-    A name gets a code only from ``AliasMatcher`` (analyte agreement, vetoes, evidence) and only
-    when its confidence reaches the threshold. The rest get method "none" and their top
-    candidates, ordered by fuzzy similarity, or by the fuzzy + embedding blend where fuzzy alone
-    is unsure.
+    A name gets a code from ``AliasMatcher`` (analyte agreement, vetoes, evidence) when its
+    confidence reaches the threshold, or from a model proposal the independent checks accept.
+    The rest get method "none" and their top candidates, ordered by fuzzy similarity, blended
+    with the model's where it runs.
     """
 
-    FUZZY_ACCEPT = 0.93  # a fuzzy ranking this clear needs no model to order the candidates
-    FUZZY_MARGIN = 0.05
     FUZZY_WEIGHT = 0.5
-    HOPELESS_BELOW = 0.6  # nothing in the catalog resembles the name: no candidates worth ranking
+    MODEL_PROPOSALS = 3  # the model's first codes the checks may accept
+    MODEL_FLOOR = 0.5  # below this resemblance the model proposes nothing
 
     def __init__(
         self,
@@ -641,11 +673,15 @@ class CombinedMatcher:
         self.alias = AliasMatcher(self.catalog)
         self.fuzzy = FuzzyMatcher(self.catalog)
         self.embedding = EmbeddingMatcher(self.catalog, model_path, cache_dir)
+        self.analytes = AnalyteCheck.build(self.catalog)
 
     def match_many(self, queries: Sequence[LabQuery]) -> list[MatchResult]:
         results: list[MatchResult | None] = []
         pending: list[int] = []
         for index, query in enumerate(queries):
+            if not query.test_name.strip():  # no name (or one beyond any test's): no candidates
+                results.append(_none_result())
+                continue
             alias_result = self.alias.match_one(query)
             if alias_result.loinc_code is not None and alias_result.confidence >= self.threshold:
                 results.append(alias_result)
@@ -662,29 +698,51 @@ class CombinedMatcher:
         pending: list[int],
         results: list[MatchResult | None],
     ) -> None:
-        """Names the parse cannot place stay uncategorized; similarity ranks their candidates.
+        """Names the parse cannot place: the model proposes, independent checks decide.
 
-        Every code the parse can justify was already tried, so neither stage below gives a code:
-        the fuzzy scores, and the model where fuzzy alone is unsure, only order the candidates a
-        reviewer sees.
+        Without the model, fuzzy scores order the review candidates and no code is given. With
+        it, every such name is embedded; among the model's first ``MODEL_PROPOSALS`` codes, the
+        first that the checks accept (``verify.AnalyteCheck``: the name names the code's LOINC
+        component or a synonym of it; the alias tier's specimen, property, method and unit
+        vetoes) becomes the code. Otherwise the name stays uncategorized, the fuzzy + model blend
+        ordering its candidates.
         """
         contexts = _contexts([queries[i] for i in pending])
         fuzzy_scores = self.fuzzy.scores(contexts)
-        need_model: list[int] = []
         for row, index in enumerate(pending):
             results[index] = _none_result(_rounded(self.fuzzy.top_candidates(fuzzy_scores[row])))
-            top_two = np.sort(fuzzy_scores[row])[-2:]
-            confident = top_two[-1] >= self.FUZZY_ACCEPT and (
-                top_two[-1] - top_two[0] >= self.FUZZY_MARGIN
-            )
-            if self.use_model and top_two[-1] >= self.HOPELESS_BELOW and not confident:
-                need_model.append(row)
-        if not need_model:
+        if not self.use_model:
             return
-        embedding_scores = self.embedding.scores([contexts[row] for row in need_model])
-        for position, row in enumerate(need_model):
+        embedding_scores = self.embedding.scores(contexts)
+        for row, index in enumerate(pending):
+            proposed = self._verified_proposal(contexts[row], embedding_scores[row])
+            if proposed is not None:
+                results[index] = proposed
+                continue
             blended = (
                 self.FUZZY_WEIGHT * fuzzy_scores[row]
-                + (1.0 - self.FUZZY_WEIGHT) * embedding_scores[position]
+                + (1.0 - self.FUZZY_WEIGHT) * embedding_scores[row]
             )
-            results[pending[row]] = _none_result(_rounded(self.fuzzy.top_candidates(blended)))
+            results[index] = _none_result(_rounded(self.fuzzy.top_candidates(blended)))
+
+    def _verified_proposal(self, context: _QueryContext, row: np.ndarray) -> MatchResult | None:
+        ranked = self.embedding.top_candidates(row)
+        for code, score in ranked[: self.MODEL_PROPOSALS]:
+            if score < self.MODEL_FLOOR:
+                break
+            test = self.catalog.by_code[code]
+            if self.alias._fit(test, context.parsed, context.unit, typo=False) is None:
+                continue
+            if not unit_fits_property(context.unit, test):
+                continue
+            if not self.analytes.agrees(context.query.test_name, code):
+                continue
+            others = [(c, min(s, score)) for c, s in ranked if c != code]
+            return MatchResult(
+                code,
+                test.long_name,
+                round(score, 4),
+                "embedding",
+                _rounded([(code, score), *others][:TOP_K]),
+            )
+        return None

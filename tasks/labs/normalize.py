@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 # One spelling fold for catalog names and report names alike (parse.py owns it).
 from tasks.labs.parse import americanize as _americanize
 from tasks.labs.parse import ascii_lower as _ascii_lower
+from tasks.precision import reported_precision, round_once
 
 if TYPE_CHECKING:
     from tasks.labs.catalog import LabTest
@@ -23,6 +24,9 @@ if TYPE_CHECKING:
 FLAG_OK = "ok"
 FLAG_UNKNOWN_UNIT = "unknown_unit"
 FLAG_INVALID_VALUE = "invalid_value"
+# A numeric test the catalog gives no unit: its values are kept but never aggregated, since
+# nothing says what they measure in.
+FLAG_NO_UNIT = "no_canonical_unit"
 
 
 # Method and filler words never tell two catalog tests apart; "direct", "calculated", "total",
@@ -332,6 +336,7 @@ _register("mg/g", "mg/g creatinine", "mg/gcreat", "mg/gm", "ug/mg", "mg/g creat"
 _register("mg/mmol", "mg/mmol creatinine")
 _register("mg/mg")
 _register("mmol/mol", "mmol/mol hb")
+_register("U/g{Hb}", "u/g/hb", "u/ghb", "u/gmhb", "iu/ghb", "iu/g/hb", "u/g{hb}")
 _register(
     "mL/min/{1.73_m2}",
     "ml/min/1.73m2",
@@ -348,7 +353,13 @@ _register("{ratio}", "ratio", "{ratio}")
 _register("[pH]", "ph")
 _register("{INR}", "inr")
 _register("mm[Hg]", "mmhg")
-_register("mg/(24.h)", "mg/24hr", "mg/24h", "mg/day", "mg/24 hrs")
+_register("mg/(24.h)", "mg/24hr", "mg/24h", "mg/day", "mg/24 hrs", "mg/d", "mg/24 h")
+_register("g/(24.h)", "g/24hr", "g/24h", "g/day", "g/d", "g/24 hrs", "g/24 h")
+_register("mmol/(24.h)", "mmol/24hr", "mmol/24h", "mmol/day", "mmol/d", "mmol/24 h")
+_register("umol/(24.h)", "umol/24hr", "umol/24h", "umol/day", "umol/d", "umol/24 h")
+_register("ukat/L", "ukat/l", "µkat/l", "microkat/l")
+_register("nkat/L", "nkat/l")
+_register("k[IU]/L", "kiu/l", "ku/l", "kIU/L")
 _register("{EU}/dL", "eu/dl", "ehrlich units/dl", "ehrlich unit/dl")
 _register("L/L", "l/l")
 _register(
@@ -367,6 +378,38 @@ class NormalizedUnit:
     known: bool
 
 
+# Units that are another unit times a fixed factor, whatever the analyte: a code that takes the
+# base unit takes these too (1 ukat/L is 60 U/L; 1 kIU/L is 1 IU/mL, 1,000 mIU/mL; 1 g/24 h is
+# 1,000 mg/24 h). Molar units need the analyte's molar mass: the catalog gives those per code.
+_DERIVED_UNITS: dict[str, tuple[tuple[str, float], ...]] = {
+    "ukat/L": (("U/L", 60.0),),
+    "nkat/L": (("U/L", 0.06),),
+    "k[IU]/L": (("[IU]/mL", 1.0), ("m[IU]/mL", 1000.0), ("U/L", 1000.0), ("U/mL", 1.0)),
+    "g/(24.h)": (("mg/(24.h)", 1000.0),),
+}
+# Units only a timed urine collection is reported in: a bare "Creatinine" in g/24 h is the
+# 24-hour urine test.
+_TIMED_SUFFIX = "/(24.h)"
+
+
+def unit_factor(test: LabTest, unit: NormalizedUnit) -> tuple[float, float] | None:
+    """(factor, offset) from ``unit`` to the test's canonical unit; None when it cannot take it."""
+    if not unit.known:
+        return None
+    direct = test.units.get(unit.canonical)
+    if direct is not None:
+        return direct
+    for base, factor in _DERIVED_UNITS.get(unit.canonical, ()):
+        if (via := test.units.get(base)) is not None and via[1] == 0.0:
+            return factor * via[0], 0.0
+    return None
+
+
+def unit_specimen(unit: NormalizedUnit) -> str | None:
+    """The specimen a unit implies on its own: a quantity per 24 hours is a 24-hour urine."""
+    return "urine_24h" if unit.known and unit.canonical.endswith(_TIMED_SUFFIX) else None
+
+
 def normalize_unit(raw: str | None) -> NormalizedUnit:
     """Map a unit spelling ("mg %", "x10^3/µL", "cells/cumm") to its canonical UCUM spelling."""
     if raw is None:
@@ -377,11 +420,25 @@ def normalize_unit(raw: str | None) -> NormalizedUnit:
     return NormalizedUnit(canonical, True)
 
 
-def convert(test: LabTest | str, value: float, unit: str | None) -> tuple[float, str, str]:
-    """Convert ``value`` in ``unit`` to the test's canonical unit.
+@dataclass(frozen=True)
+class ConvertedReading:
+    value: float
+    unit: str
+    flag: str
+    # Decimals the stored value carries: the report's own, or those its once-rounded conversion
+    # keeps (negative when it was rounded left of the point); None when nothing was converted.
+    decimals: int | None
 
-    Returns ``(value_canonical, canonical_unit, flag)``. An unknown or inconvertible unit is never
-    guessed: the value and unit come back as given with flag ``unknown_unit``.
+
+def convert_reading(
+    test: LabTest | str, value: float, unit: str | None, reported: str | None = None
+) -> ConvertedReading:
+    """Convert ``value`` in ``unit`` (as printed: ``reported``) to the test's canonical unit.
+
+    A value in the canonical unit (or one with factor 1, mmol/L for meq/L) is kept exactly as
+    reported. Any other is computed once and rounded once, to the significant digits the
+    report gave (57 umol/L creatinine: two digits, 0.64 mg/dL). An unknown or inconvertible
+    unit is never guessed: the value and unit come back as given with flag ``unknown_unit``.
     """
     if isinstance(test, str):
         from tasks.labs.catalog import load_catalog
@@ -389,24 +446,22 @@ def convert(test: LabTest | str, value: float, unit: str | None) -> tuple[float,
         test = load_catalog().by_code[test]
     given_unit = (unit or "").strip()
     if not math.isfinite(value):
-        return value, given_unit, FLAG_INVALID_VALUE
-    normalized = normalize_unit(unit)
-    factor_offset = test.units.get(normalized.canonical) if normalized.known else None
+        return ConvertedReading(value, given_unit, FLAG_INVALID_VALUE, None)
+    precision = reported_precision(reported, value)
+    if not test.canonical_unit and test.value_kind == "numeric":
+        return ConvertedReading(value, given_unit, FLAG_NO_UNIT, precision.decimals)
+    factor_offset = unit_factor(test, normalize_unit(unit))
     if factor_offset is None:
-        return value, given_unit, FLAG_UNKNOWN_UNIT
+        return ConvertedReading(value, given_unit, FLAG_UNKNOWN_UNIT, precision.decimals)
     factor, offset = factor_offset
-    if factor == 1.0 and offset == 0.0:
-        return value, test.canonical_unit, FLAG_OK  # the report's own precision stands
-    return round_to_precision(value * factor + offset, test.decimals), test.canonical_unit, FLAG_OK
+    if factor == 1.0 and offset == 0.0:  # the report's own value and precision stand
+        return ConvertedReading(value, test.canonical_unit, FLAG_OK, precision.decimals)
+    converted, decimals = round_once(value * factor + offset, precision.decimals, factor)
+    return ConvertedReading(converted, test.canonical_unit, FLAG_OK, decimals)
 
 
-def round_to_precision(value: float, decimals: int) -> float:
-    """Round a converted value to the decimals its unit carries on reports (37.1232 -> 37.1).
-
-    A conversion adds digits that were never measured. Small values keep three significant
-    figures, so that a TSH of 0.0042 does not round to 0.
-    """
-    if value == 0 or not math.isfinite(value):
-        return value
-    significant = 2 - math.floor(math.log10(abs(value)))
-    return round(value, max(decimals, significant))
+def convert(test: LabTest | str, value: float, unit: str | None) -> tuple[float, str, str]:
+    """``(value_canonical, canonical_unit, flag)`` of ``convert_reading`` for a value whose
+    printed form is its shortest one."""
+    reading = convert_reading(test, value, unit)
+    return reading.value, reading.unit, reading.flag

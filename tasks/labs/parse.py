@@ -437,10 +437,16 @@ class ParsedName:
     digits: frozenset[str]  # analyte words carrying a digit ("cd23", "a1c", "3")
 
 
+# Greek letters as reports print them ("β2-microglobulin", "γ-GT"), spelled as catalogs do.
+_GREEK = {"α": "alpha", "β": "beta", "γ": "gamma", "δ": "delta", "κ": "kappa", "λ": "lambda"}
+
+
 def ascii_lower(text: str) -> str:
     if text.isascii():
         return text.lower()
     text = text.replace("µ", "u").replace("μ", "u")
+    for letter, word in _GREEK.items():
+        text = text.replace(letter, f" {word} ").replace(letter.upper(), f" {word} ")
     decomposed = unicodedata.normalize("NFKD", text)
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).lower()
 

@@ -22,13 +22,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 
 from tasks import statemachines
 from tasks.localcloud import moto_ext
 from tasks.runners.common import StepRunner
+from tasks.settings import get_settings
+
+if TYPE_CHECKING:
+    from tasks.localcloud.artifacts import LambdaAsset, WorkerEnvironment
 
 DEFAULT_DEFINITION = statemachines.EXPRESS_ASL
 DEFAULT_LABS_DEFINITION = statemachines.LABS_ASL
@@ -162,6 +166,16 @@ def container_runner_for(
     return run
 
 
+def shipped_database_environment() -> dict[str, str]:
+    """Where a step in another process finds the database this process uses (the stack gives
+    the function and the task definition the database's address the same way)."""
+    from tasks.db.engine import database_url
+
+    url = database_url(get_settings())
+    rendered = url if isinstance(url, str) else url.render_as_string(hide_password=False)
+    return {"HEALTHFLOW_DATABASE_URL": rendered}
+
+
 class LocalCloud:
     """moto in-process with healthflow's queues and state machine; a context manager.
 
@@ -189,6 +203,9 @@ class LocalCloud:
         poll_seconds: float = 0.02,
         execution_timeout_seconds: float = 120.0,
         max_running: int | None = None,
+        lambda_asset: LambdaAsset | None = None,
+        ml_worker: WorkerEnvironment | None = None,
+        shipped_environment: Mapping[str, str] | None = None,
     ) -> None:
         self.region = region
         self._definition_path = definition_path
@@ -197,6 +214,20 @@ class LocalCloud:
         self._execution_timeout = execution_timeout_seconds
         self._max_running = max_running
         self.peak_running = 0  # the most executions one drain had running at once
+        settings = get_settings()
+        if lambda_asset is None and lambda_dispatcher is None and settings.local_steps == "shipped":
+            from tasks.localcloud.artifacts import build_lambda_asset
+
+            lambda_asset = build_lambda_asset()[0]
+        if ml_worker is None and container_runner is None and settings.local_ml_worker == "shipped":
+            from tasks.localcloud.artifacts import build_ml_worker_environment
+
+            ml_worker = build_ml_worker_environment()[0]
+        self._lambda_asset = lambda_asset
+        self._ml_worker = ml_worker
+        self._shipped_environment = shipped_environment
+        self.sandboxes: Any = None  # the LambdaSandboxPool while running a lambda_asset
+        self.containers: Any = None  # the ContainerRunner of an ml_worker environment
         self._lambda_dispatcher = lambda_dispatcher or lambda_dispatcher_for(run_step)
         self._container_runner = container_runner or container_runner_for(
             run_step, region, heartbeat_seconds
@@ -215,6 +246,7 @@ class LocalCloud:
     def __enter__(self) -> LocalCloud:
         moto_ext.silence_parser_logs()
         with contextlib.ExitStack() as stack:
+            self._start_shipped(stack)
             stack.enter_context(moto_ext.execution_enabled_mock())
             stack.enter_context(
                 moto_ext.patched_interpreter(
@@ -240,6 +272,28 @@ class LocalCloud:
         if self._stack is not None:
             self._stack.close()
             self._stack = None
+
+    def _start_shipped(self, stack: contextlib.ExitStack) -> None:
+        if self._lambda_asset is None and self._ml_worker is None:
+            return
+        from tasks.localcloud import sandbox
+
+        environment = dict(
+            shipped_database_environment()
+            if self._shipped_environment is None
+            else self._shipped_environment
+        )
+        if self._lambda_asset is not None:
+            self.sandboxes = stack.enter_context(
+                sandbox.LambdaSandboxPool(
+                    self._lambda_asset,
+                    sandbox.lambda_environment(environment, self.region, STEPS_FUNCTION_NAME),
+                )
+            )
+            self._lambda_dispatcher = self.sandboxes.dispatcher()
+        if self._ml_worker is not None:
+            self.containers = sandbox.ContainerRunner(self._ml_worker, environment, self.region)
+            self._container_runner = self.containers
 
     def _create_queues(self) -> None:
         dlq_url = self._sqs.create_queue(QueueName=DEAD_LETTER_QUEUE_NAME)["QueueUrl"]

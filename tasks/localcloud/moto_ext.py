@@ -136,6 +136,15 @@ _REGISTRY = _Registry()
 _PENDING_TEST_CASE = threading.local()
 
 
+class FunctionError(Exception):
+    """An unhandled error as a Lambda runtime reports it (``errorType``), for dispatchers that
+    run the function elsewhere (a subprocess) and so have no exception of that class."""
+
+    def __init__(self, error_type: str, message: str = "") -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+
 def lambda_invocation_response(function_name: str, payload: dict[str, Any]) -> dict[str, Any]:
     """Invoke the dispatcher and shape the answer like the Lambda Invoke API does.
 
@@ -150,7 +159,8 @@ def lambda_invocation_response(function_name: str, payload: dict[str, Any]) -> d
     except Exception as exc:
         if type(exc).__name__ == "ClientError":
             raise
-        error_payload = {"errorType": type(exc).__name__, "errorMessage": str(exc)}
+        error_type = exc.error_type if isinstance(exc, FunctionError) else type(exc).__name__
+        error_payload = {"errorType": error_type, "errorMessage": str(exc)}
         return {
             "StatusCode": 200,
             "FunctionError": "Unhandled",

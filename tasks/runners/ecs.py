@@ -313,9 +313,11 @@ def _exit_at_deadline() -> None:
 
 
 def main() -> int:
+    from tasks.redaction import install_data_free_hooks
     from tasks.settings import get_settings
 
     observability.configure_json_logging()
+    install_data_free_hooks(root_log_handlers=False)  # what psycopg2 prints goes to the logs
     with Watchdog(deadline_seconds(os.environ), _exit_at_deadline):
         return run_from_environment(os.environ, metrics=get_settings().metrics)
 

@@ -128,7 +128,10 @@ def _configure_for_lambda() -> None:
     from tasks.settings import get_settings
 
     if not _json_logging and get_settings().lambda_function_name:
+        from tasks.redaction import install_data_free_hooks
+
         observability.configure_json_logging()
+        install_data_free_hooks(root_log_handlers=False)  # stderr goes to the logs too
         _json_logging = True
 
 

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
-from tasks import aggregation, lifecycle
+from tasks import aggregation, lifecycle, sweep
 from tasks.db import deadline
 from tasks.db.engine import get_engine
 from tasks.db.migrate import ensure_current
@@ -36,6 +36,9 @@ from tasks.steps.models import (
     MarkOutput,
     MigrateInput,
     MigrateOutput,
+    SweepInput,
+    SweepOutput,
+    SweepTrigger,
     TriggerMessage,
     ValidatedMessage,
     ValidateInput,
@@ -181,8 +184,8 @@ def claim(payload: ClaimInput) -> ClaimOutput:
         )
         more = limit is not None and (
             _more_pending(conn, payload.domain, payload.user_id)
-            # Suspect rows go one per execution: continue with the next one.
-            or (summary.isolated and lifecycle.has_suspects(conn, payload.domain, payload.user_id))
+            # Suspects are bisected one half per execution: continue with the next one.
+            or lifecycle.has_suspects(conn, payload.domain, payload.user_id)
         )
     return _claim_output(summary, more)
 
@@ -237,3 +240,12 @@ def migrate(payload: MigrateInput) -> MigrateOutput:
 
 # The lab categorization step lives with the matcher it loads.
 from tasks.steps import labs as _labs  # noqa: E402,F401
+
+
+@step("find_expired_claims", SweepInput)
+def find_expired_claims(payload: SweepInput) -> SweepOutput:
+    with transaction() as conn:
+        found = sweep.expired_claims(conn)
+    return SweepOutput(
+        triggers=[SweepTrigger(job_type=c.job_type, user_id=c.user_id) for c in found]
+    )

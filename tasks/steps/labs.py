@@ -9,6 +9,7 @@ direct mode too. The matchers load once per process.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import threading
@@ -39,6 +40,7 @@ def get_matcher() -> Any:
                 model_path=str(settings.model_path) if settings.model_path else None,
                 cache_dir=settings.embedding_cache_dir or settings.data_dir / "embeddings",
                 threshold=settings.match_threshold,
+                use_model=settings.lab_model_enabled,
             )
         return _matcher
 
@@ -48,6 +50,17 @@ def set_matcher(matcher: Any) -> None:
     global _matcher
     with _matcher_lock:
         _matcher = matcher
+
+
+def _name_key(test_name: str) -> str:
+    """The name as results are told apart: normalized, or for a name no test has (too long to
+    match, see LabQuery) its hash, which bounds the key and is never scanned by a pattern."""
+    from tasks.labs import normalize_text
+    from tasks.labs.matcher import MAX_NAME_CHARS
+
+    if len(test_name) > MAX_NAME_CHARS:
+        return "sha256:" + hashlib.sha256(test_name.encode("utf-8", "surrogatepass")).hexdigest()
+    return normalize_text(test_name)
 
 
 def _dedup_key(row: Any, normalized_name: str) -> str:
@@ -130,6 +143,25 @@ def implausible_result(code: str, value: float | None, unit: str | None) -> str 
     return None
 
 
+def series_match(match: Any, unit: str | None) -> Any:
+    """The match under the code its analyte is stored as: one analyte, one series for the app.
+
+    HbA1c reported in mmol/mol (IFCC, 59261-8) is stored as 4548-4 in % (NGSP), converted
+    once, so a user's trend does not split in two when a lab changes the unit it reports
+    (docs/formats.md). A unit the series code cannot take keeps the reported code."""
+    from dataclasses import replace
+
+    from tasks.labs.catalog import load_catalog
+    from tasks.labs.normalize import normalize_unit
+
+    catalog = load_catalog()
+    test = catalog.by_code.get(match.loinc_code) if match.loinc_code else None
+    series = catalog.by_code.get(test.series) if test and test.series else None
+    if series is None or series.units.get(normalize_unit(unit).canonical) is None:
+        return match
+    return replace(match, loinc_code=series.loinc_code, loinc_name=series.long_name)
+
+
 def write_results(
     conn: Connection,
     *,
@@ -144,8 +176,8 @@ def write_results(
     `replace_earlier`: a rerun replaces what an earlier try of this claim wrote; False adds to
     it (the model step after ResolveKnownNames recorded the known names).
     """
-    from tasks.labs import convert, normalize_text
-    from tasks.labs.normalize import FLAG_OK
+    from tasks.labs.normalize import FLAG_OK, convert_reading
+    from tasks.precision import reported_precision
 
     params = {"claim_id": claim_id, "user_id": user_id}
     rejected = conn.execute(
@@ -173,13 +205,16 @@ def write_results(
     for row in rows:
         if row.id not in still_held:
             continue
-        match = results[(row.test_name, row.unit or "")]
+        match = series_match(results[(row.test_name, row.unit or "")], row.unit)
         value, unit, flag = row.value, row.unit, None
+        finite = row.value is not None and math.isfinite(row.value)
+        decimals = reported_precision(row.value_text, row.value).decimals if finite else None
         if match.loinc_code is not None:
-            if row.value is not None and math.isfinite(row.value):
-                value, unit, flag = convert(match.loinc_code, row.value, row.unit)
+            if finite:
+                reading = convert_reading(match.loinc_code, row.value, row.unit, row.value_text)
+                value, unit, decimals = reading.value, reading.unit, reading.decimals
                 # Only problems are flagged; a flagged value is kept but never aggregated.
-                flag = None if flag == FLAG_OK else flag
+                flag = None if reading.flag == FLAG_OK else reading.flag
             reason = implausible_result(match.loinc_code, value, unit)
             if reason is not None:
                 implausible.setdefault(reason, []).append(row.id)
@@ -191,7 +226,7 @@ def write_results(
             (
                 row.id,
                 user_id,
-                _dedup_key(row, normalize_text(row.test_name)),
+                _dedup_key(row, _name_key(row.test_name)),
                 "categorized" if match.loinc_code else "uncategorized",
                 match.loinc_code,
                 match.loinc_name,
@@ -202,6 +237,7 @@ def write_results(
                 unit,
                 row.value_text,
                 flag,
+                decimals,
                 row.observed_at,
                 row.local_date,
             )
@@ -236,7 +272,7 @@ def write_results(
                 """
                 INSERT INTO lab_report_categorized (raw_id, user_id, dedup_key, status, loinc_code,
                     loinc_name, confidence, method, candidates, value, unit, value_text,
-                    unit_flag, observed_at, local_date)
+                    unit_flag, decimals, observed_at, local_date)
                 VALUES %s
                 ON CONFLICT ON CONSTRAINT uq_lab_report_categorized_result DO NOTHING
                 """,
@@ -260,8 +296,15 @@ def categorize_claim(
 ) -> CategorizeOutput:
     """Read, match and write on one connection (callers that already hold a transaction)."""
     rows = read_claim_rows(conn, claim_id=claim_id, user_id=user_id)
-    results = match_rows(rows, matcher)
+    results = {**match_rows(rows, matcher), **reviewed_for(conn, rows)}
     return write_results(conn, claim_id=claim_id, user_id=user_id, rows=rows, results=results)
+
+
+def reviewed_for(conn: Connection, rows: list[Any]) -> dict[tuple[str, str], Any]:
+    """The reviewers' mappings (site aliases) for these rows' names: they win over every tier."""
+    from tasks.labs.review import reviewed_matches
+
+    return reviewed_matches(conn, {(r.test_name, r.unit or "") for r in rows})
 
 
 def _count_inserted(conn: Connection, params: dict[str, Any]) -> int:
@@ -288,7 +331,8 @@ def categorize_labs(payload: ClaimRef) -> CategorizeOutput:
         rows = read_claim_rows(
             conn, claim_id=payload.claim_id, user_id=payload.user_id, unrecorded_only=True
         )
-    results = match_rows(rows, matcher)
+        reviewed = reviewed_for(conn, rows)
+    results = {**match_rows(rows, matcher), **reviewed}
     with transaction() as conn:
         return write_results(
             conn,
@@ -301,7 +345,7 @@ def categorize_labs(payload: ClaimRef) -> CategorizeOutput:
 
 
 def resolve_known_claim(conn: Connection, *, claim_id: str, user_id: int) -> ResolveOutput:
-    """Categorize the claim's rows whose names the catalog knows without a model.
+    """Categorize the claim's rows whose names the catalog (or a reviewer) knows without a model.
 
     ``tasks.labs.resolve_known`` gives exactly the codes the full matcher gives, without loading
     a model. The rows it resolves get their ``lab_report_categorized`` row, which is how the
@@ -314,6 +358,7 @@ def resolve_known_claim(conn: Connection, *, claim_id: str, user_id: int) -> Res
     distinct = sorted({(r.test_name, r.unit or "") for r in rows})
     found = resolve_known([LabQuery(name, unit) for name, unit in distinct])
     results = {key: match for key, match in zip(distinct, found, strict=True) if match}
+    results.update(reviewed_for(conn, rows))
     known = [row for row in rows if (row.test_name, row.unit or "") in results]
     written = write_results(conn, claim_id=claim_id, user_id=user_id, rows=known, results=results)
     return ResolveOutput(

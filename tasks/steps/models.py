@@ -183,3 +183,16 @@ class MigrateInput(StepModel):
 
 class MigrateOutput(StepModel):
     revision: str
+
+
+class SweepInput(StepModel):
+    pass
+
+
+class SweepTrigger(StepModel):
+    job_type: str
+    user_id: int
+
+
+class SweepOutput(StepModel):
+    triggers: list[SweepTrigger]

@@ -352,3 +352,100 @@ def test_the_demo_data_ingested_twice_is_stored_once(engine, tmp_path) -> None:
         assert once.duplicates == 0 and once.inserted > 0
         assert (twice.inserted, twice.rejected, twice.duplicates) == (0, 0, once.lines)
         assert _balanced(once) and _balanced(twice)
+
+
+def _meal(**fields: object) -> str:
+    line = {"user_id": 1, "meal_date": "2024-01-02", "meal_type": "lunch", "food_name": "Dal",
+            "calories": 300, **fields}  # fmt: skip
+    return json.dumps(line)
+
+
+def _file_with_unreadable_lines(path: Path) -> Path:
+    """Line 1 behind a byte-order mark; line 3 not UTF-8; lines 4-5 numbers no float holds."""
+    body = b"\xef\xbb\xbf" + _meal(entry_id="a").encode() + b"\n"
+    body += _meal(entry_id="b").encode() + b"\n"
+    body += _meal(entry_id="c").encode().replace(b"Dal", b"D\xffal") + b"\n"
+    body += _meal(entry_id="d", calories=10**400).encode() + b"\n"
+    body += _meal(entry_id="e").encode().replace(b'"e"', b"1" + b"0" * 5000) + b"\n"
+    body += _meal(entry_id="f").encode() + b"\n"
+    path.write_bytes(body)
+    return path
+
+
+def test_unreadable_bytes_and_numbers_never_abort_a_file(engine, tmp_path) -> None:
+    report = ingest_file(engine, "nutrition", _file_with_unreadable_lines(tmp_path / "m.jsonl"))
+    assert (report.lines, report.inserted, report.rejected, report.malformed) == (6, 3, 1, 2)
+    assert _balanced(report)
+    reasons = dict(report.problems)
+    assert reasons[3] == "malformed: line: not valid UTF-8"
+    assert reasons[4] == "non_finite_value:calories"
+    assert reasons[5].startswith("malformed")
+    assert 1 not in reasons  # the byte-order mark is not part of the first line
+    with engine.connect() as conn:
+        stored = conn.execute(
+            text("SELECT entry_id, status FROM nutrition_raw_data ORDER BY entry_id")
+        ).all()
+    assert [tuple(r) for r in stored] == [
+        ("a", "pending"), ("b", "pending"), ("d", "rejected"), ("f", "pending"),
+    ]  # fmt: skip
+
+
+def test_the_command_line_ingests_around_unreadable_lines(engine, tmp_path, capsys) -> None:
+    from tasks.cli import main
+
+    code = main(["ingest", "nutrition", str(_file_with_unreadable_lines(tmp_path / "m.jsonl"))])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "3 inserted as pending, 1 stored as rejected, 2 malformed" in out
+    assert "line 3: malformed: line: not valid UTF-8" in out
+
+
+def test_booleans_are_never_numbers_and_times_are_iso_text(engine) -> None:
+    vitals = [
+        _vital(value=True),  # not 1 step
+        _vital(start_time=1700000000),
+        _vital(start_time="1700000000"),
+        _vital(entry_id=True),
+        _vital(),
+    ]
+    labs = [
+        '{"user_id": 1, "test_name": "Hemoglobin", "value": true, "unit": "g/dL", '
+        '"collected_at": "2024-01-02"}',
+        '{"user_id": 1, "test_name": "Hemoglobin", "value": 13.5, "unit": "g/dL", '
+        '"collected_at": "2024-01-02", "report_id": false}',
+        '{"user_id": 1, "test_name": "Hemoglobin", "value": 13.5, "unit": "g/dL", '
+        '"collected_at": "1700000000"}',
+    ]
+    meals = [_meal(meal_date=19723), _meal(meal_date="1700000000"), _meal(calories=True)]
+    vital_report = ingest_lines(engine, "vitals", vitals)
+    lab_report = ingest_lines(engine, "labs", labs)
+    meal_report = ingest_lines(engine, "nutrition", meals)
+    assert (vital_report.inserted, vital_report.malformed) == (1, 4)
+    assert [n for n, _ in vital_report.problems] == [1, 2, 3, 4]
+    assert "ISO 8601" in dict(vital_report.problems)[3]
+    assert (lab_report.inserted, lab_report.malformed) == (0, 3)
+    assert (meal_report.inserted, meal_report.rejected, meal_report.malformed) == (0, 1, 2)
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_line(engine) -> None:
+    report = ingest_lines(engine, "vitals", ["\ufeff" + _vital(), _vital(value=72)])
+    assert (report.inserted, report.malformed) == (2, 0)
+    users = ingest_lines(engine, "users", ['\ufeff{"user_id": 1, "timezone": "Asia/Tokyo"}'])
+    assert (users.inserted, users.malformed) == (1, 0)
+
+
+def test_zones_the_database_reads_differently_are_refused_with_the_reason(engine) -> None:
+    lines = [
+        '{"user_id": 1, "timezone": "right/UTC"}',
+        '{"user_id": 2, "timezone": "posix/Europe/Paris"}',
+        '{"user_id": 3, "timezone": "Mars/Olympus_Mons"}',
+        '{"user_id": 4, "timezone": "Europe/Paris"}',
+    ]
+    report = ingest_lines(engine, "users", lines)
+    assert (report.inserted, report.malformed) == (1, 3)
+    reasons = dict(report.problems)
+    assert "leap-second" in reasons[1] and "leap-second" in reasons[2]
+    assert reasons[3] == "malformed: timezone: not an IANA time zone"
+    with engine.connect() as conn:
+        stored = conn.execute(text("SELECT user_id, timezone FROM user_settings")).all()
+    assert [tuple(r) for r in stored] == [(4, "Europe/Paris")]

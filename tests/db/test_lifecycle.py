@@ -7,10 +7,10 @@ from datetime import date
 import psutil
 import pytest
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tasks import lifecycle
+from tasks.errors import DatabaseRejectedRow
 from tasks.ingest import ingest_lines
 
 
@@ -84,7 +84,7 @@ def test_impossible_states_are_refused(engine) -> None:
         "UPDATE vitals_raw_data SET status = 'done'",  # no such status
         "UPDATE vitals_raw_data SET value = NULL",  # pending without a value
     ):
-        with pytest.raises(IntegrityError), engine.begin() as conn:
+        with pytest.raises(DatabaseRejectedRow, match="SQLSTATE 23"), engine.begin() as conn:
             conn.execute(text(update))
 
 
@@ -208,7 +208,7 @@ def _fail(engine, claim_id: str, user_id: int = 1) -> lifecycle.FailedClaim:
         )
 
 
-def test_failed_rows_are_retried_then_isolated_then_set_aside(engine, caplog) -> None:
+def test_failed_rows_are_retried_then_bisected_then_set_aside(engine, caplog) -> None:
     ingest_lines(engine, "vitals", _vitals(1, 3))
     assert _claim(engine, "c1").claimed == 3
     assert _fail(engine, "c1") == lifecycle.FailedClaim(failed=3, set_aside=0)
@@ -217,25 +217,27 @@ def test_failed_rows_are_retried_then_isolated_then_set_aside(engine, caplog) ->
         assert lifecycle.users_with_pending(conn, "vitals") == [1]
     retry = _claim(engine, "c2")
     assert (retry.claimed, retry.retried, retry.isolated) == (3, 3, False)
-    _fail(engine, "c2")
-    # Failed twice together: each is now retried alone, so one bad row cannot hold the rest.
-    alone = _claim(engine, "c3")
-    assert (alone.claimed, alone.isolated) == (1, True)
+    # Failed twice together: no row is set aside for a batch's failure; the batch is bisected.
+    assert _fail(engine, "c2") == lifecycle.FailedClaim(failed=3, set_aside=0)
+    half = _claim(engine, "c3")
+    assert (half.claimed, half.isolated) == (2, True)
     with Session(engine) as s, s.begin():
         lifecycle.mark_aggregated(s.connection(), domain="vitals", claim_id="c3")
-    assert _claim(engine, "c4").claimed == 1
+    # The other half goes back to the batch; it fails alone, then is retried alone.
+    rest = _claim(engine, "c4")
+    assert (rest.claimed, rest.isolated) == (1, False)
+    assert _fail(engine, "c4") == lifecycle.FailedClaim(failed=1, set_aside=0)
+    alone = _claim(engine, "c5")
+    assert (alone.claimed, alone.isolated) == (1, True)
     with caplog.at_level("WARNING", logger="tasks.lifecycle"):
-        assert _fail(engine, "c4") == lifecycle.FailedClaim(failed=1, set_aside=1)
-    assert "rows_set_aside domain=vitals user_id=1 claim_id=c4 rows=1" in caplog.text
+        assert _fail(engine, "c5") == lifecycle.FailedClaim(failed=1, set_aside=1)
+    assert "rows_set_aside domain=vitals user_id=1 claim_id=c5 rows=1" in caplog.text
     from tasks.observability import business_counts
     from tasks.steps.models import MarkFailedOutput
 
     output = MarkFailedOutput(failed=1, set_aside=1).model_dump()
     assert business_counts(output) == {"RowsSetAside": 1}
-    assert _claim(engine, "c5").claimed == 1
-    with Session(engine) as s, s.begin():
-        lifecycle.mark_aggregated(s.connection(), domain="vitals", claim_id="c5")
-    # The row that failed max_attempts times stays failed with its reason; nothing is left.
+    # The row that failed alone max_attempts times stays failed with its reason; nothing is left.
     assert _claim(engine, "c6").claimed == 0
     with engine.connect() as conn:
         assert lifecycle.users_with_pending(conn, "vitals") == []
@@ -244,28 +246,34 @@ def test_failed_rows_are_retried_then_isolated_then_set_aside(engine, caplog) ->
         ).all()
     assert [tuple(r) for r in rows] == [
         ("aggregated", 2, None),
-        ("failed", 3, "StepFailed"),
         ("aggregated", 2, None),
+        ("failed", 3, "StepFailed"),
     ]
+
+
+def _poison(engine, user_id: int = 1) -> None:
+    """A row a backend inserted itself, past every ingest check: converting it overflows double
+    precision inside the copy step, every time."""
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO vitals_raw_data (user_id, metric, value, unit, start_time) "
+                "VALUES (:user_id, 'blood_glucose', 1e308, 'mmol/L', '2024-03-10T05:00:00+00')"
+            ),
+            {"user_id": user_id},
+        )
 
 
 def test_a_row_that_breaks_a_step_is_set_aside_and_the_users_other_rows_go_on(engine) -> None:
     from tasks.process import process_pending
 
     ingest_lines(engine, "vitals", _vitals(1, 6))
-    # A backend may insert raw rows itself: this one passes no ingest check, and converting
-    # it overflows double precision inside the copy step.
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO vitals_raw_data (user_id, metric, value, unit, start_time) "
-                "VALUES (1, 'blood_glucose', 1e308, 'mmol/L', '2024-03-10T05:00:00+00')"
-            )
-        )
+    _poison(engine)
     runs = process_pending(["vitals"])
-    # Two failures together, then each suspect alone: six succeed, the bad one is set aside.
-    assert [r.claimed for r in runs] == [7, 7, 1, 1, 1, 1, 1, 1, 1]
-    assert [r.error is None for r in runs] == [False, False] + [True] * 6 + [False]
+    # Two failures together, then halves: 4 rows succeed, the other 3 fail again, 2 of them
+    # succeed, and the bad row fails by itself twice.
+    assert [r.claimed for r in runs] == [7, 7, 4, 3, 2, 1, 1]
+    assert [r.error is None for r in runs] == [False, False, True, False, True, False, False]
     with engine.connect() as conn:
         rows = conn.execute(
             text("SELECT status, attempts, error, count(*) FROM vitals_raw_data GROUP BY 1, 2, 3")
@@ -273,10 +281,77 @@ def test_a_row_that_breaks_a_step_is_set_aside_and_the_users_other_rows_go_on(en
         hourly = conn.execute(text("SELECT sum(count) FROM vitals_agg_hourly")).scalar_one()
     assert sorted(tuple(r) for r in rows) == [
         ("aggregated", 2, None, 6),
-        ("failed", 3, "DataError", 1),
+        ("failed", 3, "DatabaseRejectedRow", 1),
     ]
     assert hourly == 6
     assert process_pending(["vitals"]) == []  # set aside: no longer retried
+
+
+@pytest.mark.parametrize("max_attempts", [2, 3])
+def test_one_bad_row_among_many_costs_a_logarithm_of_claims(
+    engine, monkeypatch, max_attempts: int
+) -> None:
+    from tasks.process import process_pending
+    from tasks.settings import get_settings
+
+    monkeypatch.setenv("HEALTHFLOW_MAX_ATTEMPTS", str(max_attempts))
+    get_settings.cache_clear()
+    try:
+        ingest_lines(engine, "vitals", _vitals(1, 700))
+        _poison(engine)
+        ingest_lines(engine, "vitals", _vitals(1, 756, "2024-03-12"))
+        runs = process_pending(["vitals"])
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    # 1,457 rows: about 2 log2(1457) = 22 claims, not one per row; only the bad row set aside.
+    assert len(runs) <= 2 + 2 * 11 + 2
+    assert _statuses(engine) == {"aggregated": 1456, "failed": 1}
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT sum(count) FROM vitals_agg_hourly")).scalar_one() == 1456
+
+
+def test_a_fault_that_is_fixed_costs_no_row_and_few_claims(engine) -> None:
+    from tasks.process import process_claim, process_pending
+
+    ingest_lines(engine, "vitals", _vitals(1, 1200))
+    with engine.begin() as conn:  # a fault of the database, not of any row
+        conn.execute(text("CREATE TABLE fault_switch (on_ boolean)"))
+        conn.execute(text("INSERT INTO fault_switch VALUES (true)"))
+        conn.execute(
+            text(
+                "CREATE FUNCTION fault() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                "IF EXISTS (SELECT 1 FROM fault_switch) THEN RAISE EXCEPTION 'fault'; END IF; "
+                "RETURN NEW; END $$"
+            )
+        )
+        conn.execute(
+            text(
+                "CREATE TRIGGER fault BEFORE INSERT ON vitals_categorized "
+                "FOR EACH STATEMENT EXECUTE FUNCTION fault()"
+            )
+        )
+    try:
+        # The batch fails three times in a row (the first run, a redrive, a sweep): none of
+        # that counts as the rows' fault.
+        for _ in range(3):
+            assert process_claim("vitals", 1).error is not None
+        with engine.connect() as conn:
+            attempts = conn.execute(text("SELECT max(attempts) FROM vitals_raw_data")).scalar()
+        assert attempts < 3
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM fault_switch"))
+        runs = process_pending(["vitals"])
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DROP TRIGGER fault ON vitals_categorized"))
+            conn.execute(text("DROP FUNCTION fault()"))
+            conn.execute(text("DROP TABLE fault_switch"))
+    assert all(run.error is None for run in runs)
+    # The third failure was a bisection step: its sibling half went back to the batch. Then
+    # the failed half is halved once and its other half retried whole.
+    assert [run.claimed for run in runs] == [600, 300, 300]
+    assert _statuses(engine) == {"aggregated": 1200}
 
 
 def test_a_workflow_claim_of_one_suspect_asks_for_the_next_execution(engine) -> None:
@@ -297,5 +372,5 @@ def test_a_workflow_claim_of_one_suspect_asks_for_the_next_execution(engine) -> 
     assert (first["claimed"], first["isolated"], first["more_pending"]) == (1, True, True)
     with Session(engine) as s, s.begin():
         lifecycle.mark_aggregated(s.connection(), domain="vitals", claim_id="w1")
-    last = claim("w2")
-    assert (last["claimed"], last["isolated"], last["more_pending"]) == (1, True, False)
+    last = claim("w2")  # the other half, back with the batch
+    assert (last["claimed"], last["isolated"], last["more_pending"]) == (1, False, False)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ class SynthesizedApp:
     assertions: Template
     validation_report: dict[str, Any] | None
     synth_error: str | None
+    warnings: list[str] = field(default_factory=list)  # synth-time warnings (Annotations)
 
     def resources_of_type(self, resource_type: str) -> dict[str, dict[str, Any]]:
         return {
@@ -64,12 +65,20 @@ def synthesize_full_app(
         synth_error = str(error)
     template_path = outdir / f"{stack.stack_name}.template.json"
     report_path = outdir / "validation-report.json"
+    metadata_path = outdir / f"{stack.stack_name}.metadata.json"
     template = json.loads(template_path.read_text())
+    metadata = json.loads(metadata_path.read_text()) if metadata_path.exists() else {}
     return SynthesizedApp(
         template=template,
         assertions=Template.from_json(template),
         validation_report=json.loads(report_path.read_text()) if report_path.exists() else None,
         synth_error=synth_error,
+        warnings=[
+            str(entry["data"])
+            for entries in metadata.values()
+            for entry in entries
+            if entry["type"] == "aws:cdk:warning"
+        ],
     )
 
 

@@ -83,3 +83,26 @@ def test_invalid_values_are_rejected() -> None:
         _config(dbMinCapacity="3", dbMaxCapacity="2")
     with pytest.raises(ValueError, match="network"):
         _config(network="nat")
+
+
+def test_the_sweep_interval_follows_who_pays_for_waking_the_database() -> None:
+    # A new Aurora: every sweep holds its auto-pause off, so it is swept every 6 hours.
+    assert _config().effective_sweep_interval_hours == 6
+    yours = _config(
+        vpcId="vpc-0123456789abcdef0",
+        availabilityZones="eu-west-1a,eu-west-1b",
+        lambdaSubnetIds="subnet-1,subnet-2",
+        mlWorkerSubnetIds="subnet-3,subnet-4",
+        dbHost="db.example.internal",
+        dbResourceId="cluster-ABC",
+    )
+    assert yours.effective_sweep_interval_hours == 1
+    assert _config(sweepIntervalHours="2").effective_sweep_interval_hours == 2
+    for refused in ("0", "25"):
+        with pytest.raises(ValueError, match="sweepIntervalHours"):
+            _config(sweepIntervalHours=refused)
+
+
+def test_the_alarm_topic_key_is_a_switch() -> None:
+    assert _config().alarm_topic_key is False
+    assert _config(alarmTopicKey="true").alarm_topic_key is True

@@ -21,6 +21,8 @@ THROTTLED = "Lambda.TooManyRequestsException"
 #: "...Name" properties that do not claim a name in the account: a database inside its cluster,
 #: an inline policy inside its role, a metric read by an alarm, an AWS-owned default group.
 NOT_ACCOUNT_SCOPED = {"DatabaseName", "PolicyName", "MetricName", "DBClusterParameterGroupName"}
+#: Resources whose name is scoped to another resource of the stack (an alias to its function).
+NAMED_WITHIN_A_RESOURCE = {"AWS::Lambda::Alias"}
 
 
 def _steps_function(app: SynthesizedApp) -> dict[str, Any]:
@@ -85,6 +87,8 @@ def _physical_names(template: dict[str, Any]) -> set[tuple[str, str, str]]:
     for resource in template["Resources"].values():
         for key, value in resource.get("Properties", {}).items():
             named = key.endswith("Name") or key in {"Name", "DBClusterIdentifier"}
+            if resource["Type"] in NAMED_WITHIN_A_RESOURCE:
+                continue
             if named and isinstance(value, str) and key not in NOT_ACCOUNT_SCOPED:
                 names.add((resource["Type"], key, value))
     return names

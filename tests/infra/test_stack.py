@@ -96,11 +96,21 @@ def _strings_in(value: Any) -> Iterator[str]:
 
 
 def _machines(app: SynthesizedApp) -> dict[str, dict[str, Any]]:
-    """Properties of the state machines by type (EXPRESS, STANDARD)."""
-    machines = app.resources_of_type("AWS::StepFunctions::StateMachine").values()
-    by_type = {m["Properties"]["StateMachineType"]: m["Properties"] for m in machines}
-    assert len(by_type) == 2
-    return by_type
+    """Properties of the state machines: EXPRESS (the parent, which starts the labs child),
+    STANDARD (the labs child), SWEEP (the other Express machine, the claim sweep)."""
+    machines = [
+        m["Properties"] for m in app.resources_of_type("AWS::StepFunctions::StateMachine").values()
+    ]
+    by_role: dict[str, dict[str, Any]] = {}
+    for machine in machines:
+        if machine["StateMachineType"] == "STANDARD":
+            by_role["STANDARD"] = machine
+        elif "LabsStateMachineArn" in machine["DefinitionSubstitutions"]:
+            by_role["EXPRESS"] = machine
+        else:
+            by_role["SWEEP"] = machine
+    assert len(by_role) == len(machines) == 3
+    return by_role
 
 
 def _role_of(app: SynthesizedApp, resource_type: str, role_property: str) -> str:
@@ -321,7 +331,9 @@ def test_what_bills_while_idle_is_trimmed(full_app: SynthesizedApp) -> None:
     for queue in full_app.resources_of_type("AWS::SQS::Queue").values():
         assert queue["Properties"]["SqsManagedSseEnabled"] is True
     full_app.assertions.resource_count_is("AWS::CloudWatch::Dashboard", 0)
-    assert 3 <= len(full_app.resources_of_type("AWS::CloudWatch::Alarm")) <= 4
+    # The queue's two, and one per Express machine (parent, sweep); the Standard labs child
+    # pages through an EventBridge rule, which bills nothing.
+    assert len(full_app.resources_of_type("AWS::CloudWatch::Alarm")) == 4
     full_app.assertions.has_resource_properties(
         "AWS::ECS::Cluster",
         {"ClusterSettings": [{"Name": "containerInsights", "Value": "disabled"}]},
@@ -372,26 +384,37 @@ def test_wildcard_resources_only_for_actions_without_resource_permissions(
     assert offenders == []
 
 
-def test_alarms_watch_the_dlq_the_queue_and_timeouts(full_app: SynthesizedApp) -> None:
-    alarms = full_app.resources_of_type("AWS::CloudWatch::Alarm").values()
-    metrics = sorted(
-        (alarm["Properties"].get("Namespace"), alarm["Properties"].get("MetricName"))
-        for alarm in alarms
-    )
-    assert metrics == [
+def test_alarms_watch_the_dlq_the_queue_and_every_express_machine(
+    full_app: SynthesizedApp,
+) -> None:
+    alarms = [
+        a["Properties"] for a in full_app.resources_of_type("AWS::CloudWatch::Alarm").values()
+    ]
+    single = sorted((a["Namespace"], a["MetricName"]) for a in alarms if "MetricName" in a)
+    assert single == [
         ("AWS/SQS", "ApproximateAgeOfOldestMessage"),
         ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
-        ("AWS/States", "ExecutionsTimedOut"),
     ]
-    (timed_out,) = [
-        alarm["Properties"]
-        for alarm in full_app.resources_of_type("AWS::CloudWatch::Alarm").values()
-        if alarm["Properties"].get("MetricName") == "ExecutionsTimedOut"
-    ]
-    machine_id = _referenced_logical_id(timed_out["Dimensions"][0]["Value"])
-    assert full_app.template["Resources"][machine_id]["Properties"]["StateMachineType"] == (
-        "EXPRESS"
-    )
+    # Every Express machine: failed and timed-out executions (Express executions cannot be
+    # stopped), summed by one metric-math alarm. Express executions emit no status-change
+    # events, so a metric is their only signal; the Standard machines page through a rule
+    # (tests/infra/test_operations.py).
+    watched: dict[str, set[str]] = {}
+    for alarm in (a for a in alarms if "Metrics" in a):
+        assert alarm["Threshold"] == 0
+        assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+        [expression] = [m["Expression"] for m in alarm["Metrics"] if "Expression" in m]
+        stats = [m["MetricStat"] for m in alarm["Metrics"] if "MetricStat" in m]
+        assert expression.count("FILL(") == len(stats)
+        [machine_id] = {
+            _referenced_logical_id(s["Metric"]["Dimensions"][0]["Value"]) for s in stats
+        }
+        watched[machine_id] = {s["Metric"]["MetricName"] for s in stats}
+    machines = full_app.resources_of_type("AWS::StepFunctions::StateMachine")
+    express = {i for i, m in machines.items() if m["Properties"]["StateMachineType"] == "EXPRESS"}
+    assert len(express) == 2 and set(watched) == express
+    for machine_id, names in watched.items():
+        assert names == {"ExecutionsFailed", "ExecutionsTimedOut"}, machine_id
 
 
 def test_ssm_parameters_for_queue_url_and_enabled_flag(full_app: SynthesizedApp) -> None:
@@ -450,6 +473,7 @@ def test_your_vpc_and_database_by_ids_without_lookups(tmp_path: Path) -> None:
             **BRING_YOUR_OWN,
             "healthflow:env": "prod",
             "healthflow:alarmEmail": "ops@example.com",
+            "healthflow:alarmTopicKey": "true",
             "healthflow:enabled": "false",
         },
     )
@@ -486,3 +510,7 @@ def test_your_vpc_and_database_by_ids_without_lookups(tmp_path: Path) -> None:
     )
     for alarm in app.resources_of_type("AWS::CloudWatch::Alarm").values():
         assert alarm["Properties"]["AlarmActions"]
+    # Your database is always on: sweeping it hourly wakes nothing that bills.
+    app.assertions.has_resource_properties(
+        "AWS::Scheduler::Schedule", {"ScheduleExpression": "rate(1 hour)"}
+    )

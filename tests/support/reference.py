@@ -12,6 +12,8 @@ from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, available_timezones
 
+from tasks.precision import reported_precision, round_once
+
 ZONES = {
     101: "America/New_York",
     102: "Asia/Kolkata",
@@ -75,12 +77,19 @@ def generate(seed: int = 11, per_user: int = 400) -> list[Reading]:
             elif kind == 1:
                 pounds = round(rng.uniform(120, 220), 1)
                 readings.append(
-                    Reading(user_id, "weight", WEIGHT, pounds, "lb", pounds * 0.45359237, local)
+                    Reading(user_id, "weight", WEIGHT, pounds, "lb", _kilograms(pounds), local)
                 )
             else:
                 value = float(rng.randrange(0, 3000))
                 readings.append(Reading(user_id, "steps", STEPS, value, "count", value, local))
     return readings
+
+
+def _kilograms(pounds: float) -> float:
+    """A weight sent in lb, converted once and rounded once to the precision it was sent with
+    (what the copy step does in SQL, here from tasks.precision's Python twin)."""
+    decimals = reported_precision(None, pounds).decimals
+    return round_once(pounds * 0.45359237, decimals, 0.45359237)[0]
 
 
 @lru_cache(maxsize=2048)

@@ -18,6 +18,7 @@ from tasks.cli import (
     EXIT_USAGE,
     main,
 )
+from tests.support.deadletters import add_good_and_bad
 
 DATA = Path(__file__).parent.parent / "data"
 
@@ -151,12 +152,7 @@ def test_dlq_redrive_keeps_what_it_cannot_resend(cli, tmp_path, monkeypatch) -> 
     get_settings.cache_clear()
     try:
         store = _store()
-        good = {"job_type": "process_pending_labs", "user_id": 8, "priority": "normal"}
-        bad = {"job_type": "process_pending_labs", "user_id": -8}
-        store.add_dead_letters(
-            {"message": m, "error": {"Error": "X"}, "execution_arn": "a:b", "failed_at": "t"}
-            for m in (good, bad)
-        )
+        good, bad = add_good_and_bad(store)
         code, out, _ = cli("dlq", "redrive")
         assert code == 0 and "redriven 1, kept 1" in out
         assert [d["message"] for d in store.list_dead_letters()] == [bad]

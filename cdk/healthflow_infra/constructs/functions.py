@@ -26,10 +26,19 @@ def database_environment(*, host: str, port: int, name: str, user: str) -> dict[
     }
 
 
-class StepFunctions(Construct):
-    """The `steps` Lambda: arm64, in the VPC next to the database, X-Ray on.
+LIVE_ALIAS = "live"
 
-    Attributes: `function`, `security_group`, `log_group`.
+
+class StepFunctions(Construct):
+    """The `steps` Lambda: arm64, in the VPC next to the database.
+
+    The state machines never call the function itself (its $LATEST code changes as soon as
+    CloudFormation updates it) but `live`, an alias on a published version: the stack makes the
+    alias depend on the migrations, so it moves to the new version only after they ran, and a
+    failed migration rolls back with the old version and schema still serving.
+
+    Attributes: `function`, `live` (the alias the workflow calls), `security_group`,
+    `log_group`.
     """
 
     def __init__(
@@ -87,6 +96,11 @@ class StepFunctions(Construct):
             tracing=lambda_.Tracing.ACTIVE if tracing else lambda_.Tracing.DISABLED,
             log_group=self.log_group,
             environment={"HEALTHFLOW_ENV": env_name, **database_environment},
+        )
+        # current_version publishes a version per code or configuration change (old versions
+        # are retained, so the alias can stay on one until it moves).
+        self.live = lambda_.Alias(
+            self, "Live", alias_name=LIVE_ALIAS, version=self.function.current_version
         )
         acknowledge(
             self.function,

@@ -1,10 +1,15 @@
-"""Alarms and a dashboard: the signals an operator acts on, and nothing that pages for noise."""
+"""Alarms, an execution-event rule and a dashboard: the signals an operator acts on, and nothing
+that pages for noise."""
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+from collections.abc import Mapping, Sequence
+
+import jsii
+from aws_cdk import Annotations, Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
+from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -14,17 +19,47 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from healthflow_infra.nag import acknowledge
+
+#: What a machine's executions alarm on: every way an execution ends other than success. Only
+#: a Standard execution can be aborted (StopExecution does not apply to Express executions).
+EXECUTION_FAILURE_METRICS: dict[sfn.StateMachineType, tuple[str, ...]] = {
+    sfn.StateMachineType.STANDARD: ("ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsAborted"),
+    sfn.StateMachineType.EXPRESS: ("ExecutionsFailed", "ExecutionsTimedOut"),
+}
+
+#: The statuses of a Standard execution's status-change event that page (every end but success).
+FAILED_EXECUTION_STATUSES = ("FAILED", "TIMED_OUT", "ABORTED")
+EXECUTION_STATUS_CHANGE = "Step Functions Execution Status Change"
+
 
 class Monitoring(Construct):
-    """Three alarms (each bills $0.10 a month, idle or not), an optional dashboard ($3 a month,
-    off by default) and optionally a KMS-encrypted SNS topic as the alarm action.
+    """Alarms (each metric in an alarm bills $0.10 a month, idle or not), an EventBridge rule on
+    the Standard machines' execution events (bills nothing), an SNS topic both notify (bills
+    nothing while idle), an optional dashboard ($3 a month, off by default).
 
-    Every failure inside either workflow ends in the dead-letter queue, so the DLQ alarm covers
-    them all once (the labs child's Task timeouts are caught and sent there too); the other two
-    watch what cannot reach the DLQ: a trigger the pipe does not move, and an Express execution
-    cut at its 5-minute limit (an execution timeout skips the Catch).
+    The dead-letter queue alarm pages for every failure that wrote a dead letter; every state
+    machine pages for every execution that ended failed, timed out or aborted, including those
+    that wrote none: an Express execution cut at its time limit (the Catch never runs),
+    `States.Runtime` and `States.DataLimitExceeded` (which `States.ALL` does not catch), a
+    failing SendToDeadLetterQueue. A failure that did write a dead letter shows in both, once in
+    each. The queue-age alarm pages for a pipe that moves nothing.
 
-    Attributes: `alarms` (name -> alarm), `dashboard` (or None), `topic` (or None).
+    How a machine pages depends on its type. Standard executions emit an "Execution Status
+    Change" event to the default event bus; Express executions emit none ("Only standard
+    workflows emit events to EventBridge",
+    https://docs.aws.amazon.com/step-functions/latest/dg/eventbridge-integration.html). Events
+    from AWS services are ingested free and delivered free within the account, and a rule bills
+    nothing ("AWS management events are ingested by the event bus for free",
+    https://aws.amazon.com/eventbridge/pricing/), so the Standard machines page through one rule
+    (`execution_rule`) at $0 instead of three alarm metrics each ($0.30 a month); an Express
+    machine keeps its metric-math alarm. Step Functions delivers these events on a best-effort
+    basis (https://docs.aws.amazon.com/eventbridge/latest/ref/event-delivery-level.html: "in
+    some rare cases an event might not be delivered"); EventBridge then retries the topic for
+    24 hours. Rows such an execution left claimed are re-driven by the claim sweep all the same.
+
+    Attributes: `alarms` (name -> alarm), `execution_rule` (or None without a Standard
+    machine), `dashboard` (or None), `topic`, `topic_key` (or None).
     """
 
     def __init__(
@@ -35,18 +70,25 @@ class Monitoring(Construct):
         env_name: str,
         queue: sqs.IQueue,
         dead_letter_queue: sqs.IQueue,
-        state_machine: sfn.StateMachine,
-        labs_state_machine: sfn.StateMachine,
+        machines: Mapping[str, tuple[sfn.StateMachine, sfn.StateMachineType]],
         steps_function: lambda_.IFunction,
         oldest_message_age_threshold: Duration,
-        create_topic: bool,
+        topic_key: bool = False,
         alarm_email: str | None = None,
         dashboard: bool = False,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.topic: sns.Topic | None = None
-        if create_topic or alarm_email:
-            self.topic = self._create_topic(env_name=env_name, alarm_email=alarm_email)
+        self.topic_key: kms.Key | None = None
+        self.topic = self._create_topic(env_name=env_name, with_key=topic_key)
+        if alarm_email:
+            self.topic.add_subscription(subscriptions.EmailSubscription(alarm_email))
+        else:
+            Annotations.of(self).add_warning_v2(
+                "healthflow:alarmsNotifyNobody",
+                "The alarms notify an SNS topic nobody subscribes to: set "
+                "-c healthflow:alarmEmail=you@example.com, or subscribe to the AlarmTopic "
+                "output's topic yourself.",
+            )
         five_minutes = Duration.minutes(5)
         self.alarms: dict[str, cloudwatch.Alarm] = {}
         self._alarm(
@@ -55,7 +97,8 @@ class Monitoring(Construct):
                 period=five_minutes, statistic="Maximum"
             ),
             threshold=0,
-            description="Messages in the healthflow DLQ: `healthflow dlq list`, fix, redrive.",
+            description="Messages in the healthflow DLQ: `healthflow dlq list`, fix, "
+            "`healthflow dlq redrive`.",
         )
         self._alarm(
             "OldestTriggerTooOld",
@@ -65,47 +108,139 @@ class Monitoring(Construct):
             threshold=oldest_message_age_threshold.to_seconds(),
             description="Triggers wait in the queue: is the pipe stopped or failing?",
         )
-        self._alarm(
-            "ExpressExecutionsTimedOut",
-            metric=state_machine.metric_timed_out(period=five_minutes, statistic="Sum"),
-            threshold=0,
-            description="An Express execution hit its time limit: no DLQ record was written; "
-            "the message's rows stay claimed until the next message for that user takes over.",
-        )
+        standard = [m for m, t in machines.values() if t == sfn.StateMachineType.STANDARD]
+        for name, (machine, machine_type) in machines.items():
+            if machine_type == sfn.StateMachineType.STANDARD:
+                continue
+            self._alarm(
+                f"{name}ExecutionsFailed",
+                metric=execution_failures(machine, machine_type, five_minutes),
+                threshold=0,
+                description=f"A {name} execution failed or timed out. {WHAT_TO_DO}",
+            )
+        self._let_alarms_publish()
+        self.execution_rule: events.Rule | None = None
+        if standard:
+            self.execution_rule = self._execution_rule(env_name=env_name, machines=standard)
         self.dashboard: cloudwatch.Dashboard | None = None
         if dashboard:
             self.dashboard = self._dashboard(
                 env_name=env_name,
                 queue=queue,
                 dead_letter_queue=dead_letter_queue,
-                machines=(state_machine, labs_state_machine),
+                machines=tuple(machine for machine, _ in machines.values()),
                 steps_function=steps_function,
             )
 
-    def _create_topic(self, *, env_name: str, alarm_email: str | None) -> sns.Topic:
-        key = kms.Key(
-            self,
-            "AlarmTopicKey",
-            description=f"healthflow {env_name}: alarm topic",
-            enable_key_rotation=True,
+    def _let_alarms_publish(self) -> None:
+        """The topic policy (TLS enforcement) replaces SNS's default policy, which let the
+        account's principals publish; without an Allow, CloudWatch's alarm actions fail with
+        "not authorized to perform: SNS:Publish"
+        (https://repost.aws/knowledge-center/cloudwatch-receive-sns-for-alarm-trigger).
+        Scoped to these alarms by aws:SourceArn, as that article shows."""
+        self._let_publish(
+            "AlarmsPublish",
+            "cloudwatch.amazonaws.com",
+            [alarm.alarm_arn for alarm in self.alarms.values()],
         )
-        # CloudWatch publishes alarm notifications to the encrypted topic with this key.
-        key.add_to_resource_policy(
+
+    def _let_publish(self, sid: str, service: str, source_arns: str | list[str]) -> None:
+        """Allow `service` to publish to the topic for `source_arns` only."""
+        self.topic.add_to_resource_policy(
             iam.PolicyStatement(
-                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
-                actions=["kms:Decrypt", "kms:GenerateDataKey"],
-                resources=["*"],  # "*" in a key policy means this key itself
+                sid=sid,
+                principals=[iam.ServicePrincipal(service)],
+                actions=["sns:Publish"],
+                resources=[self.topic.topic_arn],
+                conditions={"ArnEquals": {"aws:SourceArn": source_arns}},
             )
         )
+
+    def _execution_rule(
+        self, *, env_name: str, machines: Sequence[sfn.StateMachine]
+    ) -> events.Rule:
+        """The default bus's rule for the Standard machines' failed, timed-out and aborted
+        executions, notifying the topic with what an operator needs and nothing more: the
+        event's detail also carries the execution's input and output (ids and counts, but not
+        needed to act), so an input transformer picks the machine, the execution and its
+        status."""
+        rule = events.Rule(
+            self,
+            "StandardExecutionsFailed",
+            description=f"healthflow {env_name}: a Standard execution failed, timed out or was "
+            "aborted",
+            event_pattern=events.EventPattern(
+                source=["aws.states"],
+                detail_type=[EXECUTION_STATUS_CHANGE],
+                detail={
+                    "status": list(FAILED_EXECUTION_STATUSES),
+                    "stateMachineArn": [m.state_machine_arn for m in machines],
+                },
+            ),
+        )
+        detail = events.EventField.from_path
+        rule.add_target(
+            _TopicTarget(
+                self.topic,
+                events.RuleTargetInput.from_object({
+                    "stateMachineArn": detail("$.detail.stateMachineArn"),
+                    "executionName": detail("$.detail.name"),
+                    "executionArn": detail("$.detail.executionArn"),
+                    "status": detail("$.detail.status"),
+                    "whatToDo": WHAT_TO_DO,
+                }),
+            )
+        )  # fmt: skip
+        # The rule's target is this topic alone (no role): the topic policy lets EventBridge
+        # publish for this rule only (aws:SourceArn is the rule that sends the event,
+        # https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-use-conditions.html).
+        self._let_publish("ExecutionRulePublishes", "events.amazonaws.com", rule.rule_arn)
+        self._let_publish_with_key("events.amazonaws.com")
+        return rule
+
+    def _let_publish_with_key(self, service: str) -> None:
+        """A service that publishes to the encrypted topic must be allowed to use its key:
+        kms:GenerateDataKey and kms:Decrypt for `service`, as
+        https://repost.aws/knowledge-center/sns-not-getting-eventbridge-notification shows for
+        EventBridge (and the SNS guide for CloudWatch alarms). "*" in a key policy means this
+        key itself, which encrypts this topic alone."""
+        if self.topic_key is not None:
+            self.topic_key.add_to_resource_policy(
+                iam.PolicyStatement(
+                    principals=[iam.ServicePrincipal(service)],
+                    actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                    resources=["*"],
+                )
+            )
+
+    def _create_topic(self, *, env_name: str, with_key: bool) -> sns.Topic:
+        # An alarm notification carries the alarm's name and state, never health data, so a
+        # customer-managed key ($1 a month) is a switch (healthflow:alarmTopicKey), not the
+        # default; TLS is enforced by the topic policy either way.
+        if with_key:
+            self.topic_key = kms.Key(
+                self,
+                "AlarmTopicKey",
+                description=f"healthflow {env_name}: alarm topic",
+                enable_key_rotation=True,
+            )
+            # CloudWatch publishes alarm notifications to the encrypted topic with this key.
+            self._let_publish_with_key("cloudwatch.amazonaws.com")
         topic = sns.Topic(
             self,
             "AlarmTopic",
             display_name=f"healthflow {env_name} alarms",
-            master_key=key,
+            master_key=self.topic_key,
             enforce_ssl=True,
         )
-        if alarm_email:
-            topic.add_subscription(subscriptions.EmailSubscription(alarm_email))
+        if not with_key:
+            acknowledge(
+                topic,
+                "AwsSolutions-SNS2",
+                reason="Alarm notifications hold alarm names and states only, no health data; "
+                "the topic policy denies every request without TLS. A customer-managed key "
+                "is one switch away (healthflow:alarmTopicKey=true, $1 a month).",
+            )
         return topic
 
     def _alarm(
@@ -121,9 +256,8 @@ class Monitoring(Construct):
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             alarm_description=description,
         )
-        if self.topic is not None:
-            alarm.add_alarm_action(cloudwatch_actions.SnsAction(self.topic))
-            alarm.add_ok_action(cloudwatch_actions.SnsAction(self.topic))
+        alarm.add_alarm_action(cloudwatch_actions.SnsAction(self.topic))
+        alarm.add_ok_action(cloudwatch_actions.SnsAction(self.topic))
         self.alarms[name] = alarm
 
     def _dashboard(
@@ -132,7 +266,7 @@ class Monitoring(Construct):
         env_name: str,
         queue: sqs.IQueue,
         dead_letter_queue: sqs.IQueue,
-        machines: tuple[sfn.StateMachine, sfn.StateMachine],
+        machines: tuple[sfn.StateMachine, ...],
         steps_function: lambda_.IFunction,
     ) -> cloudwatch.Dashboard:
         dashboard = cloudwatch.Dashboard(self, "Dashboard")
@@ -181,3 +315,41 @@ class Monitoring(Construct):
             ),
         )
         return dashboard
+
+
+#: What an operator does about a failed execution (the alarm's description, the rule's message).
+WHAT_TO_DO = (
+    "With a dead letter: `healthflow dlq list`, then `healthflow dlq redrive`. Without one "
+    "(time limit, States.Runtime, DataLimitExceeded): the execution's history or log names the "
+    "error; its claim is re-driven by the claim sweep once its lease ends."
+)
+
+
+@jsii.implements(events.IRuleTarget)
+class _TopicTarget:
+    """An SNS topic as a rule's target, without the grant `aws_events_targets.SnsTopic` adds
+    (events.amazonaws.com may publish for any rule); the caller scopes the topic policy."""
+
+    def __init__(self, topic: sns.ITopic, message: events.RuleTargetInput) -> None:
+        self._topic = topic
+        self._message = message
+
+    def bind(self, _rule: events.IRule, _id: str | None = None) -> events.RuleTargetConfig:
+        return events.RuleTargetConfig(arn=self._topic.topic_arn, input=self._message)
+
+
+def execution_failures(
+    machine: sfn.StateMachine, machine_type: sfn.StateMachineType, period: Duration
+) -> cloudwatch.MathExpression:
+    """Executions of `machine` that failed, timed out or were aborted in `period` (missing data
+    is zero: the metrics exist only once something happened)."""
+    metrics = {
+        f"m{index}": machine.metric(name, period=period, statistic="Sum")
+        for index, name in enumerate(EXECUTION_FAILURE_METRICS[machine_type])
+    }
+    return cloudwatch.MathExpression(
+        expression=" + ".join(f"FILL({key}, 0)" for key in metrics),
+        using_metrics=metrics,
+        period=period,
+        label="failed + timed out + aborted executions",
+    )

@@ -11,6 +11,8 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from healthflow_infra.constructs.workflow import vended_log_group_name
+
 #: Why FIRE_AND_FORGET (asynchronous StartExecution of the Express machine) and not
 #: REQUEST_RESPONSE (StartSyncExecution): every failure inside the workflow already ends in the
 #: workflow's own Catch -> SendToDeadLetterQueue, with the error name as reason, and then in a Fail
@@ -49,6 +51,7 @@ class TriggerPipe(Construct):
         self.log_group = logs.LogGroup(
             self,
             "LogGroup",
+            log_group_name=vended_log_group_name("pipes", env_name, "trigger"),
             retention=log_retention,
             removal_policy=RemovalPolicy.DESTROY,
         )

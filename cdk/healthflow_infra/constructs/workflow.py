@@ -54,18 +54,35 @@ class MissingGrant(ValueError):
 
 def _grant_lambda(role: iam.IRole, target: Any, scope: Construct) -> None:
     function: lambda_.IFunction = target
-    # Invoke on the function and its versions/aliases (ARN:*), as CDK's grant_invoke writes it.
+    # The stack passes the `live` alias: invoke on that alias only, never on $LATEST.
     function.grant_invoke(role)
+
+
+def task_family_arn(task_definition: ecs.TaskDefinition) -> str:
+    """`arn:...:task-definition/<family>:*`: every revision of the task definition's family."""
+    return Stack.of(task_definition).format_arn(
+        service="ecs", resource="task-definition", resource_name=f"{task_definition.family}:*"
+    )
+
+
+def vended_log_group_name(service: str, env_name: str, name: str) -> str:
+    """A log group name under /aws/vendedlogs/: logs that AWS services deliver there need no
+    entry in the account's CloudWatch Logs resource policy, whose 5,120 characters fill up
+    after a few dozen log groups elsewhere."""
+    return f"/aws/vendedlogs/{service}/healthflow-{env_name}-{name}"
 
 
 def _grant_ecs_sync(role: iam.IRole, target: Any, scope: Construct) -> None:
     ecs_target: EcsTarget = target
     cluster, task_definition = ecs_target.cluster, ecs_target.task_definition
     stack = Stack.of(scope)
+    # Every revision of the family: a labs execution that started before a deploy still names
+    # the revision it was started with, and must not get AccessDenied when the deploy registers
+    # the next one.
     role.add_to_principal_policy(
         iam.PolicyStatement(
             actions=["ecs:RunTask"],
-            resources=[task_definition.task_definition_arn],
+            resources=[task_family_arn(task_definition)],
             conditions={"ArnEquals": {"ecs:cluster": cluster.cluster_arn}},
         )
     )
@@ -188,6 +205,7 @@ class StateMachineFromAsl(Construct):
         targets: Mapping[str, Any],
         log_level: sfn.LogLevel,
         log_retention: logs.RetentionDays,
+        log_group_name: str,
         tracing: bool,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -198,10 +216,13 @@ class StateMachineFromAsl(Construct):
             raise ValueError(
                 f"{asl_path.name} uses placeholders the stack does not fill: {missing}"
             )
-        # Logs under /aws/vendedlogs/ (no resource-policy size limit); the name is generated, so
-        # two environments in one account never collide.
+        # Under /aws/vendedlogs/ (see vended_log_group_name), named per environment.
         self.log_group = logs.LogGroup(
-            self, "LogGroup", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
+            self,
+            "LogGroup",
+            log_group_name=log_group_name,
+            retention=log_retention,
+            removal_policy=RemovalPolicy.DESTROY,
         )
         self.state_machine = sfn.StateMachine(
             self,
@@ -255,6 +276,7 @@ class Workflow(Construct):
         scope: Construct,
         construct_id: str,
         *,
+        env_name: str,
         asl_path: Path,
         labs_asl_path: Path,
         steps_function: lambda_.IFunction,
@@ -302,6 +324,7 @@ class Workflow(Construct):
             # Standard keeps a full execution history; the log holds errors only.
             log_level=sfn.LogLevel.ERROR,
             log_retention=log_retention,
+            log_group_name=vended_log_group_name("states", env_name, "labs"),
             tracing=tracing,
         )
         self.labs_state_machine = labs.state_machine
@@ -324,6 +347,7 @@ class Workflow(Construct):
             # ALL: the console shows Express executions from these logs (Logs Insights).
             log_level=sfn.LogLevel.ALL,
             log_retention=log_retention,
+            log_group_name=vended_log_group_name("states", env_name, "express"),
             tracing=tracing,
         )
         self.state_machine = parent.state_machine
@@ -331,19 +355,15 @@ class Workflow(Construct):
         self.granted = {"express": parent.granted, "labs": labs.granted}
         self.definition_substitutions: Mapping[str, str] = substitutions
         for machine in (parent, labs):
-            self._acknowledge_wildcards(machine, steps_function, cluster)
+            self._acknowledge_wildcards(machine, cluster, task_definition)
 
     @staticmethod
     def _acknowledge_wildcards(
-        machine: StateMachineFromAsl, steps_function: lambda_.IFunction, cluster: ecs.ICluster
+        machine: StateMachineFromAsl,
+        cluster: ecs.ICluster,
+        task_definition: ecs.TaskDefinition,
     ) -> None:
         stack = Stack.of(machine)
-        function_id = stack.get_logical_id(steps_function.node.default_child)  # type: ignore[arg-type]
-        acknowledge(
-            machine.state_machine.role,
-            f"AwsSolutions-IAM5[Resource::<{function_id}.Arn>:*]",
-            reason="Invoke on the steps function's versions and aliases (ARN:*) of this function.",
-        )
         cluster_id = stack.get_logical_id(cluster.node.default_child)  # type: ignore[arg-type]
         acknowledge(
             machine.state_machine.role,
@@ -351,4 +371,11 @@ class Workflow(Construct):
             f"<AWS::AccountId>:task/<{cluster_id}>/*]",
             reason="ECS task ids exist only at run time; the statement is limited to this "
             "cluster's tasks (ARN prefix and ecs:cluster condition).",
+        )
+        acknowledge(
+            machine.state_machine.role,
+            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ecs:<AWS::Region>:"
+            f"<AWS::AccountId>:task-definition/{task_definition.family}:*]",
+            reason="Every revision of the ml-worker's one task family: an execution started "
+            "before a deploy runs the revision it was started with (ecs:cluster condition).",
         )

@@ -6,7 +6,7 @@ import pytest
 
 from tasks.labs.matcher import CombinedMatcher, LabQuery
 
-MIN_TOP1_ACCURACY = 0.95
+MIN_TOP1_ACCURACY = 0.97  # measured 99.4% strict (bench/categorize.py)
 
 
 @pytest.mark.slow
@@ -32,3 +32,28 @@ def test_no_should_stay_uncategorized_name_gets_a_code(
     results = combined_matcher.match_many(negatives)
     wrongly_coded = sum(1 for result in results if result.loinc_code is not None)
     assert wrongly_coded == 0, f"{wrongly_coded} of {len(negatives)} non-tests got a code"
+
+
+# Per set, measured with `bench/categorize.py` (the ml-worker's matcher, model on): top-1 with
+# siblings, and the most wrong analytes allowed. Floors sit a few points under the measured
+# figures; the external sets were not used to write aliases or rules.
+SET_FLOORS = {
+    "eval_set.csv": (0.97, 0.0),  # measured 99.8%, 0 wrong
+    "adversarial_set.csv": (0.97, 0.0),  # 100.0%, 0 wrong
+    "external/nhanes_lab_variable_labels.csv": (0.70, 0.0),  # 73.9%, 0 wrong
+    "external/vista_ehr_test_names.csv": (0.66, 0.0),  # 71.2%, 0 wrong
+    "external/vista_loinc_short_names.csv": (0.54, 0.008),  # 57.6%, 1 of 139 wrong
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(SET_FLOORS))
+def test_accuracy_per_set_with_the_model(combined_matcher: CombinedMatcher, name: str) -> None:
+    from bench.categorize import DATA_DIR, read_eval, score
+
+    rows = read_eval(DATA_DIR / name)
+    results = combined_matcher.match_many([row.query for row in rows])
+    measured = score(rows, [(r.loinc_code, r.loinc_name) for r in results])
+    floor, most_wrong = SET_FLOORS[name]
+    assert measured.top1_siblings >= floor, f"{measured.top1_siblings:.3f} right"
+    assert measured.wrong <= most_wrong, f"{measured.wrong:.3f} wrong"

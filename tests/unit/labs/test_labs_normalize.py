@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import astuple
 
 import pytest
 
@@ -9,8 +10,10 @@ from tasks.labs.normalize import (
     FLAG_INVALID_VALUE,
     FLAG_OK,
     FLAG_UNKNOWN_UNIT,
+    ConvertedReading,
     analyze_name,
     convert,
+    convert_reading,
     normalize_text,
     normalize_unit,
 )
@@ -95,10 +98,10 @@ def test_unknown_unit_is_kept_as_given() -> None:
 
 
 def test_glucose_mmol_to_mg_dl() -> None:
-    value, unit, flag = convert("2345-7", 5.5, "mmol/L")
+    value, unit, flag, _ = astuple(convert_reading("2345-7", 5.5, "mmol/L", "5.50"))
     assert flag == FLAG_OK
     assert unit == "mg/dL"
-    assert value == pytest.approx(99.1, abs=0.05)
+    assert value == 99.1
 
 
 def test_hba1c_ifcc_and_ngsp_round_trip() -> None:
@@ -114,7 +117,7 @@ def test_hba1c_ifcc_and_ngsp_round_trip() -> None:
     ("code", "value", "unit", "expected", "canonical"),
     [
         ("2160-0", 88.4, "µmol/L", 1.0, "mg/dL"),
-        ("2093-3", 5.0, "mmol/L", 193.35, "mg/dL"),
+        ("2093-3", 5.17, "mmol/L", 199.9, "mg/dL"),
         ("2571-8", 1.7, "mmol/l", 150.6, "mg/dL"),
         ("6690-2", 7500, "cells/cumm", 7.5, "10*3/uL"),
         ("777-3", 2.5, "lakh/cumm", 250, "10*3/uL"),
@@ -123,7 +126,7 @@ def test_hba1c_ifcc_and_ngsp_round_trip() -> None:
         ("1975-2", 17.1, "umol/L", 1.0, "mg/dL"),
         ("62292-8", 75, "nmol/L", 30.0, "ng/mL"),
         ("3016-3", 2.1, "µIU/mL", 2.1, "m[IU]/L"),
-        ("9318-7", 3.0, "mg/mmol", 26.5, "mg/g"),
+        ("9318-7", 3.05, "mg/mmol", 26.96, "mg/g"),
     ],
 )
 def test_analyte_specific_conversions(
@@ -159,12 +162,24 @@ def test_d_dimer_feu_units_convert(value: float, unit: str) -> None:
     assert convert("48065-7", value, unit) == (0.52, "ug/mL{FEU}", "ok")
 
 
-def test_converted_values_carry_the_catalogs_precision_not_more() -> None:
-    # 2.06 mmol/L glucose is 37.11296 mg/dL: reports give glucose in whole mg/dL, and three
-    # significant figures are kept.
-    assert convert("2345-7", 2.06, "mmol/L")[0] == 37.1
-    assert convert("2160-0", 88.4, "umol/L")[0] == 1.0
-    # A value already in the canonical unit keeps the report's own precision.
+def test_a_conversion_is_rounded_once_to_the_reports_significant_digits() -> None:
+    # 57 umol/L creatinine is known to two digits: 0.6447 mg/dL is 0.64, not 0.645 nor 0.65.
+    assert convert_reading("2160-0", 57.0, "umol/L", "57") == ConvertedReading(
+        0.64, "mg/dL", FLAG_OK, 2
+    )
+    assert convert("2345-7", 2.06, "mmol/L")[0] == 37.1  # three digits: 37.11296 -> 37.1
+    assert convert("2160-0", 88.4, "umol/L")[0] == 1.0  # 1.00
+    assert convert("2842-3", 0.1, "mIU/L")[0] == 0.005  # one digit, never rounded to 0
+    # Whole-number conversions may round left of the point: 5 mmol/L glucose is 90 mg/dL.
+    assert convert_reading("2345-7", 5.0, "mmol/L", "5").decimals == -1
+    # Trailing zeros the report printed are significant: 5.00 mmol/L is 90.1 mg/dL.
+    assert convert_reading("2345-7", 5.0, "mmol/L", "5.00") == ConvertedReading(
+        90.1, "mg/dL", FLAG_OK, 1
+    )
+
+
+def test_a_value_in_the_canonical_unit_keeps_the_reports_precision() -> None:
     assert convert("2345-7", 37.1232, "mg/dL")[0] == 37.1232
-    # Small values keep three significant figures rather than rounding to zero.
-    assert convert("2842-3", 0.1, "mIU/L")[0] == 0.00472
+    assert convert_reading("2823-3", 4.5, "mmol/L", "4.50") == ConvertedReading(
+        4.5, "meq/L", FLAG_OK, 2
+    )

@@ -137,8 +137,21 @@ def test_the_local_queue_is_write_ahead(tmp_path: Any) -> None:
     assert [b["user_id"] for b in first] == [1, 2]
     assert store.queued() == first  # nothing leaves the spool before it is acknowledged
     store.enqueue(json.dumps({"job_type": "process_pending_vitals", "user_id": 3}))
-    store.ack_queued(len(first))
+    store.ack_queued(first)
     assert [b["user_id"] for b in store.queued()] == [3]  # appended meanwhile: kept
     [corrupt] = [deadletters.classify(b) for b in store.list_dead_letters()]
     assert corrupt.kind == "local-queue" and corrupt.error == "InvalidMessage"
     assert "garbage" not in corrupt.describe()
+
+
+def test_two_runs_that_read_the_same_triggers_never_drop_a_later_one(tmp_path: Any) -> None:
+    def trigger(user_id: int) -> str:
+        return json.dumps({"job_type": "process_pending_vitals", "user_id": user_id})
+
+    store = LocalStore(tmp_path)
+    store.enqueue(trigger(1))
+    run_a, run_b = store.queued(), store.queued()  # two `healthflow run`s start together
+    store.ack_queued(run_a)  # run A's executions ended
+    store.enqueue(trigger(2))  # a `send` while run B still drains
+    store.ack_queued(run_b)  # run B delivered trigger 1 too, never trigger 2
+    assert [b["user_id"] for b in store.queued()] == [2]

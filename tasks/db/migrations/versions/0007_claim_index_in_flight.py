@@ -1,14 +1,14 @@
 """The claim index holds only rows of claims in flight (status processing)
 
-Revision ID: 0005_claim_index_in_flight
-Revises: 0004_recovery_entry_ids
+Revision ID: 0007_claim_index_in_flight
+Revises: 0006_lab_site_aliases
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005_claim_index_in_flight"
-down_revision = "0004_recovery_entry_ids"
+revision = "0007_claim_index_in_flight"
+down_revision = "0006_lab_site_aliases"
 branch_labels = None
 depends_on = None
 
