@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 from tasks.db import engine as db_engine
 from tasks.db.migrate import upgrade
@@ -79,3 +79,18 @@ def timed(label: str, results: dict[str, float]) -> Iterator[None]:
 def truncate(engine: Engine, *tables: str) -> None:
     with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+
+
+def make_statistics_stale(conn: Connection, table: str) -> None:
+    """What the planner believes after an autoanalyze that ran while `table` was reloaded: an
+    empty table with pages, and no column statistics (autovacuum is turned off for the table,
+    so that it stays so)."""
+    params = {"table": table}
+    conn.execute(text(f"ALTER TABLE {table} SET (autovacuum_enabled = off)"))
+    conn.execute(text("DELETE FROM pg_statistic WHERE starelid = CAST(:table AS regclass)"), params)
+    conn.execute(
+        text(
+            "UPDATE pg_class SET reltuples = 0, relpages = 60 WHERE oid = CAST(:table AS regclass)"
+        ),
+        params,
+    )

@@ -14,6 +14,12 @@ class DatabaseUnavailable(HealthflowError):
     """The database could not be reached; transient, retried by the workflow."""
 
 
+class DatabaseTimeout(HealthflowError):
+    """A statement or lock wait ran past its timeout (the step's deadline, tasks.db.deadline) and
+    the server cancelled it; the transaction was rolled back, so the step holds no rows and no
+    locks any more. Retried after a pause."""
+
+
 class SchemaOutOfDate(HealthflowError):
     """The database schema is behind the code's migrations."""
 
@@ -34,10 +40,6 @@ class ExecutionNotFound(HealthflowError):
 # and exhausted resources are retried with a longer wait, a conflict at once, a refused row never
 # (it is isolated with its reason). The messages carry the SQLSTATE, never the server's text,
 # whose DETAIL and CONTEXT quote the row.
-
-
-class DatabaseTimeout(HealthflowError):
-    """A statement or lock wait ran past its timeout; retried after a pause."""
 
 
 class DatabaseResourceExhausted(HealthflowError):

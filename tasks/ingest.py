@@ -704,7 +704,29 @@ def ingest_lines(
     report.inserted = totals["pending"] - writer.dropped["pending"]
     report.rejected = totals["rejected"] - writer.dropped["rejected"]
     report.duplicates = sum(writer.dropped.values())
+    analyze_if_grown(engine, spec.table, report.inserted + report.rejected)
     return report
+
+
+# Fewer new rows than this never make the planner's picture of a table wrong enough to matter.
+ANALYZE_MIN_ROWS = 1_000
+
+
+def analyze_if_grown(engine: Engine, table: str, added: int) -> bool:
+    """ANALYZE `table` when `added` rows grew it by a tenth or more of what the planner
+    believes it holds: the next claim then plans with the table's real size instead of
+    waiting for autoanalyze (which may even have run mid-load and recorded an empty table)."""
+    if added < ANALYZE_MIN_ROWS:
+        return False
+    with engine.begin() as conn:
+        believed = conn.execute(
+            text("SELECT reltuples FROM pg_class WHERE oid = CAST(:table AS regclass)"),
+            {"table": table},
+        ).scalar_one()
+        if believed >= 0 and added < believed / 10:
+            return False
+        conn.execute(text(f"ANALYZE {table}"))
+    return True
 
 
 # The tz database's variants: right/ counts leap seconds (PostgreSQL reads right/UTC 27 s off

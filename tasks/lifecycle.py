@@ -45,6 +45,8 @@ class ClaimSummary:
     retried: int = 0
     # True when the claim holds one suspect row alone (see claim_pending).
     isolated: bool = False
+    # Pending rows another transaction held when this claim first looked (it waited for them).
+    skipped_locked: int = 0
 
 
 def table_of(domain: str) -> str:
@@ -114,8 +116,7 @@ def _owner_gone(row: Any) -> bool:
 def stale_claims(conn: Connection, *, domain: str, user_id: int, claim_id: str) -> list[str]:
     """Claims of the user's `processing` rows in `domain` whose execution no longer runs."""
     table = table_of(domain)
-    # No condition on claim_id here: it would let the planner pick the claim index, which
-    # holds every settled row of the history, instead of the small index of unsettled rows.
+    # Served by the small index of unsettled rows (the user's processing and failed rows).
     rows = conn.execute(
         text(
             f"""
@@ -184,10 +185,12 @@ def claim_pending(
     makes a step fail ends up failing by itself and is set aside after `max_attempts` while the
     user's other rows go on, in a number of claims that grows with the log of the batch.
 
-    The locked ids go through an array so that the update finds its rows by primary key
-    whatever the planner believes: right after a bulk load, with no statistics yet, a join
-    with the locked set was planned as a nested loop over the whole table (minutes, not 1 s).
-    """
+    The locked ids go into arrays and the update finds its rows by `id = ANY(array)`: an
+    index lookup per id whatever the planner believes. Joining the locked set back to the
+    table instead was planned, with the statistics of a bulk load not yet analyzed (reltuples
+    0), as a nested loop over the whole primary key: 10,000 rows took 10 to 26 s and 20,000
+    rows 37 to 106 s, where an analyzed table takes a fraction of a second
+    (bench/stale_claims.py; tests/db/test_stale_statistics.py counts it from the plans)."""
     table = table_of(domain)
     settings = get_settings()
     stale = stale_claims(conn, domain=domain, user_id=user_id, claim_id=claim_id)
@@ -204,19 +207,25 @@ def claim_pending(
     limit_sql = "ORDER BY id LIMIT :limit" if limit else ""
     # One locked subquery per kind of row, each served by its own small partial index (an OR
     # of them is planned as a scan of the whole table when statistics lag a bulk load).
-    batch = f"""
-        ARRAY(SELECT id FROM {table} WHERE user_id = :user_id AND status = 'pending'
-              {limit_sql} FOR UPDATE SKIP LOCKED)
-        || ARRAY(SELECT id FROM {table} WHERE user_id = :user_id AND status = 'failed'
-                 AND attempts < :suspect_from FOR UPDATE SKIP LOCKED)
-    """
+    batch = {
+        "pending": f"""
+            ARRAY(SELECT id FROM {table} WHERE user_id = :user_id AND status = 'pending'
+                  {limit_sql} FOR UPDATE SKIP LOCKED)""",
+        "retried": f"""
+            ARRAY(SELECT id FROM {table} WHERE user_id = :user_id AND status = 'failed'
+                  AND attempts < :suspect_from FOR UPDATE SKIP LOCKED)""",
+    }
     if stale:
-        batch += f"""
-        || ARRAY(SELECT id FROM {table} WHERE user_id = :user_id AND status = 'processing'
-                 AND claim_id = ANY(CAST(:stale AS text[])) FOR UPDATE SKIP LOCKED)
-        """
-    suspect = _bisect_half(table, limit)
+        batch["taken_over"] = f"""
+            ARRAY(SELECT id FROM {table} WHERE user_id = :user_id AND status = 'processing'
+                  AND claim_id = ANY(CAST(:stale AS text[])) FOR UPDATE SKIP LOCKED)"""
+    suspect = {"retried": _bisect_half(table, limit)}
     summary = _claim_rows(conn, domain, batch, params)
+    skipped = 0
+    if summary.claimed == 0:
+        skipped = _wait_for_locked_pending(conn, table, user_id)
+        if skipped:
+            summary = _claim_rows(conn, domain, batch, params)
     isolated = False
     if summary.claimed == 0:
         summary = _claim_rows(conn, domain, suspect, params)
@@ -238,7 +247,30 @@ def claim_pending(
         taken_over=summary.taken_over,
         retried=summary.retried,
         isolated=isolated,
+        skipped_locked=skipped,
     )
+
+
+def _wait_for_locked_pending(conn: Connection, table: str, user_id: int) -> int:
+    """Pending rows that a claim found nothing of were skipped because another transaction
+    holds them: a claim still running, or the statement of a step that gave up. Saying
+    "nothing to do" then would leave them pending with nobody coming back for them, so wait
+    for the holder (no longer than this step's lock_timeout: tasks.db.deadline) and let the
+    caller claim again. Returns how many rows were held (0: nothing pending, no wait)."""
+    held = conn.execute(
+        text(f"SELECT count(*) FROM {table} WHERE user_id = :user_id AND status = 'pending'"),
+        {"user_id": user_id},
+    ).scalar_one()
+    if held:
+        log.info("claim_waits_for_locked_rows table=%s user_id=%s rows=%d", table, user_id, held)
+        conn.execute(
+            text(
+                f"SELECT count(*) FROM (SELECT id FROM {table} WHERE user_id = :user_id "
+                "AND status = 'pending' FOR UPDATE) held"
+            ),
+            {"user_id": user_id},
+        )
+    return int(held)
 
 
 def suspect_from(max_attempts: int) -> int:
@@ -273,25 +305,32 @@ def _bisect_half(table: str, limit: int | None) -> str:
     """
 
 
-def _claim_rows(conn: Connection, domain: str, ids_array: str, params: dict) -> Any:
+def _claim_rows(conn: Connection, domain: str, locked: dict[str, str], params: dict) -> Any:
+    """Lock the ids of each kind in `locked` (name -> id array SQL) into one row of arrays,
+    then stamp them all. Every locked id is updated (a row locked here cannot change
+    meanwhile), so the counts by kind are the arrays' lengths."""
     table = table_of(domain)
+    arrays = ", ".join(f"{sql} AS {kind}" for kind, sql in locked.items())
+    every_id = " || ".join(f"l.{kind}" for kind in locked)
+
+    def count(kind: str) -> str:
+        return f"(SELECT cardinality(l.{kind}) FROM locked l)" if kind in locked else "0"
+
     return conn.execute(
         text(
             f"""
-            WITH before AS (
-                SELECT id, status FROM {table} WHERE id = ANY({ids_array})
-            ),
+            WITH locked AS MATERIALIZED (SELECT {arrays}),
             claimed AS (
                 UPDATE {table} r
                 SET status = 'processing', claim_id = :claim_id, claimed_at = now(),
                     updated_at = now()
-                FROM before b
-                WHERE r.id = b.id
-                RETURNING {aggregation_of(domain).date_columns}, b.status AS was
+                -- The cast makes the subquery one array value (ANY(SELECT ...) would be a set).
+                WHERE r.id = ANY(CAST((SELECT {every_id} FROM locked l) AS bigint[]))
+                RETURNING {aggregation_of(domain).date_columns}
             )
             SELECT count(*) AS claimed,
-                   count(*) FILTER (WHERE was = 'processing') AS taken_over,
-                   count(*) FILTER (WHERE was = 'failed') AS retried,
+                   {count("taken_over")} AS taken_over,
+                   {count("retried")} AS retried,
                    min({_local_date(domain)}) AS date_from,
                    max({_local_date(domain)}) AS date_to
             FROM claimed r, {USER_ZONE_SQL}
@@ -403,7 +442,9 @@ def _after_bisection_step(conn: Connection, domain: str, claim_id: str) -> None:
     if not _holds_suspects(conn, table, claim_id, max_attempts):
         return
     user_id = conn.execute(
-        text(f"SELECT min(user_id) FROM {table} WHERE claim_id = :claim_id"),
+        text(
+            f"SELECT min(user_id) FROM {table} WHERE claim_id = :claim_id AND status = 'processing'"
+        ),
         {"claim_id": claim_id},
     ).scalar_one()
     _release_sibling_half(conn, table, user_id, claim_id, max_attempts)

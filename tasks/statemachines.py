@@ -119,6 +119,35 @@ def load_definition(path: Path) -> str:
     return text
 
 
+def state_timeouts() -> dict[str, int]:
+    """TimeoutSeconds of every Task state of both state machines, by state name (the names
+    are shared where the two machines have the same state, with the same timeout). Empty where
+    the ASL files are not shipped (the steps asset holds the package only)."""
+    timeouts: dict[str, int] = {}
+    for path in (EXPRESS_ASL, LABS_ASL):
+        if not path.exists():
+            continue
+        definition = json.loads(path.read_text(encoding="utf-8"))
+        for task in task_resources(definition):
+            seconds = _find_state(definition["States"], task.state).get("TimeoutSeconds")
+            if isinstance(seconds, int):
+                timeouts[task.state] = min(seconds, timeouts.get(task.state, seconds))
+    return timeouts
+
+
+def _find_state(states: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    if name in states:
+        return states[name]
+    for state in states.values():
+        for branch in state.get("Branches", []):
+            if found := _find_state(branch["States"], name):
+                return found
+        processor = state.get("ItemProcessor") or state.get("Iterator")
+        if processor and (found := _find_state(processor["States"], name)):
+            return found
+    return {}
+
+
 __all__ = [
     "EXPRESS_ASL",
     "LABS_ASL",
@@ -129,5 +158,6 @@ __all__ = [
     "fill_placeholders",
     "load_definition",
     "placeholders_in",
+    "state_timeouts",
     "task_resources",
 ]

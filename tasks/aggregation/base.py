@@ -150,7 +150,7 @@ def touched_dates(conn: Connection, aggregation: DomainAggregation, params: Para
             CREATE TEMP TABLE touched_dates ON COMMIT DROP AS
             SELECT DISTINCT {aggregation.local_date_sql} AS day
             FROM {aggregation.raw_table} r, {USER_ZONE_SQL}
-            WHERE r.claim_id = :claim_id AND r.user_id = :user_id
+            WHERE r.claim_id = :claim_id AND r.user_id = :user_id AND r.status = 'processing'
             """
         ),
         params,

@@ -74,6 +74,7 @@ def _vitals_hourly(conn: Connection, params: Params) -> int:
                 FROM (SELECT r.start_time AS ts, r.start_time AT TIME ZONE tz.name AS local
                       FROM vitals_raw_data r, {USER_ZONE_SQL}
                       WHERE r.claim_id = :claim_id AND r.user_id = :user_id
+                        AND r.status = 'processing'
                       OFFSET 0) q
             ), bounded AS (
                 SELECT CASE WHEN {_offset_at("h.hour")} = h.utc_offset THEN h.hour
@@ -261,17 +262,25 @@ def copy_vitals_to_categorized(conn: Connection, *, claim_id: str, user_id: int)
         )
     )
     conn.execute(text("ANALYZE claim_verdicts"))
-    rejected = conn.execute(
-        text(
-            """
-            UPDATE vitals_raw_data r
-            SET status = 'rejected', error = v.reason, processed_at = now(), updated_at = now()
-            FROM claim_verdicts v
-            WHERE r.id = ANY(ARRAY(SELECT id FROM claim_verdicts WHERE reason IS NOT NULL))
-              AND r.id = v.id
-            """
-        )
-    ).rowcount
+    # One update per reason (a handful at most), by id: like the claim, rows of the raw table
+    # are found through an array, never through a join whose order rests on its statistics.
+    reasons = conn.execute(
+        text("SELECT DISTINCT reason FROM claim_verdicts WHERE reason IS NOT NULL")
+    ).scalars()
+    rejected = sum(
+        conn.execute(
+            text(
+                """
+                UPDATE vitals_raw_data
+                SET status = 'rejected', error = :reason, processed_at = now(),
+                    updated_at = now()
+                WHERE id = ANY(ARRAY(SELECT id FROM claim_verdicts WHERE reason = :reason))
+                """
+            ),
+            {"reason": reason},
+        ).rowcount
+        for reason in list(reasons)
+    )
     # A rerun replaces what an earlier try of this claim wrote; a late duplicate delivery
     # after the claim was marked finds no `processing` rows and changes nothing.
     conn.execute(

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg2
+import psycopg2.errors
 from sqlalchemy import URL, Engine, NullPool, create_engine, event
 from sqlalchemy.engine import ExceptionContext
 

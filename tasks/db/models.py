@@ -127,10 +127,14 @@ class RawRow:
                 "user_id",
                 postgresql_where=text("status = 'pending'"),
             ),
+            # The rows of a claim while it runs. Settled rows keep their claim id but leave
+            # the index: marking them then writes no index entry for it (a non-HOT update
+            # adds one to every index whose condition the new row meets), and the index stays
+            # as small as the work in flight however long the history grows.
             Index(
                 f"ix_{cls.__tablename__}_claim",  # type: ignore[attr-defined]
                 "claim_id",
-                postgresql_where=text("claim_id IS NOT NULL"),
+                postgresql_where=text("status = 'processing'"),
             ),
             Index(
                 f"uq_{cls.__tablename__}_entry",  # type: ignore[attr-defined]

@@ -28,6 +28,7 @@ from typing import Any
 import boto3
 
 from tasks import observability
+from tasks.db import deadline
 from tasks.runners.common import StepRunner, data_free_cause, error_name, registry_run_step
 
 LOG = logging.getLogger(__name__)
@@ -218,7 +219,11 @@ def run_for_exit_code(env: Mapping[str, str], run_step: StepRunner, metrics: boo
     claim_id = container_step.payload.get("claim_id")
     execution = env.get(EXECUTION_VARIABLE) or (claim_id if isinstance(claim_id, str) else None)
     step = container_step.step
-    with observability.step_context(execution, env.get(STATE_VARIABLE), step):
+    state = env.get(STATE_VARIABLE)
+    with (
+        observability.step_context(execution, state, step),
+        deadline.for_state(state, seconds=deadline_seconds(env)),
+    ):
         try:
             runner(step, container_step.payload)
         except Exception as exc:
@@ -259,7 +264,11 @@ def run_from_environment(
         runner = _with_metrics(runner)
     claim_id = container_step.payload.get("claim_id")
     execution = env.get(EXECUTION_VARIABLE) or (claim_id if isinstance(claim_id, str) else None)
-    with observability.step_context(execution, env.get(STATE_VARIABLE), container_step.step):
+    state = env.get(STATE_VARIABLE)
+    with (
+        observability.step_context(execution, state, container_step.step),
+        deadline.for_state(state, seconds=deadline_seconds(env)),
+    ):
         return run_step_and_report(container_step, reporter, runner, config.heartbeat_seconds)
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tasks import observability
+from tasks.db import deadline
 from tasks.errors import DatabaseUnavailable, InvalidMessage
 from tasks.runners.common import StepRunner, data_free_exception, error_name, registry_run_step
 
@@ -143,7 +144,10 @@ def handler(event: Any, context: Any = None, *, run_step: StepRunner | None = No
     step, payload = parse_event(event)
     execution, state = execution_context(event, payload)
     runner = run_step or registry_run_step()
-    with observability.step_context(execution, state, step):
+    with (
+        observability.step_context(execution, state, step),
+        deadline.for_state(state, lambda_context=context),
+    ):
         try:
             output = runner(step, payload)
         except Exception as exc:

@@ -15,6 +15,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
 from tasks import aggregation, lifecycle, sweep
+from tasks.db import deadline
 from tasks.db.engine import get_engine
 from tasks.db.migrate import ensure_current
 from tasks.errors import InvalidMessage
@@ -49,13 +50,16 @@ _schema_checked = threading.Event()
 
 @contextmanager
 def transaction() -> Iterator[Connection]:
-    """One step, one transaction, on the process's engine (schema checked once per process)."""
+    """One step, one transaction, on the process's engine (schema checked once per process),
+    its statements bounded by the step's deadline."""
     engine = get_engine()
     if not _schema_checked.is_set():
         ensure_current(engine)
         _schema_checked.set()
     with Session(engine) as session, session.begin():
-        yield session.connection()
+        conn = session.connection()
+        deadline.bound(conn)
+        yield conn
 
 
 def _fingerprint(body: bytes) -> str:
@@ -150,6 +154,7 @@ def _claim_output(summary: lifecycle.ClaimSummary, more_pending: bool = False) -
         taken_over=summary.taken_over,
         retried=summary.retried,
         isolated=summary.isolated,
+        skipped_locked=summary.skipped_locked,
     )
 
 

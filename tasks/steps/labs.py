@@ -255,9 +255,9 @@ def write_results(
         # A rerun of this claim replaces what an earlier try wrote.
         conn.execute(
             text(
-                "DELETE FROM lab_report_categorized c USING lab_report_raw r "
-                "WHERE c.raw_id = r.id AND r.claim_id = :claim_id AND r.user_id = :user_id "
-                "AND r.status = 'processing'"
+                "DELETE FROM lab_report_categorized WHERE raw_id = ANY(ARRAY("
+                "SELECT id FROM lab_report_raw WHERE claim_id = :claim_id "
+                "AND user_id = :user_id AND status = 'processing'))"
             ),
             params,
         )
@@ -310,8 +310,10 @@ def reviewed_for(conn: Connection, rows: list[Any]) -> dict[tuple[str, str], Any
 def _count_inserted(conn: Connection, params: dict[str, Any]) -> int:
     return conn.execute(
         text(
-            "SELECT count(*) FROM lab_report_categorized c JOIN lab_report_raw r "
-            "ON c.raw_id = r.id WHERE r.claim_id = :claim_id AND r.user_id = :user_id"
+            # By an array of ids, not a join: no stale statistic can plan a nested loop.
+            "SELECT count(*) FROM lab_report_categorized WHERE raw_id = ANY(ARRAY("
+            "SELECT id FROM lab_report_raw WHERE claim_id = :claim_id AND user_id = :user_id "
+            "AND status = 'processing'))"
         ),
         params,
     ).scalar_one()

@@ -112,6 +112,9 @@ class ClaimOutput(StepModel):
     isolated: bool = False
     # A bounded claim left pending rows: the workflow re-queues its trigger for them.
     more_pending: bool = False
+    # Pending rows another transaction held when the claim looked: it waited for them (until
+    # its deadline, else it failed with DatabaseTimeout) instead of reporting nothing to do.
+    skipped_locked: int = 0
 
 
 class ClaimRef(StepModel):

@@ -1,5 +1,6 @@
-"""`kill -9` of `healthflow process` at random points: the next run completes what was cut off,
-and the exports equal those of a run that was never interrupted.
+"""`kill -9` of `healthflow process` at random points (counted in statements, not seconds):
+the next run completes what was cut off, and the exports equal those of a run that was never
+interrupted.
 
 Each run is a child process that executes `healthflow process` (the CLI's `main`). Children
 are forked from the test process after its imports, so a kill point costs the work itself and
@@ -13,10 +14,10 @@ import multiprocessing
 import os
 import random
 import signal
-import time
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
@@ -38,16 +39,30 @@ def _url_for(database_url: str, engine: Engine) -> str:
     return f"{database_url}{separator}options=-csearch_path%3D{schema}"
 
 
-def _run_cli(url: str, data_dir: str) -> None:
-    """The child: `healthflow process` against `url`, its own engine, no output."""
+def _run_cli(url: str, data_dir: str, statements: Any, kill_at: int | None) -> None:
+    """The child: `healthflow process` against `url`, its own engine, no output. It counts
+    its statements in `statements` (shared with the parent) and kills itself with SIGKILL
+    right after statement number `kill_at`: kill points are counted in the work done, not in
+    seconds, so a slow machine moves none of them."""
     os.environ["HEALTHFLOW_DATABASE_URL"] = url
     os.environ["HEALTHFLOW_DATA_DIR"] = data_dir
+    from sqlalchemy import event
+
     from tasks.cli import main
     from tasks.db import engine as db_engine
     from tasks.settings import get_settings
 
     get_settings.cache_clear()
     db_engine._engine = None  # the parent's pooled connections are not ours to touch
+
+    @event.listens_for(db_engine.get_engine(), "after_cursor_execute")
+    def _count(*_args: Any) -> None:
+        with statements.get_lock():
+            statements.value += 1
+            done = statements.value
+        if kill_at is not None and done >= kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
@@ -56,12 +71,16 @@ def _run_cli(url: str, data_dir: str) -> None:
     os._exit(code)
 
 
-def _start(url: str, data_dir: Path) -> multiprocessing.process.BaseProcess:
-    child = multiprocessing.get_context("fork").Process(
-        target=_run_cli, args=(url, str(data_dir)), daemon=True
+def _start(
+    url: str, data_dir: Path, kill_at: int | None = None
+) -> tuple[multiprocessing.process.BaseProcess, Any]:
+    context = multiprocessing.get_context("fork")
+    statements = context.Value("l", 0)
+    child = context.Process(
+        target=_run_cli, args=(url, str(data_dir), statements, kill_at), daemon=True
     )
     child.start()
-    return child
+    return child, statements
 
 
 def _exports(engine: Engine) -> dict[str, list[list[str]]]:
@@ -102,40 +121,33 @@ def test_kill_9_at_20_random_points_then_rerun_gives_the_uninterrupted_exports(
         ingest_lines(engine, "users", lines["users"])
     url = _url_for(database_url, interrupted)
 
-    # Round 0 runs to the end: its duration spreads the kill points over a whole run.
+    # Round 0 runs to the end: its statement count spreads the kill points over a whole run.
     for domain in DOMAINS:
         ingest_lines(interrupted, domain, slice_of(domain, 0))
-    started = time.perf_counter()
-    first = _start(url, tmp_path)
-    first.join(120)
-    duration = time.perf_counter() - started
+    first, statements = _start(url, tmp_path)
+    first.join(120)  # every join's bound only stops a broken build from hanging
     assert first.exitcode == 0
 
     rng = random.Random(SEED)
-    points = sorted(rng.uniform(0.0, duration) for _ in range(KILLS))
-    rng.shuffle(points)
+    points = [rng.randint(1, statements.value) for _ in range(KILLS)]
     killed = 0
     for index, point in enumerate(points, start=1):
         for domain in DOMAINS:
             ingest_lines(interrupted, domain, slice_of(domain, index))
-        child = _start(url, tmp_path)
-        child.join(point)
-        if child.is_alive():
-            assert child.pid is not None
-            os.kill(child.pid, signal.SIGKILL)
-            killed += 1
-        child.join(60)
+        child, _ = _start(url, tmp_path, kill_at=point)
+        child.join(120)
+        killed += child.exitcode == -signal.SIGKILL
     assert killed >= KILLS // 2, "most points must fall inside a run"
 
     # The next run takes over what the killed ones held, and finishes it.
-    final = _start(url, tmp_path)
+    final, _ = _start(url, tmp_path)
     final.join(120)
     assert final.exitcode == 0
 
     for index in range(rounds):
         for domain in DOMAINS:
             ingest_lines(reference, domain, slice_of(domain, index))
-    whole = _start(_url_for(database_url, reference), tmp_path)
+    whole, _ = _start(_url_for(database_url, reference), tmp_path)
     whole.join(120)
     assert whole.exitcode == 0
 

@@ -28,6 +28,8 @@ class FakeStepFunctions:
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, dict[str, Any]]] = []
+        # Released once per heartbeat: a test waits for heartbeats, never for time to pass.
+        self.heartbeat_arrived = threading.Semaphore(0)
 
     def send_task_success(self, **kwargs: Any) -> None:
         self.sent.append(("success", kwargs))
@@ -37,6 +39,7 @@ class FakeStepFunctions:
 
     def send_task_heartbeat(self, **kwargs: Any) -> None:
         self.sent.append(("heartbeat", kwargs))
+        self.heartbeat_arrived.release()
 
     def outcomes(self) -> list[tuple[str, dict[str, Any]]]:
         return [(kind, args) for kind, args in self.sent if kind != "heartbeat"]
@@ -142,7 +145,9 @@ def test_container_heartbeats_while_the_step_runs() -> None:
     client = FakeStepFunctions()
 
     def slow(step: str, payload: dict[str, Any]) -> dict[str, Any]:
-        time.sleep(0.3)
+        # The step runs until two heartbeats went out (the bound only stops a broken build).
+        for _ in range(2):
+            assert client.heartbeat_arrived.acquire(timeout=60)
         return {}
 
     ecs.run_from_environment(container_env(), run_step=slow, config=CONFIG, client=client)
