@@ -135,10 +135,10 @@ def test_every_branch_enters_the_states_the_cost_model_prices(
 
 
 #: The monthly targets, with your database (README "What it costs"), just above what the default
-#: stack costs ($0.90, $1.98, $11.69, with the ml-worker starting for 99% of lab messages). Idle: six alarm metrics ($0.60: the dead-letter queue,
-#: the queue's age, and the two Express machines' failed and timed-out executions; the Standard
-#: labs child pages through an EventBridge rule, $0), the pipe's empty polls ($0.26) and the
-#: image in ECR ($0.04).
+#: stack costs ($0.90, $1.98, $11.69, with the ml-worker starting for 99% of lab messages).
+#: Idle: six alarm metrics ($0.60: the dead-letter queue, the queue's age, and the two Express
+#: machines' failed and timed-out executions; the Standard labs child pages through an
+#: EventBridge rule, $0), the pipe's empty polls ($0.26) and the image in ECR ($0.04).
 TARGETS = [(0, 0.95), (1_000, 2.00), (10_000, 12.00)]
 
 
