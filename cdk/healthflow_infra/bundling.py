@@ -96,13 +96,19 @@ class LocalPipBundling:
         return True
 
     def copy_sources(self, output: Path) -> None:
-        """The package sources, without byte code or tool caches."""
+        """The package sources, without byte code or tool caches, and the ASL files beside
+        them: each step reads its state's TimeoutSeconds there (tasks.statemachines) to end
+        its statements before the state gives up on it, as it does in a checkout."""
         shutil.copytree(
             self._package_dir,
             output / self._package_dir.name,
             ignore=shutil.ignore_patterns(*_IGNORED_SOURCE_PATTERNS),
             dirs_exist_ok=True,
         )
+        statemachines = self._package_dir.parent / "statemachines"
+        (output / statemachines.name).mkdir(exist_ok=True)
+        for asl in sorted(statemachines.glob("*.asl.json")):
+            shutil.copy2(asl, output / statemachines.name / asl.name)
 
     def install_dependencies(self, output: Path) -> None:
         """The runtime dependencies, as wheels for the target platform (the slow half: the

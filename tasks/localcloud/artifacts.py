@@ -36,6 +36,7 @@ from typing import Any
 
 from tasks.localcloud import dockerfile
 from tasks.settings import REPO_ROOT, get_settings
+from tasks.statemachines import STATEMACHINES_DIR
 
 #: The distributions the Lambda Python runtime provides next to the function's code.
 LAMBDA_RUNTIME_DISTRIBUTIONS = ("boto3",)
@@ -158,7 +159,9 @@ def build_lambda_asset(
     root = (cache_dir or cache_root()) / "lambda-asset"
     bundler = host_bundler(packages)
     dependencies_key = _digest(bundler.dependency_inputs())
-    asset_key = _digest([dependencies_key, tree_digest(REPO_ROOT / "tasks")])
+    asset_key = _digest(
+        [dependencies_key, tree_digest(REPO_ROOT / "tasks"), tree_digest(STATEMACHINES_DIR)]
+    )
     with _locked(root):
         dependencies = root / f"deps-{dependencies_key}"
         deps_cached = _build_once(dependencies, bundler.install_dependencies)

@@ -225,3 +225,15 @@ def test_the_setting_runs_the_local_cloud_through_the_asset(
         monkeypatch.delenv("HEALTHFLOW_LOCAL_STEPS")
         get_settings.cache_clear()
     assert result.succeeded and started >= 1
+
+
+def test_the_asset_ships_the_state_machines_its_step_deadlines_come_from(
+    lambda_asset: LambdaAsset,
+) -> None:
+    """tasks.statemachines finds the ASL beside the package; without it a deployed step would
+    bound its statements by the Lambda's timeout only, not by its state's TimeoutSeconds."""
+    from tasks.statemachines import STATEMACHINES_DIR
+
+    shipped = lambda_asset.code_dir / "statemachines"
+    for asl in STATEMACHINES_DIR.glob("*.asl.json"):
+        assert (shipped / asl.name).read_bytes() == asl.read_bytes(), asl.name
