@@ -17,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from tasks.labs.normalize import NameForms, analyze_name, normalize_text
-from tasks.labs.parse import BLOOD_FAMILY, ParsedName, parse_name
+from tasks.labs.parse import BLOOD_FAMILY, ParsedName, coexpressed_markers, parse_name
 
 CATALOG_PATH = Path(__file__).with_name("catalog.csv")
 SPECIMENS = frozenset(
@@ -89,6 +89,8 @@ class Catalog:
     vocabulary: dict[str, frozenset[str]] = field(init=False)
     word_index: dict[str, frozenset[str]] = field(init=False)
     denominators: dict[str, str | None] = field(init=False)
+    # Markers a name must state to take a co-expression population's code ("CD3+CD4+ cells").
+    markers: dict[str, frozenset[str]] = field(init=False)
     # normalize_text(name) -> codes: a name written exactly as the catalog writes it.
     text_index: dict[str, set[str]] = field(init=False)
 
@@ -98,12 +100,14 @@ class Catalog:
         self.name_entries = {}
         self.vocabulary = {}
         self.denominators = {}
+        self.markers = {}
         word_index: dict[str, set[str]] = defaultdict(set)
         for test in self.tests:
             entries = self._entries(test)
             self.name_entries[test.loinc_code] = entries
             self.vocabulary[test.loinc_code] = frozenset().union(*(e.words for e in entries))
             self.denominators[test.loinc_code] = parse_name(test.long_name).denominator
+            self.markers[test.loinc_code] = coexpressed_markers(test.component)
             for word in self.vocabulary[test.loinc_code]:
                 word_index[word].add(test.loinc_code)
             for name in (test.long_name, test.component, *test.aliases):

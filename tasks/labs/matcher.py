@@ -311,6 +311,8 @@ class AliasMatcher:
         denominator = self.catalog.denominators[test.loinc_code]
         if parsed.denominator and denominator and parsed.denominator != denominator:
             return None
+        if not self.catalog.markers[test.loinc_code] <= parsed.words:
+            return None  # "CD4 cells" is not the CD3+CD4+ population, whatever a label says
         units = unit_score(test, unit)
         if units < 0:
             return None  # a value in a unit the code cannot take is another measurement

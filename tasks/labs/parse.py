@@ -601,6 +601,21 @@ def parse_name(raw: str) -> ParsedName:
     )
 
 
+# LOINC names a cell population by every marker it carries ("CD3+CD4+ (T4 helper) cells"); one
+# named by fewer markers ("CD4 cells") is another LOINC component, whatever a site calls it.
+_COEXPRESSION = re.compile(r"(?:\b[a-z0-9]+\+){2,}")
+
+
+@lru_cache(maxsize=4096)
+def coexpressed_markers(component: str) -> frozenset[str]:
+    """The markers a co-expression population is named by ("CD3+CD4+ cells": cd3, cd4); empty
+    for any other component ("HIV 1+2 Ab" joins two analytes, not markers of one cell)."""
+    found = _COEXPRESSION.findall(ascii_lower(component))
+    return frozenset(
+        word for run in found for part in run.split("+") if part for word in canonical_words(part)
+    )
+
+
 def _pick_specimen(found: set[str]) -> str | None:
     for specimen in _SPECIMEN_PRIORITY:
         if specimen in found:
