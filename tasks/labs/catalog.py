@@ -16,8 +16,14 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from tasks.labs.normalize import NameForms, analyze_name, normalize_text
-from tasks.labs.parse import BLOOD_FAMILY, ParsedName, coexpressed_markers, parse_name
+from tasks.labs.parse import (
+    BLOOD_FAMILY,
+    ParsedName,
+    analyze_name,
+    coexpressed_markers,
+    normalize_text,
+    parse_name,
+)
 
 CATALOG_PATH = Path(__file__).with_name("catalog.csv")
 SPECIMENS = frozenset(
@@ -145,14 +151,6 @@ class Catalog:
                     names.append(core)
                     codes.append(test.loinc_code)
         return names, codes
-
-
-def lookup_keys(forms: NameForms) -> list[str]:
-    """Keys under which a name is indexed, most specific first."""
-    # "#" key: word order ignored ("GFR Estimated" = "Estimated GFR"); "~" key: spaces ignored
-    # ("CK-MB" = "CKMB", "Hb A1c" = "HbA1c").
-    keys = [forms.full, forms.core, "#" + " ".join(sorted(forms.core.split())), "~" + forms.compact]
-    return [key for key in dict.fromkeys(keys) if key and key not in ("~", "#")]
 
 
 def parse_units(text: str) -> dict[str, tuple[float, float]]:

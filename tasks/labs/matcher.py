@@ -27,21 +27,17 @@ import numpy as np
 from rapidfuzz import fuzz, process
 from rapidfuzz.distance import Levenshtein
 
-from tasks.labs.catalog import BLOOD_FAMILY, Catalog, LabTest, load_catalog
+from tasks.labs.catalog import Catalog, LabTest, load_catalog
 from tasks.labs.errors import CategorizationFailed
-from tasks.labs.normalize import (
-    NameForms,
-    NormalizedUnit,
-    analyze_name,
-    normalize_text,
-    normalize_unit,
-    unit_factor,
-    unit_specimen,
-)
+from tasks.labs.normalize import NormalizedUnit, normalize_unit, unit_factor, unit_specimen
 from tasks.labs.parse import (
+    BLOOD_FAMILY,
     KNOWN_OTHER_ANALYTES,
+    NameForms,
     ParsedName,
+    analyze_name,
     methods_conflict,
+    normalize_text,
     parse_name,
     properties_conflict,
     specimen_fit,

@@ -296,20 +296,27 @@ def methods_conflict(query: str | None, test: str | None) -> bool:
 # ------------------------------------------------------------------------------ analyte words
 
 
-# Words that never tell two analytes apart (method jargon, fillers, scale, site tags).
 def _word_set(text: str) -> frozenset[str]:
     return frozenset(text.split())
 
 
-NOISE_WORDS = _word_set(
+# Method jargon and fillers: they never tell two catalog tests apart ("direct", "calculated",
+# "total", "free" and "absolute" do, so they are deliberately not here).
+FILLER_WORDS = _word_set(
     """
     method methods jaffe jaffes kinetic enzymatic colorimetric colorimetry photometric photometry
     spectrophotometry spectrophotometric clia cmia eclia ecl elisa eia hplc ise immunoassay
     immunoturbidimetric immunoturbidimetry turbidimetric turbidimetry nephelometry nephelometric
     uricase oxidase hexokinase biuret bcg bromocresol diazo dpd szasz gpo pap chod god pod gopod
-    impedance cytometry analyzer cyanmethemoglobin sls test tests level levels levl lvl
-    estimation value values result results assay by of the for in on at measurement measured
-    quantitative quant count counts cell cells lab csh er is istat poc point care
+    impedance cytometry analyzer cyanmethemoglobin sls test tests level levels estimation value
+    values result results assay by of the for in on measurement measured quantitative
+    """
+)
+# Words the parse drops besides: scale, site tags, counting words (the property is read from
+# "#" and the unit, never from "count").
+NOISE_WORDS = FILLER_WORDS | _word_set(
+    """
+    levl lvl at quant count counts cell cells lab csh er is istat poc point care
     concentration conc homogeneous urease gldh arsenazo specimen
     """
 )
@@ -638,6 +645,89 @@ def _pick_method(found: set[str]) -> str | None:
         if method in found:
             return method
     return None
+
+
+# ---------------------------------------------------------------------------- comparable forms
+
+# The forms compare whole phrases (the fuzzy and embedding corpus, a name's exact spelling, the
+# key duplicates share), so they keep counting words ("cell count") the parse drops, and drop
+# "automated", which the parse reads as a method.
+_FORM_NOISE = FILLER_WORDS | {"automated"}
+# Specimen words a form's core leaves out ("Serum Bilirubin (Total)" -> "bilirubin total").
+_FORM_SPECIMENS: dict[str, str] = {
+    "serum": "serum",
+    "plasma": "serum",
+    "sr": "serum",
+    "blood": "blood",
+    "whole": "whole_blood",
+    "urine": "urine",
+    "urinary": "urine",
+    "spot": "urine",
+    "venous": "blood",
+    "capillary": "blood",
+}
+# Words that stay part of the name when nothing else remains ("Blood" on a urinalysis report).
+_NAME_LIKE_SPECIMEN_WORDS = frozenset({"blood"})
+_BRACKETED = re.compile(r"[\(\[\{]([^\)\]\}]*)[\)\]\}]")
+
+
+@dataclass(frozen=True)
+class NameForms:
+    """The comparable forms of one test name."""
+
+    full: str  # brackets dissolved, noise removed
+    outside: str  # bracket contents dropped
+    bracketed: tuple[str, ...]  # each bracket's content, normalized
+    core: str  # full without specimen words
+    specimen_hint: str | None  # "urine" | "serum" | "blood" | "whole_blood" | None
+
+    @property
+    def compact(self) -> str:
+        """Core without spaces: "CK-MB", "CKMB" and "CK MB" meet here."""
+        return self.core.replace(" ", "")
+
+
+def _form_words(text: str) -> list[str]:
+    text = text.replace("%", " percent ").replace("#", " absolute ").replace("&", " and ")
+    return [word for word in _NON_WORD.split(text) if word and word not in _FORM_NOISE]
+
+
+def normalize_text(raw: str) -> str:
+    """Lowercase, US-spelled, punctuation-free, noise-free form of a name (brackets dissolved)."""
+    return " ".join(_form_words(_clean(raw)))
+
+
+def _specimen_hint(words: list[str]) -> str | None:
+    hints = {_FORM_SPECIMENS[word] for word in words if word in _FORM_SPECIMENS}
+    for hint in ("urine", "whole_blood", "serum", "blood"):
+        if hint in hints:
+            return hint
+    return None
+
+
+def _core_words(words: list[str]) -> list[str]:
+    core = [word for word in words if word not in _FORM_SPECIMENS]
+    if core:
+        return core
+    return [word for word in words if word in _NAME_LIKE_SPECIMEN_WORDS] or words
+
+
+def analyze_name(raw: str) -> NameForms:
+    """Split a raw test name into the forms the similarity tiers compare."""
+    text = _clean(raw)
+    bracketed = tuple(
+        normalized
+        for inner in _BRACKETED.findall(text)
+        if (normalized := " ".join(_form_words(inner)))
+    )
+    words = _form_words(text)
+    return NameForms(
+        full=" ".join(words),
+        outside=" ".join(_form_words(_BRACKETED.sub(" ", text))),
+        bracketed=bracketed,
+        core=" ".join(_core_words(words)),
+        specimen_hint=_specimen_hint(words),
+    )
 
 
 # ------------------------------------------------------------------------------------ specimen

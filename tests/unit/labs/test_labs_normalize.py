@@ -11,12 +11,11 @@ from tasks.labs.normalize import (
     FLAG_OK,
     FLAG_UNKNOWN_UNIT,
     ConvertedReading,
-    analyze_name,
     convert,
     convert_reading,
-    normalize_text,
     normalize_unit,
 )
+from tasks.labs.parse import analyze_name, normalize_text
 
 
 @pytest.mark.parametrize(
