@@ -43,7 +43,8 @@ def _clean_unit(raw: str) -> str:
     for cubic_mm in ("cu.mm", "cumm", "c.mm", "cmm", "mm3"):
         text = text.replace(cubic_mm, "ul")
     text = re.sub(r"^gms?/", "g/", text).replace("gm%", "g%").replace("gms%", "g%")
-    return text
+    # "1000 cells/uL", "10^9 cells/L": a multiplier's "cells" says what is counted, not the unit.
+    return re.sub(r"(?<=[0-9])cells?/", "/", text)
 
 
 _register("mg/dL", "mg/dl", "mg%", "mg/100ml", "mgs/dl", "mg / dl", "mg/dL.")
@@ -85,6 +86,7 @@ _register(
     "thousands/ul",
     "10^3/cumm",
     "x1000/ul",
+    "1000/ul",
 )
 _register(
     "10*6/uL",

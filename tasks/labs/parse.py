@@ -313,11 +313,12 @@ FILLER_WORDS = _word_set(
     """
 )
 # Words the parse drops besides: scale, site tags, counting words (the property is read from
-# "#" and the unit, never from "count").
+# "#" and the unit, never from "count"), how the specimen was kept (refrigerated, frozen).
 NOISE_WORDS = FILLER_WORDS | _word_set(
     """
     levl lvl at quant count counts cell cells lab csh er is istat poc point care
     concentration conc homogeneous urease gldh arsenazo specimen
+    refrigerated refrig frozen stored
     """
 )
 
@@ -397,7 +398,8 @@ KNOWN_OTHER_ANALYTES = _word_set(
     histamine aldolase amylose creatine
     """
 )
-ABSOLUTE_WORDS = frozenset({"absolute", "abs"})
+# Words that state a count per volume ("Lymphocyte number" is the absolute count).
+ABSOLUTE_WORDS = frozenset({"absolute", "abs", "number", "num"})
 PERCENT_WORDS = frozenset({"percent", "pct", "percentage"})
 
 _BRITISH_TO_US: tuple[tuple[str, str], ...] = (

@@ -96,6 +96,21 @@ def test_the_model_cannot_give_a_co_expression_code_either(
     assert "24467-3" in {code for code, _ in result.candidates}  # still offered for review
 
 
+def test_storage_and_count_words_are_read() -> None:
+    # How the specimen was kept says nothing about the analyte; "number" states a count.
+    matcher = AliasMatcher()
+    assert codes(
+        matcher,
+        ("Glucose, refrigerated serum", "mg/dL"),
+        ("Triglycerides, refrig serum", "mmol/L"),
+        ("Iron, frozen serum", "ug/dL"),
+        ("Lymphocyte number", "1000 cells/uL"),
+        ("Eosinophils number", "10^9 cells/L"),
+        ("Lymphocytes", "%"),
+        ("Phone number", ""),
+    ) == ["2345-7", "2571-8", "2498-4", "731-0", "711-2", "736-9", None]
+
+
 def test_alias_matcher_leaves_unknown_names_alone() -> None:
     result = AliasMatcher().match_one(LabQuery("Patient name", ""))
     assert result == MatchResult(None, None, 0.0, "none", ())
