@@ -23,7 +23,8 @@ from tasks.labs.matcher import (
     Matcher,
     MatchResult,
 )
-from tasks.labs.normalize import convert, normalize_text, normalize_unit
+from tasks.labs.normalize import convert, normalize_unit
+from tasks.labs.parse import normalize_text
 
 __all__ = [
     "AliasMatcher",

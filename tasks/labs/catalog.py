@@ -16,8 +16,14 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from tasks.labs.normalize import NameForms, analyze_name, normalize_text
-from tasks.labs.parse import BLOOD_FAMILY, ParsedName, parse_name
+from tasks.labs.parse import (
+    BLOOD_FAMILY,
+    ParsedName,
+    analyze_name,
+    coexpressed_markers,
+    normalize_text,
+    parse_name,
+)
 
 CATALOG_PATH = Path(__file__).with_name("catalog.csv")
 SPECIMENS = frozenset(
@@ -89,6 +95,8 @@ class Catalog:
     vocabulary: dict[str, frozenset[str]] = field(init=False)
     word_index: dict[str, frozenset[str]] = field(init=False)
     denominators: dict[str, str | None] = field(init=False)
+    # Markers a name must state to take a co-expression population's code ("CD3+CD4+ cells").
+    markers: dict[str, frozenset[str]] = field(init=False)
     # normalize_text(name) -> codes: a name written exactly as the catalog writes it.
     text_index: dict[str, set[str]] = field(init=False)
 
@@ -98,12 +106,14 @@ class Catalog:
         self.name_entries = {}
         self.vocabulary = {}
         self.denominators = {}
+        self.markers = {}
         word_index: dict[str, set[str]] = defaultdict(set)
         for test in self.tests:
             entries = self._entries(test)
             self.name_entries[test.loinc_code] = entries
             self.vocabulary[test.loinc_code] = frozenset().union(*(e.words for e in entries))
             self.denominators[test.loinc_code] = parse_name(test.long_name).denominator
+            self.markers[test.loinc_code] = coexpressed_markers(test.component)
             for word in self.vocabulary[test.loinc_code]:
                 word_index[word].add(test.loinc_code)
             for name in (test.long_name, test.component, *test.aliases):
@@ -141,14 +151,6 @@ class Catalog:
                     names.append(core)
                     codes.append(test.loinc_code)
         return names, codes
-
-
-def lookup_keys(forms: NameForms) -> list[str]:
-    """Keys under which a name is indexed, most specific first."""
-    # "#" key: word order ignored ("GFR Estimated" = "Estimated GFR"); "~" key: spaces ignored
-    # ("CK-MB" = "CKMB", "Hb A1c" = "HbA1c").
-    keys = [forms.full, forms.core, "#" + " ".join(sorted(forms.core.split())), "~" + forms.compact]
-    return [key for key in dict.fromkeys(keys) if key and key not in ("~", "#")]
 
 
 def parse_units(text: str) -> dict[str, tuple[float, float]]:

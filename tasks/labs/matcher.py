@@ -27,21 +27,17 @@ import numpy as np
 from rapidfuzz import fuzz, process
 from rapidfuzz.distance import Levenshtein
 
-from tasks.labs.catalog import BLOOD_FAMILY, Catalog, LabTest, load_catalog
+from tasks.labs.catalog import Catalog, LabTest, load_catalog
 from tasks.labs.errors import CategorizationFailed
-from tasks.labs.normalize import (
-    NameForms,
-    NormalizedUnit,
-    analyze_name,
-    normalize_text,
-    normalize_unit,
-    unit_factor,
-    unit_specimen,
-)
+from tasks.labs.normalize import NormalizedUnit, normalize_unit, unit_factor, unit_specimen
 from tasks.labs.parse import (
+    BLOOD_FAMILY,
     KNOWN_OTHER_ANALYTES,
+    NameForms,
     ParsedName,
+    analyze_name,
     methods_conflict,
+    normalize_text,
     parse_name,
     properties_conflict,
     specimen_fit,
@@ -311,6 +307,8 @@ class AliasMatcher:
         denominator = self.catalog.denominators[test.loinc_code]
         if parsed.denominator and denominator and parsed.denominator != denominator:
             return None
+        if not self.catalog.markers[test.loinc_code] <= parsed.words:
+            return None  # "CD4 cells" is not the CD3+CD4+ population, whatever a label says
         units = unit_score(test, unit)
         if units < 0:
             return None  # a value in a unit the code cannot take is another measurement

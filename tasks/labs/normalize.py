@@ -1,9 +1,8 @@
-"""Text and unit normalization for lab test names, and value conversion to canonical units.
+"""Units of lab results: spellings to their canonical UCUM form, and values to a code's unit.
 
-Uploaded reports name one test many ways ("S. Creatinine", "Creatinine (Jaffe)", "CREATININE,
-SERUM"); everything here maps those spellings onto one comparable form, so that the matchers can
-stay simple. The same functions normalize the catalog's own names and aliases, which keeps both
-sides consistent by construction.
+Reports write one unit many ways ("mg %", "x10^3/µL", "cells/cumm"); ``normalize_unit`` maps
+them onto the spelling the catalog's unit maps use, ``convert_reading`` converts a value once to
+the code's canonical unit. Names are read by ``parse.py`` (the one name parser of every tier).
 """
 
 from __future__ import annotations
@@ -11,15 +10,10 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-# One spelling fold for catalog names and report names alike (parse.py owns it).
-from tasks.labs.parse import americanize as _americanize
+from tasks.labs.catalog import LabTest, load_catalog
 from tasks.labs.parse import ascii_lower as _ascii_lower
 from tasks.precision import reported_precision, round_once
-
-if TYPE_CHECKING:
-    from tasks.labs.catalog import LabTest
 
 FLAG_OK = "ok"
 FLAG_UNKNOWN_UNIT = "unknown_unit"
@@ -27,183 +21,6 @@ FLAG_INVALID_VALUE = "invalid_value"
 # A numeric test the catalog gives no unit: its values are kept but never aggregated, since
 # nothing says what they measure in.
 FLAG_NO_UNIT = "no_canonical_unit"
-
-
-# Method and filler words never tell two catalog tests apart; "direct", "calculated", "total",
-# "free" and "absolute" do, so they are deliberately not here.
-_NOISE_WORDS = frozenset(
-    [
-        "method",
-        "methods",
-        "jaffe",
-        "jaffes",
-        "kinetic",
-        "enzymatic",
-        "colorimetric",
-        "colorimetry",
-        "photometric",
-        "photometry",
-        "spectrophotometry",
-        "spectrophotometric",
-        "clia",
-        "cmia",
-        "eclia",
-        "ecl",
-        "elisa",
-        "eia",
-        "hplc",
-        "ise",
-        "immunoassay",
-        "immunoturbidimetric",
-        "immunoturbidimetry",
-        "turbidimetric",
-        "turbidimetry",
-        "nephelometry",
-        "nephelometric",
-        "uricase",
-        "oxidase",
-        "hexokinase",
-        "biuret",
-        "bcg",
-        "bromocresol",
-        "diazo",
-        "dpd",
-        "szasz",
-        "gpo",
-        "pap",
-        "chod",
-        "god",
-        "pod",
-        "gopod",
-        "impedance",
-        "cytometry",
-        "automated",
-        "analyzer",
-        "cyanmethemoglobin",
-        "sls",
-        "test",
-        "tests",
-        "level",
-        "levels",
-        "estimation",
-        "value",
-        "values",
-        "result",
-        "results",
-        "assay",
-        "by",
-        "of",
-        "the",
-        "for",
-        "in",
-        "on",
-        "measurement",
-        "measured",
-        "quantitative",
-    ]
-)
-
-_SPECIMEN_WORDS: dict[str, str] = {
-    "serum": "serum",
-    "plasma": "serum",
-    "sr": "serum",
-    "blood": "blood",
-    "whole": "whole_blood",
-    "urine": "urine",
-    "urinary": "urine",
-    "spot": "urine",
-    "venous": "blood",
-    "capillary": "blood",
-}
-# Words that stay part of the name when nothing else remains ("Blood" on a urinalysis report).
-_NAME_LIKE_SPECIMEN_WORDS = frozenset({"blood"})
-
-_PREFIX_ABBREVIATIONS = re.compile(r"^\s*(s|sr|ser)\s*\.\s*|^\s*(u)\s*\.\s*")
-_DOTTED_ABBREVIATION = re.compile(r"\b(?:[a-z0-9]\.){1,}[a-z0-9]\b\.?")
-_BRACKETED = re.compile(r"[\(\[\{]([^\)\]\}]*)[\)\]\}]")
-_NON_WORD = re.compile(r"[^a-z0-9%#]+")
-
-
-@dataclass(frozen=True)
-class NameForms:
-    """The comparable forms of one test name."""
-
-    full: str  # brackets dissolved, noise removed
-    outside: str  # bracket contents dropped
-    bracketed: tuple[str, ...]  # each bracket's content, normalized
-    core: str  # full without specimen words
-    specimen_hint: str | None  # "urine" | "serum" | "blood" | "whole_blood" | None
-
-    @property
-    def compact(self) -> str:
-        """Core without spaces: "CK-MB", "CKMB" and "CK MB" meet here."""
-        return self.core.replace(" ", "")
-
-
-def _expand_prefixes(text: str) -> str:
-    # "S. Creatinine" / "Sr. Iron" mean serum; "U. Albumin" means urine.
-    def replace(match: re.Match[str]) -> str:
-        return "urine " if match.group(2) else "serum "
-
-    return _PREFIX_ABBREVIATIONS.sub(replace, text, count=1)
-
-
-def _collapse_dotted(text: str) -> str:
-    # "T.S.H." -> "tsh", "T.L.C" -> "tlc"; a decimal such as "1.73" survives.
-    def replace(match: re.Match[str]) -> str:
-        token = match.group(0)
-        return token if re.fullmatch(r"[0-9.]+", token) else token.replace(".", "")
-
-    return _DOTTED_ABBREVIATION.sub(replace, text)
-
-
-def _words(text: str) -> list[str]:
-    text = text.replace("%", " percent ").replace("#", " absolute ").replace("&", " and ")
-    return [word for word in _NON_WORD.split(text) if word and word not in _NOISE_WORDS]
-
-
-def _pre_clean(raw: str) -> str:
-    # Apostrophes join ("Jaffe's" -> "jaffes", "Doctor's"), they do not split words.
-    text = _americanize(_ascii_lower(raw)).replace("'", "").replace("’", "")
-    # Dotted abbreviations first: the "S." of "S.G.P.T." is not the serum prefix of "S. Iron".
-    return _expand_prefixes(_collapse_dotted(text))
-
-
-def normalize_text(raw: str) -> str:
-    """Lowercase, US-spelled, punctuation-free, noise-free form of a name (brackets dissolved)."""
-    return " ".join(_words(_pre_clean(raw)))
-
-
-def _specimen_hint(words: list[str]) -> str | None:
-    hints = {_SPECIMEN_WORDS[word] for word in words if word in _SPECIMEN_WORDS}
-    for hint in ("urine", "whole_blood", "serum", "blood"):
-        if hint in hints:
-            return hint
-    return None
-
-
-def _core_words(words: list[str]) -> list[str]:
-    core = [word for word in words if word not in _SPECIMEN_WORDS]
-    if core:
-        return core
-    return [word for word in words if word in _NAME_LIKE_SPECIMEN_WORDS] or words
-
-
-def analyze_name(raw: str) -> NameForms:
-    """Split a raw test name into the forms the matchers look up."""
-    text = _pre_clean(raw)
-    bracketed = tuple(
-        normalized for inner in _BRACKETED.findall(text) if (normalized := " ".join(_words(inner)))
-    )
-    outside = " ".join(_words(_BRACKETED.sub(" ", text)))
-    words = _words(text)
-    return NameForms(
-        full=" ".join(words),
-        outside=outside,
-        bracketed=bracketed,
-        core=" ".join(_core_words(words)),
-        specimen_hint=_specimen_hint(words),
-    )
 
 
 # ---------------------------------------------------------------------------------------- units
@@ -226,7 +43,8 @@ def _clean_unit(raw: str) -> str:
     for cubic_mm in ("cu.mm", "cumm", "c.mm", "cmm", "mm3"):
         text = text.replace(cubic_mm, "ul")
     text = re.sub(r"^gms?/", "g/", text).replace("gm%", "g%").replace("gms%", "g%")
-    return text
+    # "1000 cells/uL", "10^9 cells/L": a multiplier's "cells" says what is counted, not the unit.
+    return re.sub(r"(?<=[0-9])cells?/", "/", text)
 
 
 _register("mg/dL", "mg/dl", "mg%", "mg/100ml", "mgs/dl", "mg / dl", "mg/dL.")
@@ -268,6 +86,7 @@ _register(
     "thousands/ul",
     "10^3/cumm",
     "x1000/ul",
+    "1000/ul",
 )
 _register(
     "10*6/uL",
@@ -441,8 +260,6 @@ def convert_reading(
     unit is never guessed: the value and unit come back as given with flag ``unknown_unit``.
     """
     if isinstance(test, str):
-        from tasks.labs.catalog import load_catalog
-
         test = load_catalog().by_code[test]
     given_unit = (unit or "").strip()
     if not math.isfinite(value):

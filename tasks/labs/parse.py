@@ -296,21 +296,29 @@ def methods_conflict(query: str | None, test: str | None) -> bool:
 # ------------------------------------------------------------------------------ analyte words
 
 
-# Words that never tell two analytes apart (method jargon, fillers, scale, site tags).
 def _word_set(text: str) -> frozenset[str]:
     return frozenset(text.split())
 
 
-NOISE_WORDS = _word_set(
+# Method jargon and fillers: they never tell two catalog tests apart ("direct", "calculated",
+# "total", "free" and "absolute" do, so they are deliberately not here).
+FILLER_WORDS = _word_set(
     """
     method methods jaffe jaffes kinetic enzymatic colorimetric colorimetry photometric photometry
     spectrophotometry spectrophotometric clia cmia eclia ecl elisa eia hplc ise immunoassay
     immunoturbidimetric immunoturbidimetry turbidimetric turbidimetry nephelometry nephelometric
     uricase oxidase hexokinase biuret bcg bromocresol diazo dpd szasz gpo pap chod god pod gopod
-    impedance cytometry analyzer cyanmethemoglobin sls test tests level levels levl lvl
-    estimation value values result results assay by of the for in on at measurement measured
-    quantitative quant count counts cell cells lab csh er is istat poc point care
+    impedance cytometry analyzer cyanmethemoglobin sls test tests level levels estimation value
+    values result results assay by of the for in on measurement measured quantitative
+    """
+)
+# Words the parse drops besides: scale, site tags, counting words (the property is read from
+# "#" and the unit, never from "count"), how the specimen was kept (refrigerated, frozen).
+NOISE_WORDS = FILLER_WORDS | _word_set(
+    """
+    levl lvl at quant count counts cell cells lab csh er is istat poc point care
     concentration conc homogeneous urease gldh arsenazo specimen
+    refrigerated refrig frozen stored
     """
 )
 
@@ -390,7 +398,8 @@ KNOWN_OTHER_ANALYTES = _word_set(
     histamine aldolase amylose creatine
     """
 )
-ABSOLUTE_WORDS = frozenset({"absolute", "abs"})
+# Words that state a count per volume ("Lymphocyte number" is the absolute count).
+ABSOLUTE_WORDS = frozenset({"absolute", "abs", "number", "num"})
 PERCENT_WORDS = frozenset({"percent", "pct", "percentage"})
 
 _BRITISH_TO_US: tuple[tuple[str, str], ...] = (
@@ -601,6 +610,21 @@ def parse_name(raw: str) -> ParsedName:
     )
 
 
+# LOINC names a cell population by every marker it carries ("CD3+CD4+ (T4 helper) cells"); one
+# named by fewer markers ("CD4 cells") is another LOINC component, whatever a site calls it.
+_COEXPRESSION = re.compile(r"(?:\b[a-z0-9]+\+){2,}")
+
+
+@lru_cache(maxsize=4096)
+def coexpressed_markers(component: str) -> frozenset[str]:
+    """The markers a co-expression population is named by ("CD3+CD4+ cells": cd3, cd4); empty
+    for any other component ("HIV 1+2 Ab" joins two analytes, not markers of one cell)."""
+    found = _COEXPRESSION.findall(ascii_lower(component))
+    return frozenset(
+        word for run in found for part in run.split("+") if part for word in canonical_words(part)
+    )
+
+
 def _pick_specimen(found: set[str]) -> str | None:
     for specimen in _SPECIMEN_PRIORITY:
         if specimen in found:
@@ -623,6 +647,89 @@ def _pick_method(found: set[str]) -> str | None:
         if method in found:
             return method
     return None
+
+
+# ---------------------------------------------------------------------------- comparable forms
+
+# The forms compare whole phrases (the fuzzy and embedding corpus, a name's exact spelling, the
+# key duplicates share), so they keep counting words ("cell count") the parse drops, and drop
+# "automated", which the parse reads as a method.
+_FORM_NOISE = FILLER_WORDS | {"automated"}
+# Specimen words a form's core leaves out ("Serum Bilirubin (Total)" -> "bilirubin total").
+_FORM_SPECIMENS: dict[str, str] = {
+    "serum": "serum",
+    "plasma": "serum",
+    "sr": "serum",
+    "blood": "blood",
+    "whole": "whole_blood",
+    "urine": "urine",
+    "urinary": "urine",
+    "spot": "urine",
+    "venous": "blood",
+    "capillary": "blood",
+}
+# Words that stay part of the name when nothing else remains ("Blood" on a urinalysis report).
+_NAME_LIKE_SPECIMEN_WORDS = frozenset({"blood"})
+_BRACKETED = re.compile(r"[\(\[\{]([^\)\]\}]*)[\)\]\}]")
+
+
+@dataclass(frozen=True)
+class NameForms:
+    """The comparable forms of one test name."""
+
+    full: str  # brackets dissolved, noise removed
+    outside: str  # bracket contents dropped
+    bracketed: tuple[str, ...]  # each bracket's content, normalized
+    core: str  # full without specimen words
+    specimen_hint: str | None  # "urine" | "serum" | "blood" | "whole_blood" | None
+
+    @property
+    def compact(self) -> str:
+        """Core without spaces: "CK-MB", "CKMB" and "CK MB" meet here."""
+        return self.core.replace(" ", "")
+
+
+def _form_words(text: str) -> list[str]:
+    text = text.replace("%", " percent ").replace("#", " absolute ").replace("&", " and ")
+    return [word for word in _NON_WORD.split(text) if word and word not in _FORM_NOISE]
+
+
+def normalize_text(raw: str) -> str:
+    """Lowercase, US-spelled, punctuation-free, noise-free form of a name (brackets dissolved)."""
+    return " ".join(_form_words(_clean(raw)))
+
+
+def _specimen_hint(words: list[str]) -> str | None:
+    hints = {_FORM_SPECIMENS[word] for word in words if word in _FORM_SPECIMENS}
+    for hint in ("urine", "whole_blood", "serum", "blood"):
+        if hint in hints:
+            return hint
+    return None
+
+
+def _core_words(words: list[str]) -> list[str]:
+    core = [word for word in words if word not in _FORM_SPECIMENS]
+    if core:
+        return core
+    return [word for word in words if word in _NAME_LIKE_SPECIMEN_WORDS] or words
+
+
+def analyze_name(raw: str) -> NameForms:
+    """Split a raw test name into the forms the similarity tiers compare."""
+    text = _clean(raw)
+    bracketed = tuple(
+        normalized
+        for inner in _BRACKETED.findall(text)
+        if (normalized := " ".join(_form_words(inner)))
+    )
+    words = _form_words(text)
+    return NameForms(
+        full=" ".join(words),
+        outside=" ".join(_form_words(_BRACKETED.sub(" ", text))),
+        bracketed=bracketed,
+        core=" ".join(_core_words(words)),
+        specimen_hint=_specimen_hint(words),
+    )
 
 
 # ------------------------------------------------------------------------------------ specimen

@@ -21,7 +21,8 @@ from sqlalchemy import Connection, text
 from tasks.labs.catalog import load_catalog
 from tasks.labs.errors import CategorizationFailed
 from tasks.labs.matcher import MatchResult
-from tasks.labs.normalize import normalize_text, normalize_unit
+from tasks.labs.normalize import normalize_unit
+from tasks.labs.parse import normalize_text
 
 REVIEW_COLUMNS = ("test_name", "unit", "rows", "candidates", "accept_loinc")
 REVIEWED_METHOD = "reviewed"

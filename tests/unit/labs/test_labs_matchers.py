@@ -15,6 +15,7 @@ from tasks.labs.matcher import (
     LabQuery,
     MatchResult,
 )
+from tasks.labs.parse import coexpressed_markers
 
 
 def codes(matcher: AliasMatcher | FuzzyMatcher, *queries: tuple[str, str]) -> list[str | None]:
@@ -68,6 +69,46 @@ def test_specimen_words_are_evidence() -> None:
         "17862-4",
         "17862-4",
     ]
+
+
+def test_a_co_expression_population_needs_every_marker_named() -> None:
+    # LOINC's "CD4 cells" and "CD3+CD4+ (T4 helper) cells" are two components; a hospital label
+    # ("Absolute CD4 Count") on the second must not hand it to a name of the first.
+    matcher = AliasMatcher()
+    assert codes(
+        matcher,
+        ("CD4 Cells # Bld", "/uL"),
+        ("CD4 Cells %", "%"),
+        ("CD8 Count", "cells/uL"),
+        ("CD3+CD4+ (T4 helper) cells [#/volume] in Blood", "/uL"),
+        ("CD3 Cells %", "%"),
+    ) == [None, None, None, "24467-3", "8124-0"]
+    assert coexpressed_markers("CD3+CD4+ (T4 helper) cells/100 cells") == {"cd3", "cd4"}
+    assert coexpressed_markers("HIV 1+2 Ab") == frozenset()  # two analytes, not two markers
+
+
+@pytest.mark.slow
+def test_the_model_cannot_give_a_co_expression_code_either(
+    combined_matcher: CombinedMatcher,
+) -> None:
+    result = combined_matcher.match_many([LabQuery("CD4 Cells # Bld", "/uL")])[0]
+    assert (result.loinc_code, result.method) == (None, "none")
+    assert "24467-3" in {code for code, _ in result.candidates}  # still offered for review
+
+
+def test_storage_and_count_words_are_read() -> None:
+    # How the specimen was kept says nothing about the analyte; "number" states a count.
+    matcher = AliasMatcher()
+    assert codes(
+        matcher,
+        ("Glucose, refrigerated serum", "mg/dL"),
+        ("Triglycerides, refrig serum", "mmol/L"),
+        ("Iron, frozen serum", "ug/dL"),
+        ("Lymphocyte number", "1000 cells/uL"),
+        ("Eosinophils number", "10^9 cells/L"),
+        ("Lymphocytes", "%"),
+        ("Phone number", ""),
+    ) == ["2345-7", "2571-8", "2498-4", "731-0", "711-2", "736-9", None]
 
 
 def test_alias_matcher_leaves_unknown_names_alone() -> None:

@@ -11,12 +11,11 @@ from tasks.labs.normalize import (
     FLAG_OK,
     FLAG_UNKNOWN_UNIT,
     ConvertedReading,
-    analyze_name,
     convert,
     convert_reading,
-    normalize_text,
     normalize_unit,
 )
+from tasks.labs.parse import analyze_name, normalize_text
 
 
 @pytest.mark.parametrize(
@@ -75,6 +74,11 @@ def test_a_lone_specimen_word_stays_the_name() -> None:
         ("lakh/cumm", "10*5/uL"),
         ("million/cumm", "10*6/uL"),
         ("10^12/L", "10*6/uL"),
+        # A multiplier's "cells" names what is counted.
+        ("1000 cells/uL", "10*3/uL"),
+        ("1000 cell/uL", "10*3/uL"),
+        ("10^9 cells/L", "10*3/uL"),
+        ("x10^6 cells/uL", "10*6/uL"),
         ("IU/L", "U/L"),
         ("mEq/L", "meq/L"),
         ("mm/1st hr", "mm/h"),
