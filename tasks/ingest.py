@@ -801,15 +801,23 @@ def _zones_read_differently(
             {"zones": [z for z, _ in probes], "ats": [at for _, at in probes]},
         ).all()
     differ: dict[str, str] = {}
-    for zone, at, server_offset in rows:
+    for zone, at, server_seconds in rows:
+        server_offset = timedelta(seconds=float(server_seconds))
         python_offset = at.astimezone(ZoneInfo(zone)).utcoffset()
-        if zone not in differ and python_offset != timedelta(seconds=float(server_offset)):
+        if zone not in differ and python_offset != server_offset:
             differ[zone] = (
                 "malformed: timezone: the database reads it differently (UTC offset "
-                f"{timedelta(seconds=float(server_offset))} instead of {python_offset} "
+                f"{_offset_text(server_offset)} instead of {_offset_text(python_offset)} "
                 f"at {at.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}; its tz data may be older)"
             )
     return differ
+
+
+def _offset_text(offset: timedelta | None) -> str:
+    seconds = int((offset or timedelta()).total_seconds())
+    sign, seconds = ("-" if seconds < 0 else "+"), abs(seconds)
+    text_ = f"{sign}{seconds // 3600:02d}:{seconds % 3600 // 60:02d}"
+    return text_ + (f":{seconds % 60:02d}" if seconds % 60 else "")
 
 
 def ingest_users(engine: Engine, lines: Iterable[str | bytes]) -> IngestReport:
