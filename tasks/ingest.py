@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import math
 import queue
 import re
@@ -765,7 +766,7 @@ def _zone_probe_instants(zone: ZoneInfo, now: datetime) -> list[datetime]:
     start = (now - _ZONE_PROBE_SPAN[0]).replace(hour=12, minute=0, second=0, microsecond=0)
     days = [start + timedelta(days=n) for n in range(sum(_ZONE_PROBE_SPAN, timedelta()).days)]
     instants = list(days)
-    for before, after in zip(days, days[1:], strict=False):
+    for before, after in itertools.pairwise(days):
         if before.astimezone(zone).utcoffset() == after.astimezone(zone).utcoffset():
             continue
         low, high = before, after  # the transition is in (low, high]: bisect it to the second
@@ -780,7 +781,7 @@ def _zone_probe_instants(zone: ZoneInfo, now: datetime) -> list[datetime]:
     return instants
 
 
-def _zones_read_differently(
+def zones_read_differently(
     engine: Engine, zones: Iterable[str], now: datetime | None = None
 ) -> dict[str, str]:
     """The zones whose UTC offset the server and Python disagree on at some probed instant,
@@ -840,7 +841,7 @@ def ingest_users(engine: Engine, lines: Iterable[str | bytes]) -> IngestReport:
             continue
         users[record.user_id] = zone
         lines_of[record.user_id] = number
-    differ = _zones_read_differently(engine, set(users.values()))
+    differ = zones_read_differently(engine, set(users.values()))
     for user_id, zone in list(users.items()):
         if zone in differ:
             report.malformed += 1

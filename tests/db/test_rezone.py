@@ -10,7 +10,6 @@ import time
 from sqlalchemy import Engine, text
 
 from tasks import lifecycle
-
 from tasks.export import export_rows
 from tasks.ingest import ingest_lines
 from tasks.process import process_pending, step_plan
@@ -111,14 +110,13 @@ def test_rezoning_while_the_claim_marks_its_rows_done_recomputes_them(engine) ->
             ).inserted
         )
     )
-    with engine.connect() as conn:
-        with conn.begin():
-            assert lifecycle.mark_aggregated(conn, domain="vitals", claim_id=claim_id) == stored
-            rezone.start()
-            deadline = time.monotonic() + 60
-            while not _some_backend_waits_for_a_lock(engine):
-                assert time.monotonic() < deadline, "the re-zone never waited for the mark"
-                assert rezone.is_alive()
+    with engine.connect() as conn, conn.begin():
+        assert lifecycle.mark_aggregated(conn, domain="vitals", claim_id=claim_id) == stored
+        rezone.start()
+        deadline = time.monotonic() + 60
+        while not _some_backend_waits_for_a_lock(engine):
+            assert time.monotonic() < deadline, "the re-zone never waited for the mark"
+            assert rezone.is_alive()
     rezone.join(60)
     assert rezoned == [1]
     # The re-zone came after the mark: every row it marked is back to pending, to be recomputed.
