@@ -328,6 +328,7 @@ def cmd_db_stop(args: argparse.Namespace) -> int:
         return 0
     import pgserver
 
+    db_engine.forget_dead_handles(pgdata)
     pgserver.get_server(pgdata, cleanup_mode="stop").cleanup()
     if (pgdata / "postmaster.pid").exists():
         print("the embedded PostgreSQL is still used by another healthflow command; it stops "

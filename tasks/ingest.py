@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import math
 import queue
 import re
@@ -754,11 +755,78 @@ def _server_zones(engine: Engine) -> frozenset[str]:
         return frozenset(conn.execute(text("SELECT name FROM pg_timezone_names")).scalars())
 
 
+# How far around today the server's reading of a zone is compared with Python's: the span a
+# health app's readings come from. A day's step finds a rule that differs for a day or more
+# (a newer tz release abolishing DST, a moved transition); Python's own transitions in the span
+# are probed to the second on both sides.
+_ZONE_PROBE_SPAN = (timedelta(days=5 * 366), timedelta(days=2 * 366))
+
+
+def _zone_probe_instants(zone: ZoneInfo, now: datetime) -> list[datetime]:
+    start = (now - _ZONE_PROBE_SPAN[0]).replace(hour=12, minute=0, second=0, microsecond=0)
+    days = [start + timedelta(days=n) for n in range(sum(_ZONE_PROBE_SPAN, timedelta()).days)]
+    instants = list(days)
+    for before, after in itertools.pairwise(days):
+        if before.astimezone(zone).utcoffset() == after.astimezone(zone).utcoffset():
+            continue
+        low, high = before, after  # the transition is in (low, high]: bisect it to the second
+        while high - low > timedelta(seconds=1):
+            middle = low + (high - low) / 2
+            middle = middle.replace(microsecond=0)
+            if middle.astimezone(zone).utcoffset() == low.astimezone(zone).utcoffset():
+                low = middle
+            else:
+                high = middle
+        instants += [high - timedelta(seconds=1), high]
+    return instants
+
+
+def zones_read_differently(
+    engine: Engine, zones: Iterable[str], now: datetime | None = None
+) -> dict[str, str]:
+    """The zones whose UTC offset the server and Python disagree on at some probed instant,
+    with the reason. The server may ship an older tz database (a zone whose rules changed since
+    reads differently), and it reads a name that is also a time zone abbreviation (CET, EET,
+    MET, WET) as that abbreviation's fixed offset in AT TIME ZONE."""
+    now = now or datetime.now(UTC)
+    probes = [(z, at) for z in zones for at in _zone_probe_instants(ZoneInfo(z), now)]
+    if not probes:
+        return {}
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT p.zone, p.at, "
+                "EXTRACT(EPOCH FROM (p.at AT TIME ZONE p.zone) - (p.at AT TIME ZONE 'UTC')) "
+                "FROM unnest(CAST(:zones AS text[]), CAST(:ats AS timestamptz[])) AS p(zone, at)"
+            ),
+            {"zones": [z for z, _ in probes], "ats": [at for _, at in probes]},
+        ).all()
+    differ: dict[str, str] = {}
+    for zone, at, server_seconds in rows:
+        server_offset = timedelta(seconds=float(server_seconds))
+        python_offset = at.astimezone(ZoneInfo(zone)).utcoffset()
+        if zone not in differ and python_offset != server_offset:
+            differ[zone] = (
+                "malformed: timezone: the database reads it differently (UTC offset "
+                f"{_offset_text(server_offset)} instead of {_offset_text(python_offset)} "
+                f"at {at.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}; its tz data may be older)"
+            )
+    return differ
+
+
+def _offset_text(offset: timedelta | None) -> str:
+    seconds = int((offset or timedelta()).total_seconds())
+    sign, seconds = ("-" if seconds < 0 else "+"), abs(seconds)
+    text_ = f"{sign}{seconds // 3600:02d}:{seconds % 3600 // 60:02d}"
+    return text_ + (f":{seconds % 60:02d}" if seconds % 60 else "")
+
+
 def ingest_users(engine: Engine, lines: Iterable[str | bytes]) -> IngestReport:
     report = IngestReport("users")
     python_zones = available_timezones()
     server_zones = _server_zones(engine)
     users: dict[int, str] = {}
+    lines_of: dict[int, int] = {}
     for number, line in _readable_lines(lines, report):
         try:
             record = UserLine.model_validate_json(line)
@@ -772,6 +840,14 @@ def ingest_users(engine: Engine, lines: Iterable[str | bytes]) -> IngestReport:
             report.problems.append((number, problem))
             continue
         users[record.user_id] = zone
+        lines_of[record.user_id] = number
+    differ = zones_read_differently(engine, set(users.values()))
+    for user_id, zone in list(users.items()):
+        if zone in differ:
+            report.malformed += 1
+            report.problems.append((lines_of[user_id], differ[zone]))
+            del users[user_id]
+    report.problems.sort()
     with engine.begin() as conn:
         if users:
             rezone_users(conn, users)

@@ -362,7 +362,24 @@ def summarize_claim(conn: Connection, *, domain: str, claim_id: str) -> ClaimSum
     return ClaimSummary(claim_id, row.user_id, domain, row.claimed, row.date_from, row.date_to)
 
 
+def _lock_claim_user(conn: Connection, domain: str, claim_id: str) -> None:
+    """Take the per-user lock of the claim's user before marking its rows. A re-zone holds it
+    while it deletes the user's buckets and puts rows back to pending: without it, a mark that
+    updated its rows before the re-zone and committed after would leave them `aggregated` with
+    their buckets gone (the re-zone's reset saw them `processing`, its release saw them done)."""
+    user_id = conn.execute(
+        text(
+            f"SELECT user_id FROM {table_of(domain)} "
+            "WHERE claim_id = :claim_id AND status = 'processing' LIMIT 1"
+        ),
+        {"claim_id": claim_id},
+    ).scalar()
+    if user_id is not None:
+        lock_user_domain(conn, domain, user_id)
+
+
 def mark_aggregated(conn: Connection, *, domain: str, claim_id: str) -> int:
+    _lock_claim_user(conn, domain, claim_id)
     _after_bisection_step(conn, domain, claim_id)
     result = conn.execute(
         text(
@@ -391,6 +408,7 @@ def mark_failed(conn: Connection, *, domain: str, claim_id: str, error: str) -> 
     RowsSetAside metric that the alarm watches.
     """
     table = table_of(domain)
+    _lock_claim_user(conn, domain, claim_id)
     # What a step derived from the rows goes too: a failed claim's rows must not be counted by
     # another claim's recompute of the same buckets while they wait for their retry.
     derived_table = aggregation_of(domain).derived_table

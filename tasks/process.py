@@ -7,6 +7,8 @@ claim failed with the error name, as the workflow's MarkClaimFailed state does.
 
 from __future__ import annotations
 
+import random
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +20,27 @@ from tasks import lifecycle
 from tasks.aggregation import aggregation_of
 from tasks.db.engine import get_engine
 from tasks.domains import DOMAINS_IN_ORDER
+from tasks.errors import DatabaseUnavailable
 from tasks.steps.registry import run_step
+
+# As the state machine retries DatabaseUnavailable on its claim and MarkClaimFailed states
+# (MaxAttempts 4, full jitter), with a shorter base: here nobody pays for a waiting execution.
+_RETRIES = 3
+_RETRY_BASE_SECONDS = 0.5
+
+
+def _run_retried(name: str, payload: dict) -> dict:
+    """Run a step whose failure has nowhere else to go: a dropped connection during a claim or
+    while marking a claim failed would otherwise end the whole `process` (every other user's
+    work with it) and leave a failed claim's rows `processing` until a takeover."""
+    for attempt in range(_RETRIES + 1):
+        try:
+            return run_step(name, payload)
+        except DatabaseUnavailable:
+            if attempt == _RETRIES:
+                raise
+            time.sleep(random.uniform(0, _RETRY_BASE_SECONDS * 2**attempt))
+    raise AssertionError("unreachable")
 
 
 @dataclass
@@ -52,7 +74,7 @@ def process_claim(
     run = ClaimRun(
         domain, user_id, claim_id or f"direct-{domain}-{user_id}-{uuid.uuid4().hex[:12]}"
     )
-    claim = run_step(
+    claim = _run_retried(
         "claim",
         {"domain": domain, "user_id": user_id, "claim_id": run.claim_id, "reprocess": reprocess},
     )
@@ -65,7 +87,7 @@ def process_claim(
             run.steps[label] = run_step(name, payload)
     except Exception as error:  # every failure is marked, then reported by name
         run.error = type(error).__name__
-        run_step(
+        _run_retried(
             "mark_claim_failed", {"claim_id": run.claim_id, "domain": domain, "error": run.error}
         )
     return run

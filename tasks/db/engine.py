@@ -14,6 +14,8 @@ Serverless v2 can pause at 0 ACU, and the open connections never exceed the runn
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 import warnings
 from pathlib import Path
@@ -44,6 +46,33 @@ def keep_running_marker(pgdata: Path) -> Path:
     return pgdata.with_name(pgdata.name + ".keep-running")
 
 
+def forget_dead_handles(pgdata: Path) -> list[int]:
+    """pgserver lists the processes that use a server in `.handle_pids.json` and stops it when
+    the last of them exits. A process killed with SIGKILL never takes its pid off, so the
+    server ran on for good: later commands found another user listed and left it running, and
+    `db stop` said it was still in use. Take the pids of processes that no longer exist off the
+    list; returns them."""
+    path = pgdata / ".handle_pids.json"
+    try:
+        pids = [int(pid) for pid in json.loads(path.read_text())]
+    except (OSError, ValueError, TypeError):
+        return []
+    dead = [pid for pid in pids if not _process_exists(pid)]
+    if dead:
+        path.write_text(json.dumps([pid for pid in pids if pid not in dead]))
+    return dead
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it exists
+        return True
+    return True
+
+
 def embedded_url(pgdata: Path) -> str:
     """Start (or join) the embedded server that keeps its data in `pgdata`; return its URL."""
     import pgserver  # imported late: only the embedded mode needs it
@@ -52,6 +81,7 @@ def embedded_url(pgdata: Path) -> str:
     if pgdata not in _servers:
         notice(f"starting the embedded PostgreSQL in {pgdata} (a few seconds)")
         keep = keep_running_marker(pgdata).exists()
+        forget_dead_handles(pgdata)
         _servers[pgdata] = pgserver.get_server(pgdata, cleanup_mode=None if keep else "stop")
         _log_no_statements(_servers[pgdata].get_uri())  # type: ignore[attr-defined]
     uri: str = _servers[pgdata].get_uri()  # type: ignore[attr-defined]

@@ -105,3 +105,53 @@ def test_every_lambda_step_retries_transient_database_failures_only(definition: 
                           "DatabaseConflict"):  # fmt: skip
             assert transient in retried, (name, transient)
         assert "DatabaseRejectedRow" not in retried and "States.ALL" not in retried, name
+
+
+def test_a_connection_dropped_during_a_claim_does_not_end_process(engine: Engine) -> None:
+    """The first claim's backend is terminated in the middle of its UPDATE (a real dropped
+    connection, as a failover or an idle-session killer gives): `healthflow process` stopped
+    with DatabaseUnavailable there, every other user's work with it."""
+    ingest_lines(
+        engine,
+        "vitals",
+        [
+            json.dumps(
+                {
+                    "user_id": user,
+                    "metric": "heart_rate",
+                    "value": 60 + minute,
+                    "unit": "bpm",
+                    "start_time": f"2024-03-01T08:{minute:02d}:00Z",
+                }
+            )
+            for user in (1, 2)
+            for minute in range(10)
+        ],
+    )
+    with engine.begin() as conn:
+        conn.execute(text("CREATE SEQUENCE drop_once"))
+        conn.execute(
+            text(
+                "CREATE FUNCTION drop_connection_once() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                "BEGIN IF nextval('drop_once') = 1 THEN "  # a sequence survives the rollback
+                "PERFORM pg_terminate_backend(pg_backend_pid()); END IF; RETURN NULL; END $$"
+            )
+        )
+        conn.execute(
+            text(
+                "CREATE TRIGGER drop_connection_once BEFORE UPDATE ON vitals_raw_data "
+                "FOR EACH STATEMENT EXECUTE FUNCTION drop_connection_once()"
+            )
+        )
+    try:
+        runs = process_pending(["vitals"])
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DROP TRIGGER drop_connection_once ON vitals_raw_data"))
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT last_value FROM drop_once")).scalar_one() > 1
+        statuses = dict(
+            conn.execute(text("SELECT status, count(*) FROM vitals_raw_data GROUP BY 1")).all()
+        )
+    assert [(run.user_id, run.error) for run in runs] == [(1, None), (2, None)]
+    assert statuses == {"aggregated": 20}

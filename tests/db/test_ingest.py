@@ -1,5 +1,7 @@
 import json
+from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import text
@@ -449,3 +451,37 @@ def test_zones_the_database_reads_differently_are_refused_with_the_reason(engine
     with engine.connect() as conn:
         stored = conn.execute(text("SELECT user_id, timezone FROM user_settings")).all()
     assert [tuple(r) for r in stored] == [(4, "Europe/Paris")]
+
+
+def test_a_zone_the_database_reads_with_other_offsets_is_refused_with_them(engine) -> None:
+    # PostgreSQL's AT TIME ZONE reads "CET" as the abbreviation (+01:00 all year), Python as the
+    # zone with summer time: July's buckets would be an hour apart from their labels.
+    lines = [
+        '{"user_id": 1, "timezone": "CET"}',
+        '{"user_id": 2, "timezone": "Europe/Berlin"}',
+        '{"user_id": 3, "timezone": "WET"}',
+    ]
+    report = ingest_lines(engine, "users", lines)
+    assert (report.inserted, report.malformed) == (1, 2)
+    reasons = dict(report.problems)
+    assert reasons[1].startswith("malformed: timezone: the database reads it differently")
+    assert "+01:00 instead of +02:00" in reasons[1]
+    assert "+00:00 instead of +01:00" in reasons[3]
+    with engine.connect() as conn:
+        stored = conn.execute(text("SELECT user_id, timezone FROM user_settings")).all()
+    assert [tuple(r) for r in stored] == [(2, "Europe/Berlin")]
+
+
+def test_a_zone_whose_rules_changed_since_the_servers_tz_data_is_refused(engine) -> None:
+    # Paraguay kept summer time for good from October 2024 (tz 2024b); a server with older tz
+    # data still moves America/Asuncion back to -04:00 each March.
+    with engine.connect() as conn:
+        server = conn.execute(
+            text("SELECT (TIMESTAMPTZ '2025-07-01 12:00Z' AT TIME ZONE 'America/Asuncion')")
+        ).scalar_one()
+    python = datetime(2025, 7, 1, 12, tzinfo=UTC).astimezone(ZoneInfo("America/Asuncion"))
+    if server == python.replace(tzinfo=None):
+        pytest.skip("this server's tz data reads America/Asuncion as Python does")
+    report = ingest_lines(engine, "users", ['{"user_id": 1, "timezone": "America/Asuncion"}'])
+    assert (report.inserted, report.malformed) == (0, 1)
+    assert "-04:00 instead of -03:00" in report.problems[0][1]
