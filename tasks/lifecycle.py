@@ -362,11 +362,12 @@ def summarize_claim(conn: Connection, *, domain: str, claim_id: str) -> ClaimSum
     return ClaimSummary(claim_id, row.user_id, domain, row.claimed, row.date_from, row.date_to)
 
 
-def _lock_claim_user(conn: Connection, domain: str, claim_id: str) -> None:
+def _lock_claim_user(conn: Connection, domain: str, claim_id: str) -> int | None:
     """Take the per-user lock of the claim's user before marking its rows. A re-zone holds it
     while it deletes the user's buckets and puts rows back to pending: without it, a mark that
     updated its rows before the re-zone and committed after would leave them `aggregated` with
-    their buckets gone (the re-zone's reset saw them `processing`, its release saw them done)."""
+    their buckets gone (the re-zone's reset saw them `processing`, its release saw them done).
+    Returns the claim's user (None when the claim holds no rows any more)."""
     user_id = conn.execute(
         text(
             f"SELECT user_id FROM {table_of(domain)} "
@@ -376,11 +377,13 @@ def _lock_claim_user(conn: Connection, domain: str, claim_id: str) -> None:
     ).scalar()
     if user_id is not None:
         lock_user_domain(conn, domain, user_id)
+    return user_id
 
 
 def mark_aggregated(conn: Connection, *, domain: str, claim_id: str) -> int:
-    _lock_claim_user(conn, domain, claim_id)
-    _after_bisection_step(conn, domain, claim_id)
+    user_id = _lock_claim_user(conn, domain, claim_id)
+    if user_id is not None:
+        _after_bisection_step(conn, domain, claim_id, user_id)
     result = conn.execute(
         text(
             f"UPDATE {table_of(domain)} SET status = 'aggregated', processed_at = now(), "
@@ -414,12 +417,7 @@ def mark_failed(conn: Connection, *, domain: str, claim_id: str, error: str) -> 
     derived_table = aggregation_of(domain).derived_table
     settings = get_settings()
     suspect_claim = _holds_suspects(conn, table, claim_id, settings.max_attempts)
-    derived = (
-        f", derived AS (DELETE FROM {derived_table} "
-        "WHERE raw_id = ANY(ARRAY(SELECT id FROM failed)))"
-        if derived_table
-        else ""
-    )
+    derived = _delete_derived_cte(derived_table, "failed")
     row = conn.execute(
         text(
             f"""
@@ -452,19 +450,13 @@ def mark_failed(conn: Connection, *, domain: str, claim_id: str, error: str) -> 
     return FailedClaim(failed=row.failed, set_aside=row.set_aside)
 
 
-def _after_bisection_step(conn: Connection, domain: str, claim_id: str) -> None:
+def _after_bisection_step(conn: Connection, domain: str, claim_id: str, user_id: int) -> None:
     """When half of a suspect group succeeds, the other half is retried whole with the next
     batch: a fault that has gone costs two claims, not log2(n); a row at fault in that half
     makes the batch fail, and it is bisected in turn."""
     table, max_attempts = table_of(domain), get_settings().max_attempts
     if not _holds_suspects(conn, table, claim_id, max_attempts):
         return
-    user_id = conn.execute(
-        text(
-            f"SELECT min(user_id) FROM {table} WHERE claim_id = :claim_id AND status = 'processing'"
-        ),
-        {"claim_id": claim_id},
-    ).scalar_one()
     _release_sibling_half(conn, table, user_id, claim_id, max_attempts)
 
 
@@ -630,22 +622,31 @@ def _release_claims(conn: Connection, domain: str, user_ids: list[int]) -> int:
     a running step, so no step is half way; the claim's later steps then find no rows under
     its id and change nothing, and the next claim recomputes the rows in the new zone. Their
     attempts stay as they were: the claim did not fail."""
-    derived_table = aggregation_of(domain).derived_table
-    released = (
-        conn.execute(
-            text(
-                f"UPDATE {table_of(domain)} SET status = 'pending', claim_id = NULL, "
-                "claimed_at = NULL, updated_at = now() "
-                "WHERE user_id = ANY(:ids) AND status = 'processing' RETURNING id"
-            ),
-            {"ids": user_ids},
-        )
-        .scalars()
-        .all()
+    # What the claim derived (a lab's local date) was computed in the old zone: it goes in the
+    # same statement, so the released ids never travel to the client and back.
+    derived = _delete_derived_cte(aggregation_of(domain).derived_table, "released")
+    released: int = conn.execute(
+        text(
+            f"""
+            WITH released AS (
+                UPDATE {table_of(domain)} SET status = 'pending', claim_id = NULL,
+                       claimed_at = NULL, updated_at = now()
+                WHERE user_id = ANY(:ids) AND status = 'processing' RETURNING id
+            ){derived}
+            SELECT count(*) FROM released
+            """
+        ),
+        {"ids": user_ids},
+    ).scalar_one()
+    return released
+
+
+def _delete_derived_cte(derived_table: str | None, source: str) -> str:
+    """A CTE deleting what a step derived (`derived_table`) from the rows a CTE `source`
+    returns; empty for a domain that derives nothing."""
+    if not derived_table:
+        return ""
+    return (
+        f", derived AS (DELETE FROM {derived_table} "
+        f"WHERE raw_id = ANY(ARRAY(SELECT id FROM {source})))"
     )
-    if released and derived_table:
-        # What the claim derived (a lab's local date) was computed in the old zone.
-        conn.execute(
-            text(f"DELETE FROM {derived_table} WHERE raw_id = ANY(:ids)"), {"ids": list(released)}
-        )
-    return len(released)

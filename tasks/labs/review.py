@@ -129,19 +129,23 @@ def affected_ranges(conn: Connection, mappings: Iterable[Mapping]) -> dict[int, 
     if not wanted:
         return {}
     ranges: dict[int, tuple[date, date]] = {}
-    rows = conn.execute(
+    # Grouped in SQL: reports repeat the same few names, so the names are normalized once per
+    # (user, code, name, unit), not once per row of the whole lab history.
+    groups = conn.execute(
         text(
-            "SELECT c.user_id, c.local_date, c.loinc_code, r.test_name, r.unit "
+            "SELECT c.user_id, c.loinc_code, r.test_name, r.unit, "
+            "min(c.local_date), max(c.local_date) "
             "FROM lab_report_categorized c JOIN lab_report_raw r ON r.id = c.raw_id "
-            "WHERE r.status = 'aggregated'"
+            "WHERE r.status = 'aggregated' "
+            "GROUP BY c.user_id, c.loinc_code, r.test_name, r.unit"
         )
     )
-    for user_id, local_date, code, name, unit in rows:
+    for user_id, code, name, unit, first, last in groups:
         target = wanted.get(alias_key(name, unit))
         if target is None or target == code:
             continue
-        low, high = ranges.get(user_id, (local_date, local_date))
-        ranges[user_id] = (min(low, local_date), max(high, local_date))
+        low, high = ranges.get(user_id, (first, last))
+        ranges[user_id] = (min(low, first), max(high, last))
     return ranges
 
 

@@ -202,15 +202,20 @@ def write_results(
     records = []
     implausible: dict[str, list[int]] = {}
     categorized = uncategorized = 0
+    # Once per distinct (name, unit), not per row: the series depends on nothing else (a
+    # missing unit and an empty one normalize alike).
+    series = {key: series_match(match, key[1] or None) for key, match in results.items()}
     for row in rows:
         if row.id not in still_held:
             continue
-        match = series_match(results[(row.test_name, row.unit or "")], row.unit)
-        value, unit, flag = row.value, row.unit, None
+        match = series[(row.test_name, row.unit or "")]
+        value, unit, flag, decimals = row.value, row.unit, None, None
         finite = row.value is not None and math.isfinite(row.value)
-        decimals = reported_precision(row.value_text, row.value).decimals if finite else None
+        if finite and match.loinc_code is None:
+            decimals = reported_precision(row.value_text, row.value).decimals
         if match.loinc_code is not None:
             if finite:
+                # The conversion reads the reported precision itself (tasks.precision).
                 reading = convert_reading(match.loinc_code, row.value, row.unit, row.value_text)
                 value, unit, decimals = reading.value, reading.unit, reading.decimals
                 # Only problems are flagged; a flagged value is kept but never aggregated.
