@@ -25,14 +25,12 @@ from tasks.cli_args import PrerequisiteMissing, UsageError
 from tasks.domains import DOMAINS_IN_ORDER
 from tasks.progress import Progress
 from tasks.settings import get_settings
-from tasks.steps.models import DOMAIN_OF_JOB, TriggerMessage
+from tasks.steps.models import JOB_OF_DOMAIN, TriggerMessage
 from tasks.workflow import (
     LocalStore,
     format_trace,
     mermaid,
 )
-
-JOB_OF_DOMAIN: dict[str, str] = {domain: job for job, domain in DOMAIN_OF_JOB.items()}
 
 
 def _store() -> LocalStore:
@@ -357,21 +355,17 @@ def cmd_dlq(args: argparse.Namespace) -> int:
             return 0
     else:
         store = _store()
-        bodies = store.list_dead_letters()
-        letters = [deadletters.classify(body) for body in bodies]
+        if args.action == "redrive":
+            result = deadletters.redrive_local(store)
+            print(result.summary())
+            if result.redriven:
+                print("`healthflow run` delivers the redriven triggers")
+            return 0
+        letters = [deadletters.classify(body) for body in store.list_dead_letters()]
         if args.action == "purge":
             chosen_at = [i for i, letter in enumerate(letters) if _purged(args, letter)]
             if _confirmed(args, [letters[i] for i in chosen_at], len(letters)):
                 store.remove_dead_letters(chosen_at)
-            return 0
-        if args.action == "redrive":
-            removed: list[int] = []
-            result = deadletters.redrive(zip(letters, range(len(letters)), strict=True),
-                                         store.enqueue, removed.append)  # fmt: skip
-            store.remove_dead_letters(removed)
-            print(result.summary())
-            if result.redriven:
-                print("`healthflow run` delivers the redriven triggers")
             return 0
     kinds = {kind: sum(1 for letter in letters if letter.kind == kind)
              for kind in ("workflow", "queue", "local-queue")}  # fmt: skip

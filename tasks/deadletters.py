@@ -200,6 +200,16 @@ def redrive(
     return result
 
 
+def redrive_local(store: Any) -> RedriveResult:
+    """`redrive` over the local cloud's dead letters (a `tasks.workflow.LocalStore`): the
+    triggers go back to its queue, the redriven letters leave the store."""
+    letters = [classify(body) for body in store.list_dead_letters()]
+    removed: list[int] = []
+    result = redrive(zip(letters, range(len(letters)), strict=True), store.enqueue, removed.append)
+    store.remove_dead_letters(removed)
+    return result
+
+
 # ---------------------------------------------------------------------------- SQS
 
 

@@ -16,16 +16,11 @@ from sqlalchemy import Connection, text
 
 from tasks.lifecycle import table_of
 from tasks.settings import get_settings
+from tasks.steps.models import JOB_OF_DOMAIN
 
 #: Users redriven per sweep at most: the Map's input stays far below the 256 KiB payload limit
 #: (a trigger is about 70 bytes); the rest waits for the next hour.
 MAX_TRIGGERS = 1_000
-
-JOB_OF_DOMAIN = {
-    "labs": "process_pending_labs",
-    "vitals": "process_pending_vitals",
-    "nutrition": "process_pending_nutrition",
-}
 
 
 @dataclass(frozen=True)

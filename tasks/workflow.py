@@ -7,6 +7,7 @@ import contextlib
 import fcntl
 import json
 import os
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -245,6 +246,11 @@ def _mermaid_states(definition: Mapping[str, Any], prefix: str) -> list[str]:
 # ---------------------------------------------------------------------------- local state
 
 
+def _canonical(body: Any) -> str:
+    """One text per trigger content, whatever its keys' order."""
+    return json.dumps(body, sort_keys=True)
+
+
 class LocalStore:
     """What the local cloud keeps between commands: moto's state lives in one process, so the
     queue spool, execution traces and dead letters are written under the data directory.
@@ -334,16 +340,18 @@ class LocalStore:
         the same triggers each acknowledge what they delivered, so a trigger that one of them
         never read (appended after it looked) stays queued. (By count, the second `run`
         removed a later trigger that nobody had delivered.)"""
+        # Counted by canonical text: a list of bodies searched per line is quadratic in the
+        # spool, under the store's lock.
+        remaining = Counter(_canonical(body) for body in bodies)
         with self._locked():
-            remaining = [dict(body) for body in bodies]
             kept: list[str] = []
             for line in self._lines(self.spool):
                 try:
-                    body = json.loads(line)
+                    key = _canonical(json.loads(line))
                 except json.JSONDecodeError:
-                    body = None
-                if body in remaining:
-                    remaining.remove(body)
+                    key = None
+                if key is not None and remaining[key] > 0:
+                    remaining[key] -= 1
                 else:
                     kept.append(line)
             self._replace(self.spool, kept)

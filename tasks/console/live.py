@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tasks.console.executions import ExecutionSummary, Machine, summarize
+from tasks.steps.models import JOB_OF_DOMAIN
 from tasks.workflow import LocalStore
 
 CloudFactory = Callable[[], AbstractContextManager[Any]]
@@ -38,12 +39,6 @@ def _default_cloud() -> AbstractContextManager[Any]:
     from tasks.localcloud.cloud import LocalCloud
 
     return LocalCloud()
-
-
-def _job_of(domain: str) -> str:
-    from tasks.steps.models import DOMAIN_OF_JOB
-
-    return next(job for job, d in DOMAIN_OF_JOB.items() if d == domain)
 
 
 class LiveRun:
@@ -84,7 +79,7 @@ class LiveRun:
             ensure_current(get_engine())  # as `healthflow run`: never on an old schema
             with self._cloud_factory() as cloud:
                 for domain, user_id in pending_work(list(DOMAINS_IN_ORDER), None):
-                    cloud.send_message({"job_type": _job_of(domain), "user_id": user_id})
+                    cloud.send_message({"job_type": JOB_OF_DOMAIN[domain], "user_id": user_id})
                     report.triggers += 1
                 queued = self._store.queued()
                 for body in queued:

@@ -138,12 +138,7 @@ class Console:
 
     def redrive(self) -> dict[str, Any]:
         """`healthflow dlq redrive` on the local cloud: the triggers go back to the queue."""
-        letters = [deadletters.classify(body) for body in self.store.list_dead_letters()]
-        removed: list[int] = []
-        result = deadletters.redrive(
-            zip(letters, range(len(letters)), strict=True), self.store.enqueue, removed.append
-        )
-        self.store.remove_dead_letters(removed)
+        result = deadletters.redrive_local(self.store)
         return {
             "redriven": result.redriven,
             "kept": [{"error": letter.error, "why": why} for letter, why in result.kept],

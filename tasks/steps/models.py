@@ -41,6 +41,7 @@ DOMAIN_OF_JOB: dict[str, Domain] = {
     "process_pending_vitals": "vitals",
     "process_pending_nutrition": "nutrition",
 }
+JOB_OF_DOMAIN: dict[str, str] = {domain: job for job, domain in DOMAIN_OF_JOB.items()}
 
 
 class StepModel(BaseModel):
