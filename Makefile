@@ -32,12 +32,12 @@ $(STAMP): pyproject.toml requirements.lock
 	touch $(STAMP)
 	@echo "healthflow: ready; the command line is $(BIN)/healthflow (or: source $(BIN)/activate)"
 
-run demo: prereqs venv
+run demo: venv
 	$(BIN)/healthflow run --demo
 	@echo "healthflow: more commands: $(BIN)/healthflow --help (or: source $(BIN)/activate; healthflow --help)"
 	@echo "healthflow: see these executions as the Step Functions console would: $(BIN)/healthflow console, then open http://127.0.0.1:8765/"
 
-test: prereqs venv
+test: venv
 	$(BIN)/python -m pytest -q
 
 lint: venv
@@ -54,7 +54,7 @@ bench: venv
 	$(BIN)/python bench/workflow.py
 	$(BIN)/python bench/workflow.py --burst 1000 --burst-users 200
 
-synth: prereqs venv
+synth: venv
 	cd cdk && npx --yes aws-cdk@2 synth --quiet
 
 lock:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,29 +86,31 @@ _TARGET_PARAMETER = {
 }
 
 
+def iter_states(states: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """Every state with its name, Map/Parallel branches included."""
+    for name, state in states.items():
+        yield name, state
+        for branch in state.get("Branches", []):
+            yield from iter_states(branch["States"])
+        processor = state.get("ItemProcessor") or state.get("Iterator")
+        if processor:
+            yield from iter_states(processor["States"])
+
+
 def task_resources(definition: Mapping[str, Any]) -> list[TaskResource]:
     """Every Task state of a definition (Map/Parallel branches included)."""
     found: list[TaskResource] = []
-
-    def walk(states: Mapping[str, Any]) -> None:
-        for name, state in states.items():
-            if state.get("Type") == "Task":
-                resource = str(state["Resource"])
-                action = resource.removeprefix("arn:aws:states:::")
-                parameter = _TARGET_PARAMETER.get(action)
-                value = (state.get("Parameters") or {}).get(parameter) if parameter else None
-                target = None
-                if isinstance(value, str):
-                    names = placeholders_in(value)
-                    target = next(iter(names)) if len(names) == 1 else None
-                found.append(TaskResource(name, resource, target))
-            for branch in state.get("Branches", []):
-                walk(branch["States"])
-            processor = state.get("ItemProcessor") or state.get("Iterator")
-            if processor:
-                walk(processor["States"])
-
-    walk(definition["States"])
+    for name, state in iter_states(definition["States"]):
+        if state.get("Type") == "Task":
+            resource = str(state["Resource"])
+            action = resource.removeprefix("arn:aws:states:::")
+            parameter = _TARGET_PARAMETER.get(action)
+            value = (state.get("Parameters") or {}).get(parameter) if parameter else None
+            target = None
+            if isinstance(value, str):
+                names = placeholders_in(value)
+                target = next(iter(names)) if len(names) == 1 else None
+            found.append(TaskResource(name, resource, target))
     return found
 
 
@@ -120,32 +122,19 @@ def load_definition(path: Path) -> str:
 
 
 def state_timeouts() -> dict[str, int]:
-    """TimeoutSeconds of every Task state of both state machines, by state name (the names
-    are shared where the two machines have the same state, with the same timeout). Empty where
-    the ASL files are not shipped (the steps asset holds the package only)."""
+    """TimeoutSeconds of every Task state of the state machines, by state name (the names
+    are shared where two machines have the same state, with the same timeout). Empty where
+    the ASL files are not shipped."""
     timeouts: dict[str, int] = {}
-    for path in (EXPRESS_ASL, LABS_ASL):
+    for path in (EXPRESS_ASL, LABS_ASL, SWEEP_ASL):
         if not path.exists():
             continue
         definition = json.loads(path.read_text(encoding="utf-8"))
-        for task in task_resources(definition):
-            seconds = _find_state(definition["States"], task.state).get("TimeoutSeconds")
-            if isinstance(seconds, int):
-                timeouts[task.state] = min(seconds, timeouts.get(task.state, seconds))
+        for name, state in iter_states(definition["States"]):
+            seconds = state.get("TimeoutSeconds")
+            if state.get("Type") == "Task" and isinstance(seconds, int):
+                timeouts[name] = min(seconds, timeouts.get(name, seconds))
     return timeouts
-
-
-def _find_state(states: Mapping[str, Any], name: str) -> Mapping[str, Any]:
-    if name in states:
-        return states[name]
-    for state in states.values():
-        for branch in state.get("Branches", []):
-            if found := _find_state(branch["States"], name):
-                return found
-        processor = state.get("ItemProcessor") or state.get("Iterator")
-        if processor and (found := _find_state(processor["States"], name)):
-            return found
-    return {}
 
 
 __all__ = [
@@ -156,6 +145,7 @@ __all__ = [
     "TaskResource",
     "check_placeholders",
     "fill_placeholders",
+    "iter_states",
     "load_definition",
     "placeholders_in",
     "state_timeouts",

@@ -21,12 +21,9 @@ from constructs import Construct
 
 from healthflow_infra.nag import acknowledge
 
-#: What a machine's executions alarm on: every way an execution ends other than success. Only
-#: a Standard execution can be aborted (StopExecution does not apply to Express executions).
-EXECUTION_FAILURE_METRICS: dict[sfn.StateMachineType, tuple[str, ...]] = {
-    sfn.StateMachineType.STANDARD: ("ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsAborted"),
-    sfn.StateMachineType.EXPRESS: ("ExecutionsFailed", "ExecutionsTimedOut"),
-}
+#: What an Express machine's executions alarm on: every way one ends other than success (an
+#: Express execution cannot be aborted). Standard machines page through the status-change rule.
+EXPRESS_FAILURE_METRICS = ("ExecutionsFailed", "ExecutionsTimedOut")
 
 #: The statuses of a Standard execution's status-change event that page (every end but success).
 FAILED_EXECUTION_STATUSES = ("FAILED", "TIMED_OUT", "ABORTED")
@@ -114,7 +111,7 @@ class Monitoring(Construct):
                 continue
             self._alarm(
                 f"{name}ExecutionsFailed",
-                metric=execution_failures(machine, machine_type, five_minutes),
+                metric=execution_failures(machine, five_minutes),
                 threshold=0,
                 description=f"A {name} execution failed or timed out. {WHAT_TO_DO}",
             )
@@ -338,18 +335,16 @@ class _TopicTarget:
         return events.RuleTargetConfig(arn=self._topic.topic_arn, input=self._message)
 
 
-def execution_failures(
-    machine: sfn.StateMachine, machine_type: sfn.StateMachineType, period: Duration
-) -> cloudwatch.MathExpression:
-    """Executions of `machine` that failed, timed out or were aborted in `period` (missing data
+def execution_failures(machine: sfn.StateMachine, period: Duration) -> cloudwatch.MathExpression:
+    """Executions of the Express `machine` that failed or timed out in `period` (missing data
     is zero: the metrics exist only once something happened)."""
     metrics = {
         f"m{index}": machine.metric(name, period=period, statistic="Sum")
-        for index, name in enumerate(EXECUTION_FAILURE_METRICS[machine_type])
+        for index, name in enumerate(EXPRESS_FAILURE_METRICS)
     }
     return cloudwatch.MathExpression(
         expression=" + ".join(f"FILL({key}, 0)" for key in metrics),
         using_metrics=metrics,
         period=period,
-        label="failed + timed out + aborted executions",
+        label="failed + timed out executions",
     )
