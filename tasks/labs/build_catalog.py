@@ -646,7 +646,8 @@ ALIASES: dict[str, list[str]] = {
     "2075-0": ["Chloride", "Cl", "Cl-"],
     "1963-8": ["Bicarbonate", "HCO3", "Bicarb", "HCO3-"],
     "2028-9": ["Total CO2", "CO2", "Carbon Dioxide", "TCO2", "CO2 Total"],
-    "1863-0": ["Anion Gap", "AG"],
+    # A bare "Anion gap" states no formula: the code that states none (4 adds potassium).
+    "33037-3": ["Anion Gap", "AG"],
     "17861-6": ["Calcium", "Ca", "Total Calcium", "Calcium Total"],
     "1994-3": ["Ionized Calcium", "Ionised Calcium", "iCa", "Free Calcium", "Calcium Ionized"],
     "19123-9": ["Magnesium", "Mg"],

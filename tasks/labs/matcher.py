@@ -93,8 +93,20 @@ def specimen_score(test: LabTest, specimen: str | None) -> float:
     return -1.0 if fit is None else fit
 
 
+def _log_scale(text: str) -> bool:
+    return bool(_LOG_WORD.search(text))
+
+
+_LOG_WORD = re.compile(r"\blog", re.IGNORECASE)
+
+
 def unit_score(test: LabTest, unit: NormalizedUnit) -> float:
-    """+1 canonical unit, +0.6 convertible, -1 known but foreign unit, 0 no information."""
+    """+1 canonical unit, +0.6 convertible, -1 known but foreign unit, 0 no information.
+
+    A stated unit on the wrong scale is foreign whatever its spelling: 50,000 {copies}/mL is not
+    a value of a "[Log #/volume]" code, nor 4.7 log copies/mL one of a count code."""
+    if unit.canonical and _log_scale(unit.canonical) != _log_scale(test.long_name):
+        return -1.0
     if not unit.known or (test.canonical_unit == "" and test.value_kind == "numeric"):
         return 0.0  # no information: an unknown spelling, or a code the catalog has no unit for
     if unit.canonical == "":

@@ -8,7 +8,11 @@ from procalcitonin. A proposal is accepted only when the name itself names the c
   or an abbreviation from the catalog;
 - no phrase is exactly the name of another analyte's code ("Free Thyroxine (T4)" is not total T4);
 - no word of the name that names analytes elsewhere in the catalog ("free", "ionized", "IgM",
-  "B12") is missing from the code's own names.
+  "B12"), or reads as an analyte's identifier (CD11b, IL6), is missing from the code's own names.
+
+Words are compared in one spelling (``stem``: plurals, "prostatic"/"prostate", antibody/Ab),
+compound words of the catalog also count as their two parts ("amino transferase"), and a name
+may leave out "virus" or "total" ("Hepatitis A Ab" is LOINC's "Hepatitis A virus Ab").
 
 The reported unit's dimension must fit the code's LOINC property (``unit_fits_property``: ng/mL
 is a concentration, never the rate of a 24-hour collection). The specimen, property, method and
@@ -63,6 +67,9 @@ FILLER = frozenset(
     ]
 )
 _TOKEN = re.compile(r"[a-z0-9]+")
+# A word that reads as an analyte's identifier (CD11b, IL6, B6, A1c) names an analyte even when
+# the catalog has no code for it: the code must carry it.
+_MARKER = re.compile(r"[a-z]{1,4}[0-9]+[a-z]?")
 _BRACKETS = re.compile(r"\(([^()]*)\)|\[([^\[\]]*)\]")
 
 
@@ -84,8 +91,31 @@ def tokens(text: str) -> tuple[str, ...]:
     return tuple(joined)
 
 
+# Words a report spells out where LOINC abbreviates, or the other way round.
+_SAME_WORD = {"antibody": "ab", "antibodies": "ab", "antigen": "ag", "antigens": "ag"}
+# Words a name may leave out without naming another analyte: "Hepatitis A Ab" is LOINC's
+# "Hepatitis A virus Ab", "Bilirubin" its "Bilirubin.total".
+UNSTATED = frozenset({"virus", "total"})
+
+
+def stem(word: str) -> str:
+    """One spelling for a word's inflections: plural "s", final "e", adjective "-ic" of a long
+    word ("prostatic" and "prostate" both give "prostat"). Distinct analytes keep distinct
+    stems: creatine/creatinine, phosphate/phosphatase, folate/folic."""
+    word = _SAME_WORD.get(word, word)
+    if len(word) > 4 and word.endswith("ies"):
+        word = word[:-3] + "y"
+    elif len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        word = word[:-1]
+    if len(word) >= 8 and word.endswith("ic"):
+        return word[:-2]
+    if len(word) > 5 and word.endswith("e"):
+        return word[:-1]
+    return word
+
+
 def content(text: str) -> frozenset[str]:
-    return frozenset(word for word in tokens(text) if word not in FILLER)
+    return frozenset(stem(word) for word in tokens(text) if word not in FILLER)
 
 
 def phrases(name: str) -> list[frozenset[str]]:
@@ -113,6 +143,7 @@ class AnalyteCheck:
     components: dict[str, str]  # code -> component key (siblings share it)
     named: dict[frozenset[str], frozenset[str]]  # content word set -> component keys it names
     analyte_words: frozenset[str]  # words some code's component or synonym carries
+    parts: dict[str, frozenset[str]]  # compound word -> the two catalog words it joins
 
     @classmethod
     def build(cls, catalog: Catalog) -> AnalyteCheck:
@@ -121,43 +152,84 @@ class AnalyteCheck:
         components: dict[str, str] = {}
         named: dict[frozenset[str], set[str]] = {}
         analyte_words: set[str] = set()
+        every_name: dict[str, list[str]] = {}
         for test in catalog.tests:
             names = [test.component, _BRACKETS.sub(" ", test.component), *test.aliases]
             names += [*test.labels, *(a or b for a, b in _BRACKETS.findall(test.component))]
-            sets = frozenset(words for name in names if (words := content(name)))
+            every_name[test.loinc_code] = names
+        parts = _compounds(
+            {stem(word) for names in every_name.values() for name in names for word in tokens(name)}
+        )
+        for test in catalog.tests:
+            names = every_name[test.loinc_code]
+            sets = frozenset(_split(words, parts) for name in names if (words := content(name)))
             synonyms[test.loinc_code] = sets
-            vocabulary[test.loinc_code] = frozenset(
-                word for name in (test.long_name, *names) for word in tokens(name)
+            vocabulary[test.loinc_code] = _split(
+                frozenset(stem(word) for name in (test.long_name, *names) for word in tokens(name)),
+                parts,
             )
             key = _component_key(test.component)
             components[test.loinc_code] = key
             for words in sets:
                 named.setdefault(words, set()).add(key)
             for name in (test.component, *test.aliases):
-                analyte_words.update(content(name))
+                analyte_words.update(_split(content(name), parts))
         return cls(
             synonyms,
             vocabulary,
             components,
             {words: frozenset(keys) for words, keys in named.items()},
             frozenset(analyte_words),
+            parts,
         )
+
+    def _names(self, reading: frozenset[str], own: frozenset[frozenset[str]]) -> bool:
+        """Whether a phrase of the name is one of the code's names, up to unstated words."""
+        if reading in own:
+            return True
+        stated = reading - UNSTATED
+        return bool(stated) and any(stated == words - UNSTATED for words in own)
 
     def agrees(self, name: str, code: str) -> bool:
         """Whether the name names the code's analyte (see the module docstring)."""
         own = self.synonyms.get(code)
         if not own:
             return False
-        readings = phrases(name)
-        if not any(reading in own for reading in readings):
+        readings = [_split(reading, self.parts) for reading in phrases(name)]
+        if not any(self._names(reading, own) for reading in readings):
             return False
         component = self.components[code]
         for reading in readings:
-            if reading not in own and self.named.get(reading, frozenset()) - {component}:
+            if not self._names(reading, own) and self.named.get(reading, frozenset()) - {component}:
                 return False  # another phrase names another analyte
         vocabulary = self.vocabulary[code]
         words = {word for reading in readings for word in reading}
-        return not any(word in self.analyte_words and word not in vocabulary for word in words)
+        return not any(
+            (word in self.analyte_words or _MARKER.fullmatch(word)) and word not in vocabulary
+            for word in words
+        )
+
+
+# Chemical prefixes a report writes as a word of their own ("Alanine amino transferase").
+_PREFIXES = frozenset({"amino", "hydroxy", "glyco", "deoxy", "dehydro"})
+
+
+def _compounds(words: set[str]) -> dict[str, frozenset[str]]:
+    """Catalog words that join two catalog words (or a chemical prefix and a catalog word) of
+    five letters or more ("aminotransferase" = "amino" + "transferase"), so a report that
+    writes them apart agrees."""
+    found: dict[str, frozenset[str]] = {}
+    for word in words:
+        for cut in range(5, len(word) - 4):
+            head, tail = word[:cut], word[cut:]
+            if (head in words or head in _PREFIXES) and tail in words:
+                found[word] = frozenset({head, tail})
+                break
+    return found
+
+
+def _split(words: frozenset[str], parts: dict[str, frozenset[str]]) -> frozenset[str]:
+    return frozenset(part for word in words for part in parts.get(word, (word,)))
 
 
 # What a unit measures, as LOINC's property classes in the catalog name it.

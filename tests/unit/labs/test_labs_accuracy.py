@@ -41,8 +41,14 @@ SET_FLOORS = {
     "eval_set.csv": (0.97, 0.0),  # measured 99.7%, 0 wrong
     "adversarial_set.csv": (0.97, 0.0),  # 100.0%, 0 wrong
     "external/nhanes_lab_variable_labels.csv": (0.94, 0.0),  # 97.1%, 0 wrong
-    "external/vista_ehr_test_names.csv": (0.66, 0.0),  # 71.2%, 0 wrong
+    "external/vista_ehr_test_names.csv": (0.76, 0.0),  # 80.8%, 0 wrong
     "external/vista_loinc_short_names.csv": (0.54, 0.0),  # 57.6%, 0 wrong
+    # Added after the rules; a hash splits each into a readable half and a held-out half
+    # (bench/categorize.py prints both). Whole-set figures here.
+    "external/ccda_lab_results.csv": (0.86, 0.0),  # 90.2%, 0 wrong
+    "external/synthea_lab_observations.csv": (0.80, 0.0),  # 83.8%, 0 wrong
+    "external/lab_unit_table.csv": (0.58, 0.0),  # 62.9%, 0 wrong
+    "external/lhncbc_lab_names.csv": (0.33, 0.0),  # 37.7%, 0 wrong
 }
 
 

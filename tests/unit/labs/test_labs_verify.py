@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tasks.labs.catalog import load_catalog
-from tasks.labs.matcher import AliasMatcher, CombinedMatcher, LabQuery
-from tasks.labs.normalize import convert_reading
-from tasks.labs.verify import AnalyteCheck, fold, phrases, tokens
+from tasks.labs.matcher import AliasMatcher, CombinedMatcher, LabQuery, unit_score
+from tasks.labs.normalize import convert_reading, normalize_unit
+from tasks.labs.verify import AnalyteCheck, fold, phrases, stem, tokens
 from tasks.settings import Settings
 
 
@@ -39,11 +39,49 @@ def test_greek_letters_and_british_spellings_fold() -> None:
     assert fold("β2-Microglobulin") == "beta 2-microglobulin"
     assert tokens("Haemoglobin γ-GT") == ("hemoglobin", "gamma", "gt")
     assert tokens("T-4") == ("t4",)
-    assert phrases("Folic Acid/Folate") == [
-        frozenset({"folic", "acid", "folate"}),
+    assert phrases("Folic Acid/Folate") == [  # words compared in one spelling (stem)
+        frozenset({"folic", "acid", "folat"}),
         frozenset({"folic", "acid"}),
-        frozenset({"folate"}),
+        frozenset({"folat"}),
     ]
+
+
+@pytest.mark.parametrize(
+    ("word", "spelled"),
+    [
+        ("prostatic", "prostat"),
+        ("prostate", "prostat"),
+        ("antibodies", "ab"),
+        ("antigen", "ag"),
+        ("platelets", "platelet"),
+        ("creatine", "creatin"),  # distinct analytes keep distinct stems
+        ("creatinine", "creatinin"),
+        ("phosphate", "phosphat"),
+        ("phosphatase", "phosphatas"),
+        ("glucose", "glucos"),
+    ],
+)
+def test_one_spelling_per_word(word: str, spelled: str) -> None:
+    assert stem(word) == spelled
+
+
+@pytest.mark.parametrize(
+    ("name", "code", "agrees"),
+    [
+        ("ALT (Transferase Alanine Amino)", "1742-6", True),  # a compound written apart
+        ("AST (Aspartate Transferase)", "1920-8", True),
+        ("PSA (Prostatic Specific AG)", "2857-1", True),  # prostatic/prostate, AG/Ag
+        ("Hepatitis A AB", "13951-9", True),  # LOINC's "Hepatitis A virus Ab"
+        ("Hepatitis A IgG AB", "13951-9", False),  # IgG is not in the total antibody's names
+        ("Hepatitis A IgG AB", "22314-9", False),  # nor in the IgM antibody's
+        ("Pro B Natriuretic Peptide", "30934-4", False),  # NT-proBNP is not BNP
+        ("CD11b Myelo/Monos %", "5905-5", False),  # an identifier the code does not carry
+    ],
+)
+def test_spelling_variants_agree_and_other_analytes_still_do_not(
+    check: AnalyteCheck, name: str, code: str, agrees: bool
+) -> None:
+    assert check.agrees(name, code) is agrees
 
 
 def test_the_model_is_on_except_in_a_lambda() -> None:
@@ -90,3 +128,17 @@ def test_a_proposal_whose_unit_measures_another_property_is_refused(
     """The catalog's only estriol is a 24-hour urine rate; ng/mL is a concentration."""
     result = combined_matcher.match_many([LabQuery("Estriol", "ng/mL")])[0]
     assert result.loinc_code is None and result.candidates
+
+
+def test_a_bare_anion_gap_takes_the_code_that_states_no_formula() -> None:
+    assert AliasMatcher().match_one(LabQuery("Anion Gap", "mmol/L")).loinc_code == "33037-3"
+    assert AliasMatcher().match_one(LabQuery("Anion gap 4", "mmol/L")).loinc_code == "1863-0"
+
+
+@pytest.mark.parametrize(
+    ("code", "unit"),
+    [("29541-0", "{copies}/mL"), ("25836-8", "log copies/mL"), ("25836-8", "{Log_copies}/mL")],
+)
+def test_a_unit_on_the_other_scale_vetoes_the_code(code: str, unit: str) -> None:
+    test = load_catalog().by_code[code]
+    assert unit_score(test, normalize_unit(unit)) == -1.0
