@@ -123,7 +123,7 @@ _CONVENTION_WORDS = frozenset({"feu", "ddu"})
 _COMPONENT_END = re.compile(r"\s\[|\s+in\s+|\s+of\s+|/100\b|\s+by\s+", re.IGNORECASE)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _component_words(text: str) -> frozenset[str]:
     text = _COMPONENT_END.split(text, maxsplit=1)[0] if text else ""
     text = re.sub(r"\([^()]*\)", " ", text)  # "(viral load)", "(T4)": annotations of a name
@@ -152,7 +152,7 @@ def _analyte_keys(code: str | None, name: str, *, given: bool) -> set[tuple[str,
     return {("component", _component_words(name)), ("short", _parsed_words(name))}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _parsed_words(name: str) -> frozenset[str]:
     from tasks.labs.parse import parse_name
 

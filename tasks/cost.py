@@ -193,11 +193,12 @@ ESTIMATES: Mapping[str, float] = {
     "sqs_requests_per_message": 3.0,  # send, receive, delete
     "business_metric_series": 6.0,  # EMF metric x step pairs the steps write when metrics are on
     # The share of lab messages that start the ml-worker, on names the catalog was not tuned
-    # on: the model-free tier (tasks.labs.resolve_known) leaves 38% (VA EHR names) to 42% (VA
-    # short names) of names, so a report of 10 names needs the model 99% to 100% of the time
-    # (`bench/categorize.py` prints it per set; NHANES labels, 3% left, 25%). The tuning set
-    # (eval_set.csv) would say 60%, which a site's own names will not reach until reviewed
-    # aliases (`healthflow labs review`) settle them; price the outside figure.
+    # on: a report of 10 names drawn from an outside set needs the model 70% (C-CDA results,
+    # 11% of names left) to 100% (LHNCBC, VA short names) of the time; 86% Synthea, 98% lab-unit
+    # table, 99% VA EHR (`bench/categorize.py` prints it per set; NHANES labels, 3% left, 25%).
+    # The tuning set (eval_set.csv) would say 60%, which a site's own names will not reach until
+    # reviewed aliases (`healthflow labs review`) settle them; price the high end of the outside
+    # figures, so the bill is not under-quoted.
     "labs_needing_model": 0.99,
     # A new Aurora: the capacity an active instance idles at between a few short steps (the
     # smallest non-zero Serverless v2 capacity), how much the tables hold, and the I/O a message

@@ -52,6 +52,7 @@ ADDITIONS: list[str] = [
     "2501-5",
     # inflammation
     "30522-7",
+    "33959-8",
     # cardiac
     "10839-9",
     "89579-7",
@@ -59,6 +60,7 @@ ADDITIONS: list[str] = [
     "30934-4",
     "32673-6",
     # hormones, PSA, homocysteine
+    "2141-0",
     "2839-9",
     "10501-5",
     "2243-4",
@@ -161,6 +163,8 @@ EXTRA_NAMES: dict[str, tuple[str, str, str]] = {
     ),
     "43396-1": ("Cholesterol non HDL [Mass/volume] in Serum or Plasma", "serum", "numeric"),
     "1759-0": ("Albumin/Globulin [Mass Ratio] in Serum or Plasma", "serum", "numeric"),
+    "2141-0": ("Corticotropin [Mass/volume] in Plasma", "serum", "numeric"),
+    "33959-8": ("Procalcitonin [Mass/volume] in Serum or Plasma", "serum", "numeric"),
     "16325-3": (
         "Aspartate aminotransferase/Alanine aminotransferase [Enzymatic activity ratio] in "
         "Serum or Plasma",
@@ -186,6 +190,8 @@ CANONICAL_OVERRIDES: dict[str, str] = {
     "1521-4": "mg/dL",
     "20448-7": "u[IU]/mL",
     "3051-0": "pg/mL",
+    "2141-0": "pg/mL",
+    "33959-8": "ng/mL",
     "62292-8": "ng/mL",
     "2502-3": "%",
     "2501-5": "ug/dL",
@@ -377,7 +383,6 @@ ANALYTE_UNITS: dict[str, dict[str, tuple[float, float]]] = {
     "33762-6": {"pmol/L": (8.457, 0.0)},
     "20448-7": {"pmol/L": (0.144, 0.0)},
     "718-7": {"mmol/L": (1.611, 0.0)},
-    "786-4": {"%": (1.0, 0.0)},
     "4544-3": {"L/L": (100.0, 0.0)},
     "777-3": {"10*5/uL": (100.0, 0.0)},  # Indian reports: platelets in lakh/cumm
     "6690-2": {"10*5/uL": (100.0, 0.0)},
@@ -389,6 +394,26 @@ ANALYTE_UNITS: dict[str, dict[str, tuple[float, float]]] = {
     "98979-8": {"mL/min": (1.0, 0.0)},
     "62238-1": {"mL/min": (1.0, 0.0)},
     "77147-7": {"mL/min": (1.0, 0.0)},
+    "786-4": {"%": (1.0, 0.0), "mmol/L": (1.611, 0.0)},  # MCHC as hemoglobin (Fe) moles
+    "1751-7": {"umol/L": (0.00665, 0.0)},  # albumin 66.5 kDa
+    "2141-0": {"pmol/L": (4.541, 0.0)},  # ACTH(1-39) 4541 g/mol
+    "13965-9": {"ug/dL": (0.07398, 0.0), "mg/L": (7.398, 0.0)},  # homocysteine 135.18
+    # Drug levels reported in moles (SI reports): factor = molar mass (g/mol) / 1000 into the
+    # catalog's ug/mL (ng/mL for digoxin and the immunosuppressants, mg/dL for salicylate).
+    "10535-3": {"nmol/L": (0.7809, 0.0)},  # digoxin 780.94
+    "3968-5": {"umol/L": (0.2523, 0.0)},  # phenytoin 252.27
+    "3969-3": {"umol/L": (0.2523, 0.0)},
+    "3432-2": {"umol/L": (0.2363, 0.0)},  # carbamazepine 236.27
+    "4086-5": {"umol/L": (0.1442, 0.0)},  # valproic acid 144.21
+    "3948-7": {"umol/L": (0.2322, 0.0)},  # phenobarbital 232.24
+    "4049-3": {"umol/L": (0.1802, 0.0)},  # theophylline 180.16
+    "20578-1": {"umol/L": (1.449, 0.0)},  # vancomycin 1449.3
+    "35670-9": {"umol/L": (0.4675, 0.0)},  # tobramycin 467.5
+    "35669-1": {"umol/L": (0.5856, 0.0)},  # amikacin 585.6
+    "3298-7": {"umol/L": (0.1512, 0.0)},  # acetaminophen 151.16
+    "4024-6": {"mmol/L": (13.81, 0.0)},  # salicylic acid 138.12, into mg/dL
+    "3520-4": {"nmol/L": (1.2026, 0.0)},  # cyclosporine 1202.6
+    "11253-2": {"nmol/L": (0.804, 0.0)},  # tacrolimus 804.0
 }
 
 # Aliases the way uploaded reports name tests. Prefixes ("S.", "Serum"), bracket qualifiers and
@@ -865,6 +890,16 @@ ALIASES: dict[str, list[str]] = {
     "10886-0": ["Free PSA", "PSA Free"],
     "12841-3": ["% Free PSA", "Free PSA Ratio", "Percent Free PSA", "Free/Total PSA Ratio"],
     "13965-9": ["Homocysteine", "Hcy", "Total Homocysteine"],
+    # The reference puts "Adrenocorticotrophic Hormone" on Corticotropin IgE Ab (an allergy
+    # test); these aliases claim the hormone's names for the hormone.
+    "2141-0": [
+        "ACTH",
+        "Adrenocorticotropic Hormone",
+        "Adrenocorticotrophic Hormone",
+        "Corticotropin",
+    ],
+    # Not "PCT": CBC reports print plateletcrit so.
+    "33959-8": ["Procalcitonin"],
     "32693-4": ["Lactate", "Lactic Acid"],
     "2039-6": ["CEA", "Carcinoembryonic Antigen", "Carcino Embryonic Antigen"],
     "1834-1": ["AFP", "Alpha Fetoprotein", "Alpha-Fetoprotein", "Alpha Feto Protein"],

@@ -164,7 +164,7 @@ class AliasMatcher:
         return [self.match_one(query) for query in queries]
 
     def match_one(self, query: LabQuery) -> MatchResult:
-        ranked = self.agreeing(query)
+        query, ranked = self._resolve(query)
         if not ranked:
             return _none_result()
         best = ranked[0]
@@ -197,6 +197,42 @@ class AliasMatcher:
 
     def agreeing(self, query: LabQuery) -> list[_Candidate]:
         """Codes whose analyte agrees with the name and that nothing vetoes, best first."""
+        return self._resolve(query)[1]
+
+    def _resolve(self, query: LabQuery) -> tuple[LabQuery, list[_Candidate]]:
+        """The name's agreeing codes; failing those, the codes of the name without the
+        parenthesised abbreviations that restate it ("Alanine transaminase (ALT/ALAT)").
+
+        Each abbreviation must either agree with those codes (ALT) or be a token nobody's
+        name carries, written as an acronym or an element symbol (ALAT, AAT, Cu); a bracket
+        that qualifies ("(Free)", "(IgG)", "(Conj)") keeps the name unresolved.
+        """
+        ranked = self._agreeing(query)
+        if ranked:
+            return query, ranked
+        restated = split_restatement(query.test_name)
+        if restated is None:
+            return query, []
+        outside, abbreviations = restated
+        bare = LabQuery(outside, query.unit)
+        ranked = self._agreeing(bare)
+        codes = {candidate.test.loinc_code for candidate in ranked}
+        for abbreviation in abbreviations:
+            abbreviation = ELEMENT_SYMBOLS.get(abbreviation, abbreviation)
+            if _ELEMENT_SHAPE.match(abbreviation):
+                return query, []  # a symbol this table does not name
+            parsed = parse_name(abbreviation)
+            if not parsed.words:
+                return query, []  # a specimen or method word, not a restatement
+            if all(word not in self.catalog.word_index for word in parsed.words):
+                if _ACRONYM.match(abbreviation):
+                    continue  # an acronym the catalog does not know ("ALAT")
+                return query, []
+            if not codes & self.agreeing_codes(LabQuery(abbreviation, query.unit)):
+                return query, []
+        return bare, ranked
+
+    def _agreeing(self, query: LabQuery) -> list[_Candidate]:
         unit = normalize_unit(query.unit)
         parsed = with_unit_specimen(parse_name(query.test_name), unit)
         if not parsed.words:
@@ -248,7 +284,7 @@ class AliasMatcher:
         """The one catalog word a long misspelled word is an edit away from ("trigliceride").
 
         Short words and words with digits are never corrected (T3/T4, CD3/CD23), and neither are
-        real analyte names that the catalog lacks (procalcitonin, cysteine): those stay unknown.
+        real analyte names that the catalog lacks (cortisone, cysteine): those stay unknown.
         """
         if word in self._typo_cache:
             return self._typo_cache[word]
@@ -325,6 +361,44 @@ class AliasMatcher:
         if units < 0:
             return None  # a value in a unit the code cannot take is another measurement
         return specimen + units
+
+
+_ONE_BRACKET = re.compile(r"\(([^()]*)\)")
+# How an abbreviation the catalog does not know must be written to be read as restating the
+# name: an acronym (ALAT, AAT) or a formula (HCO3-, pO2); a capitalized word ("Conj", "Bio")
+# may be a qualifier.
+_ACRONYM = re.compile(
+    r"^(?:[A-Z][A-Z0-9+\-\u2212]{1,5}|[A-Za-z]{1,4}[0-9][A-Za-z0-9+\-\u2212]{0,3})$"
+)
+# Element symbols restate an element's name only as that element: "Copper (Zn)" is no copper.
+_ELEMENT_SHAPE = re.compile(r"^[A-Z][a-z]?$")
+ELEMENT_SYMBOLS = {
+    "Na": "sodium",
+    "K": "potassium",
+    "Cl": "chloride",
+    "Ca": "calcium",
+    "Mg": "magnesium",
+    "P": "phosphorus",
+    "Fe": "iron",
+    "Cu": "copper",
+    "Zn": "zinc",
+    "Li": "lithium",
+    "Se": "selenium",
+    "Pb": "lead",
+    "Hg": "mercury",
+}
+
+
+def split_restatement(name: str) -> tuple[str, list[str]] | None:
+    """'Alanine transaminase (ALT/ALAT)' -> ('Alanine transaminase', ['ALT', 'ALAT'])."""
+    brackets = _ONE_BRACKET.findall(name)
+    if len(brackets) != 1:
+        return None
+    abbreviations = [token.strip() for token in re.split(r"[/,;]", brackets[0])]
+    if not all(token and len(token) <= 6 and " " not in token for token in abbreviations):
+        return None
+    outside = " ".join(_ONE_BRACKET.sub(" ", name).split())
+    return (outside, abbreviations) if outside else None
 
 
 # -------------------------------------------------------------------------- scored (vector) base

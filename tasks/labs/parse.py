@@ -374,6 +374,11 @@ _WORD_SYNONYMS: dict[str, tuple[str, ...]] = {
     "sens": ("sensitivity",),
     "po2": ("oxygen",),
     "pco2": ("carbon", "dioxide"),
+    "transaminase": ("aminotransferase",),
+    # International nonproprietary names of drugs whose LOINC component uses the US name.
+    "paracetamol": ("acetaminophen",),
+    "ciclosporin": ("cyclosporine",),
+    "cyclosporin": ("cyclosporine",),
 }
 # Words that state a property besides naming the analyte: pO2 is oxygen's partial pressure.
 _WORD_PROPERTIES: dict[str, str] = {"po2": "pressure", "pco2": "pressure", "fr": "fraction"}
@@ -386,6 +391,8 @@ _PHRASE_SYNONYMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"\bred cells?\b", " erythrocyte "),
         (r"\bwhite blood cells?\b", " leukocyte "),
         (r"\bwhite cells?\b", " leukocyte "),
+        # European reports name the cells in full: "Eosinophil granulocytes" are eosinophils.
+        (r"\b(eosinophil|neutrophil|basophil)(?:ic)? granulocytes?\b", r" \1 "),
         (r"\bcarbon dioxide\b", " carbon dioxide "),
         (r"\b24\s*-?\s*(?:h|hr|hrs|hour|hours)\b", " 24 hour "),
     )
@@ -393,7 +400,7 @@ _PHRASE_SYNONYMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
 # Real analytes the catalog lacks that sit one edit from a catalog word: never "corrected".
 KNOWN_OTHER_ANALYTES = _word_set(
     """
-    cysteine cystine methanol ethanol cortisone cortisol estrone estriol procalcitonin inulin
+    cysteine cystine methanol ethanol cortisone cortisol estrone estriol inulin
     nitrate nitrite sulfite sulfate citrate lactose lactase glucagon tyramine histidine
     histamine aldolase amylose creatine
     """
@@ -450,10 +457,15 @@ class ParsedName:
 _GREEK = {"α": "alpha", "β": "beta", "γ": "gamma", "δ": "delta", "κ": "kappa", "λ": "lambda"}
 
 
+# A Greek letter after a locant is stereochemistry that LOINC components leave out
+# ("17α-Hydroxyprogesterone" is 17-Hydroxyprogesterone); before a digit it names the analyte.
+_STEREO_LOCANT = re.compile(r"(\d)[αβ]")
+
+
 def ascii_lower(text: str) -> str:
     if text.isascii():
         return text.lower()
-    text = text.replace("µ", "u").replace("μ", "u")
+    text = _STEREO_LOCANT.sub(r"\1", text.replace("µ", "u").replace("μ", "u"))
     for letter, word in _GREEK.items():
         text = text.replace(letter, f" {word} ").replace(letter.upper(), f" {word} ")
     decomposed = unicodedata.normalize("NFKD", text)

@@ -49,7 +49,7 @@ def test_categorize_runs_inference_outside_any_transaction(engine: Engine) -> No
         )
         for name, value, unit in (
             ("S. Creatinine", 1.1, "mg/dL"),
-            ("Procalcitonin", 0.4, "ng/mL"),
+            ("Cortisone", 1.2, "ug/dL"),
             ("Glucose", 5.5, "mmol/L"),
         )
     ]
@@ -72,7 +72,7 @@ def test_categorize_runs_inference_outside_any_transaction(engine: Engine) -> No
     # 5.5 mmol/L glucose is 99.088 mg/dL, rounded once to the two digits the report gave: 99.
     assert [tuple(r) for r in rows] == [
         ("2160-0", 1.1, "mg/dL"),
-        (None, 0.4, "ng/mL"),
+        (None, 1.2, "ug/dL"),
         ("2345-7", 99.0, "mg/dL"),
     ]
 

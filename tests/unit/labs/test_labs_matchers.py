@@ -15,7 +15,7 @@ from tasks.labs.matcher import (
     LabQuery,
     MatchResult,
 )
-from tasks.labs.parse import coexpressed_markers
+from tasks.labs.parse import coexpressed_markers, parse_name
 
 
 def codes(matcher: AliasMatcher | FuzzyMatcher, *queries: tuple[str, str]) -> list[str | None]:
@@ -109,6 +109,48 @@ def test_storage_and_count_words_are_read() -> None:
         ("Lymphocytes", "%"),
         ("Phone number", ""),
     ) == ["2345-7", "2571-8", "2498-4", "731-0", "711-2", "736-9", None]
+
+
+def test_a_bracketed_abbreviation_that_restates_the_name_is_read_as_such() -> None:
+    matcher = AliasMatcher()
+    assert codes(
+        matcher,
+        ("Alanine transaminase (ALT/ALAT)", "U/L"),  # ALAT: an acronym nobody's name carries
+        ("Alpha 1-antitrypsin (AAT)", "mg/dL"),
+        ("Copper (Cu)", "ug/dL"),
+        ("Adrenocorticotropic hormone (ACTH)", "pg/mL"),
+    ) == ["1742-6", "1825-9", "5631-7", "2141-0"]
+    # A bracket that qualifies the name, or names another analyte, leaves it unresolved.
+    assert codes(
+        matcher,
+        ("Testosterone (Bio)", "ng/dL"),
+        ("Ferritin (Spl)", "ng/mL"),
+        ("Ferritin (IgG)", "ng/mL"),
+        ("Copper (Zn)", "ug/dL"),
+        ("Copper (Xq)", "ug/dL"),
+    ) == [None, None, None, None, None]
+
+
+def test_report_spellings_of_cells_drugs_and_stereo_locants() -> None:
+    matcher = AliasMatcher()
+    assert codes(
+        matcher,
+        ("Eosinophil granulocytes", "10^9/L"),
+        ("Paracetamol", "mg/L"),
+        ("Ciclosporin", "ng/mL"),
+    ) == ["711-2", "3298-7", "3520-4"]
+    # The stereo descriptor after a locant goes; a Greek letter before a digit stays a name.
+    assert parse_name("17α-Hydroxyprogesterone") == parse_name("17-Hydroxyprogesterone")
+    assert "beta" in parse_name("β2-Microglobulin").words
+
+
+def test_drug_levels_in_moles_take_the_mass_code_with_its_factor() -> None:
+    from tasks.labs.catalog import load_catalog
+
+    matcher = AliasMatcher()
+    assert codes(matcher, ("Digoxin", "nmol/L"), ("Phenytoin", "umol/L")) == ["10535-3", "3968-5"]
+    units = load_catalog().by_code["10535-3"].units
+    assert units["nmol/L"][0] == pytest.approx(780.94 / 1000, rel=1e-3)
 
 
 def test_alias_matcher_leaves_unknown_names_alone() -> None:

@@ -27,7 +27,7 @@ def _adversarial_rows() -> list[tuple[LabQuery, frozenset[str]]]:
 # The misses of the external names that issue 11 lists: (name, unit, right code or None, the
 # wrong analyte's code the matcher gave before).
 ISSUE_MISSES = [
-    ("Procalcitonin [Mass/volume] in Serum or Plasma", "ng/mL", None, "2842-3"),
+    ("Procalcitonin [Mass/volume] in Serum or Plasma", "ng/mL", "33959-8", "2842-3"),
     ("RDW - Erythrocyte distribution width Auto (RBC) [Entitic vol]", "fL", "21000-5", "789-8"),
     ("RBC Auto (Bld) [#/Vol]", "10*6/uL", "789-8", None),
     ("WBC Auto (Bld) [#/Vol]", "10*3/uL", "6690-2", None),
@@ -85,10 +85,14 @@ def test_no_wrong_code_on_the_adversarial_set() -> None:
 
 
 def test_similarity_scores_never_give_a_code_the_parse_refuses() -> None:
-    # Fuzzy similarity of procalcitonin to prolactin is high; the parse still refuses it.
-    result = FuzzyMatcher().match_many([LabQuery("Procalcitonin", "ng/mL")])[0]
+    # Fuzzy similarity of cortisone to cortisol is high; the catalog has no cortisone code and
+    # the parse refuses cortisol's.
+    result = FuzzyMatcher().match_many([LabQuery("Cortisone", "ug/dL")])[0]
     assert result.loinc_code is None
     assert result.candidates  # still offered for review
+    # Procalcitonin has its own code; prolactin's is never offered as the answer.
+    procalcitonin = FuzzyMatcher().match_many([LabQuery("Procalcitonin", "ng/mL")])[0]
+    assert procalcitonin.loinc_code == "33959-8"
 
 
 def test_the_combined_matcher_keeps_the_parse_decision(tmp_path: Path) -> None:
@@ -155,7 +159,7 @@ def test_resolve_known_needs_no_model(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(matcher_module, "load_model", no_model)
     results = resolve_known(
-        [LabQuery("ALT SerPl Qn", "U/L"), LabQuery("Procalcitonin", "ng/mL"), LabQuery("Glu", "")]
+        [LabQuery("ALT SerPl Qn", "U/L"), LabQuery("Cortisone", "ug/dL"), LabQuery("Glu", "")]
     )
     assert [r.loinc_code if r else None for r in results] == ["1742-6", None, "2345-7"]
 
