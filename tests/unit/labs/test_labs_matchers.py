@@ -144,6 +144,16 @@ def test_report_spellings_of_cells_drugs_and_stereo_locants() -> None:
     assert "beta" in parse_name("β2-Microglobulin").words
 
 
+def test_loinc_short_name_abbreviations_are_read() -> None:
+    matcher = AliasMatcher()
+    assert codes(
+        matcher,
+        ("Bilirubin Dir Ser", "mg/dL"),
+        ("Bilirubin Indir SerPl", "mg/dL"),
+        ("non-HDL Choles Calc", "mg/dL"),
+    ) == ["1968-7", "1971-1", "43396-1"]
+
+
 def test_drug_levels_in_moles_take_the_mass_code_with_its_factor() -> None:
     from tasks.labs.catalog import load_catalog
 
