@@ -370,7 +370,6 @@ ANALYTE_UNITS: dict[str, dict[str, tuple[float, float]]] = {
     "1989-3": {"nmol/L": (0.4006, 0.0)},
     "62292-8": {"nmol/L": (0.4006, 0.0)},
     "3024-7": {"pmol/L": (0.07769, 0.0)},
-    "3051-0": {"pmol/L": (0.651, 0.0)},
     "3053-6": {"nmol/L": (65.1, 0.0)},
     "3026-2": {"nmol/L": (0.0777, 0.0)},
     "2143-6": {"nmol/L": (0.03625, 0.0)},
@@ -395,6 +394,10 @@ ANALYTE_UNITS: dict[str, dict[str, tuple[float, float]]] = {
     "62238-1": {"mL/min": (1.0, 0.0)},
     "77147-7": {"mL/min": (1.0, 0.0)},
     "786-4": {"%": (1.0, 0.0), "mmol/L": (1.611, 0.0)},  # MCHC as hemoglobin (Fe) moles
+    "2075-0": {"mg/dL": (0.2821, 0.0)},  # chloride 35.45 g/mol
+    "3051-0": {"pmol/L": (0.651, 0.0), "ng/dL": (10.0, 0.0), "pg/dL": (0.01, 0.0)},
+    "3034-6": {"umol/L": (7.957, 0.0)},  # transferrin 79.57 kDa
+    "1825-9": {"umol/L": (5.2, 0.0)},  # alpha-1-antitrypsin 52 kDa
     "1751-7": {"umol/L": (0.00665, 0.0)},  # albumin 66.5 kDa
     "2141-0": {"pmol/L": (4.541, 0.0)},  # ACTH(1-39) 4541 g/mol
     "13965-9": {"ug/dL": (0.07398, 0.0), "mg/L": (7.398, 0.0)},  # homocysteine 135.18

@@ -203,9 +203,9 @@ class AliasMatcher:
         """The name's agreeing codes; failing those, the codes of the name without the
         parenthesised abbreviations that restate it ("Alanine transaminase (ALT/ALAT)").
 
-        Each abbreviation must either agree with those codes (ALT) or be a token nobody's
-        name carries, written as an acronym or an element symbol (ALAT, AAT, Cu); a bracket
-        that qualifies ("(Free)", "(IgG)", "(Conj)") keeps the name unresolved.
+        Each abbreviation must agree with those codes (ALT), be an acronym nobody's name
+        carries (ALAT, AAT), or be the symbol of an element the name names (Cu, Ca); a bracket
+        that qualifies ("(Free)", "(IgG)", "(Bio)") keeps the name unresolved.
         """
         ranked = self._agreeing(query)
         if ranked:
@@ -217,10 +217,13 @@ class AliasMatcher:
         bare = LabQuery(outside, query.unit)
         ranked = self._agreeing(bare)
         codes = {candidate.test.loinc_code for candidate in ranked}
+        outside_words = parse_name(outside).words
         for abbreviation in abbreviations:
-            abbreviation = ELEMENT_SYMBOLS.get(abbreviation, abbreviation)
             if _ELEMENT_SHAPE.match(abbreviation):
-                return query, []  # a symbol this table does not name
+                # A symbol restates the element the name is about ("Ionized calcium (Ca)").
+                if ELEMENT_SYMBOLS.get(abbreviation) not in outside_words:
+                    return query, []
+                continue
             parsed = parse_name(abbreviation)
             if not parsed.words:
                 return query, []  # a specimen or method word, not a restatement

@@ -397,6 +397,13 @@ _PHRASE_SYNONYMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     (re.compile(pattern), replacement)
     for pattern, replacement in (
         (r"\bise (?:in)?direct\b", " "),
+        # A reference table's population after a dash is no part of the analyte.
+        (
+            r"\s[\u2013\u2014-]\s+(?:(?:males?|females?|men|women|adults?|children|"
+            r"post-?menopausal|pre-?menopausal|and|or)[\s,]*)+$",
+            " ",
+        ),
+        (r"\bfull blood\b", " whole blood "),  # British for whole blood
         (r"\bred blood cells?\b", " erythrocyte "),
         (r"\bred cells?\b", " erythrocyte "),
         (r"\bwhite blood cells?\b", " leukocyte "),
@@ -542,6 +549,16 @@ def _take_methods(text: str) -> tuple[str, set[str]]:
     return text, found
 
 
+_SLASH_PAIR = re.compile(r"\b([a-z][a-z0-9]*)\s*/\s*([a-z][a-z0-9]*)\b")
+
+
+def _one_spelling(match: re.Match[str]) -> str:
+    first, second = match.group(1), match.group(2)
+    # "Mass/mass" is a mass ratio: one word twice is a ratio, two spellings of one are not.
+    same = first != second and canonical_words(first) == canonical_words(second)
+    return first if same else match.group(0)
+
+
 @lru_cache(maxsize=65536)
 def parse_name(raw: str) -> ParsedName:
     """Parse one test name (any naming system) into analyte words and qualifiers."""
@@ -588,6 +605,8 @@ def parse_name(raw: str) -> ParsedName:
         text = pattern.sub(replacement, text)
     # A LOINC system phrase "in Blood" / "of Blood" is whole blood, not a consumer's "blood".
     text = _IN_BLOOD.sub(" whole blood ", text)
+    # "Thrombocyte/Platelet count": two spellings of one word are no ratio.
+    text = _SLASH_PAIR.sub(_one_spelling, text)
     text = text.replace(" per ", " / ").replace("/", " ratio ")
     text = text.replace("%", " percent ").replace("#", " absolute ")
     text, specimens = _take_specimen(text)

@@ -39,16 +39,16 @@ def test_no_should_stay_uncategorized_name_gets_a_code(
 # figures; the external sets were not used to write aliases or rules.
 SET_FLOORS = {
     "eval_set.csv": (0.97, 0.0),  # measured 99.7%, 0 wrong
-    "adversarial_set.csv": (0.97, 0.0),  # 100.0%, 0 wrong
+    "adversarial_set.csv": (0.96, 0.0),  # 99.1%, 0 wrong
     "external/nhanes_lab_variable_labels.csv": (0.94, 0.0),  # 97.1%, 0 wrong
     "external/vista_ehr_test_names.csv": (0.76, 0.0),  # 80.8%, 0 wrong
     "external/vista_loinc_short_names.csv": (0.54, 0.0),  # 57.6%, 0 wrong
     # Added after the rules; a hash splits each into a readable half and a held-out half
     # (bench/categorize.py prints both). Whole-set figures here.
     "external/ccda_lab_results.csv": (0.86, 0.0),  # 90.2%, 0 wrong
-    "external/synthea_lab_observations.csv": (0.80, 0.0),  # 83.8%, 0 wrong
-    "external/lab_unit_table.csv": (0.58, 0.0),  # 62.9%, 0 wrong
-    "external/lhncbc_lab_names.csv": (0.33, 0.0),  # 37.7%, 0 wrong
+    "external/synthea_lab_observations.csv": (0.81, 0.0),  # 84.6%, 0 wrong
+    "external/lab_unit_table.csv": (0.75, 0.0),  # 79.0%, 0 wrong
+    "external/lhncbc_lab_names.csv": (0.36, 0.0),  # 39.3%, 0 wrong
 }
 
 

@@ -119,7 +119,9 @@ def test_a_bracketed_abbreviation_that_restates_the_name_is_read_as_such() -> No
         ("Alpha 1-antitrypsin (AAT)", "mg/dL"),
         ("Copper (Cu)", "ug/dL"),
         ("Adrenocorticotropic hormone (ACTH)", "pg/mL"),
-    ) == ["1742-6", "1825-9", "5631-7", "2141-0"]
+        ("Ionized calcium (Ca)", "mmol/L"),  # the symbol of the element the name names
+        ("Free triiodothyronine (FT3)", "ng/dL"),
+    ) == ["1742-6", "1825-9", "5631-7", "2141-0", "1994-3", "3051-0"]
     # A bracket that qualifies the name, or names another analyte, leaves it unresolved.
     assert codes(
         matcher,
@@ -138,7 +140,12 @@ def test_report_spellings_of_cells_drugs_and_stereo_locants() -> None:
         ("Eosinophil granulocytes", "10^9/L"),
         ("Paracetamol", "mg/L"),
         ("Ciclosporin", "ng/mL"),
-    ) == ["711-2", "3298-7", "3520-4"]
+        ("Ferritin – Males and postmenopausal females", "ng/mL"),  # a reference population
+        ("Thrombocyte/Platelet count", "10^9/L"),  # two spellings of one word, no ratio
+        ("Chloride", "mg/dL"),
+    ) == ["711-2", "3298-7", "3520-4", "2276-4", "777-3", "2075-0"]
+    # "Full blood" is whole blood: a fasting glucose in it is no serum fasting glucose.
+    assert codes(matcher, ("Full blood glucose (fasting)", "mmol/L")) == [None]
     # The stereo descriptor after a locant goes; a Greek letter before a digit stays a name.
     assert parse_name("17α-Hydroxyprogesterone") == parse_name("17-Hydroxyprogesterone")
     assert "beta" in parse_name("β2-Microglobulin").words
