@@ -74,6 +74,7 @@ _SPECIMEN_WORDS: dict[str, str] = {
     "sr": SERUM,
     "plasma": SERUM,
     "plas": SERUM,
+    "pl": SERUM,  # LOINC short names: "Pl" is plasma
     "serpl": SERUM,
     "serplbld": SERUM,
     "ppp": SERUM,
@@ -318,7 +319,7 @@ NOISE_WORDS = FILLER_WORDS | _word_set(
     """
     levl lvl at quant count counts cell cells lab csh er is istat poc point care
     concentration conc homogeneous urease gldh arsenazo specimen
-    refrigerated refrig frozen stored
+    refrigerated refrig frozen stored bedside molar
     """
 )
 
@@ -385,6 +386,10 @@ _WORD_SYNONYMS: dict[str, tuple[str, ...]] = {
     "po2": ("oxygen",),
     "pco2": ("carbon", "dioxide"),
     "transaminase": ("aminotransferase",),
+    "ion": ("ionized",),  # "Calcium-Ion"
+    "polys": ("neutrophil",),  # polymorphonuclear leukocytes
+    "phosphorus": ("phosphate",),  # LOINC's component for inorganic phosphorus
+    "phosphorous": ("phosphate",),
     # International nonproprietary names of drugs whose LOINC component uses the US name.
     "paracetamol": ("acetaminophen",),
     "ciclosporin": ("cyclosporine",),
@@ -404,6 +409,13 @@ _PHRASE_SYNONYMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             " ",
         ),
         (r"\bfull blood\b", " whole blood "),  # British for whole blood
+        (r"\br-ur\b", " urine "),  # a random urine
+        # A unit written into the name ("Calcium-Ion Ser mg/dL") is no analyte word.
+        (
+            r"(?<![a-z0-9])(?:mg|g|ug|mcg|ng|pg|mmol|umol|mcmol|nmol|pmol|meq|iu|miu|u)"
+            r"\s*/\s*(?:dl|l|ml|24\s*h|d)(?![a-z0-9])",
+            " ",
+        ),
         (r"\bred blood cells?\b", " erythrocyte "),
         (r"\bred cells?\b", " erythrocyte "),
         (r"\bwhite blood cells?\b", " leukocyte "),

@@ -45,10 +45,10 @@ SET_FLOORS = {
     "external/vista_loinc_short_names.csv": (0.54, 0.0),  # 57.6%, 0 wrong
     # Added after the rules; a hash splits each into a readable half and a held-out half
     # (bench/categorize.py prints both). Whole-set figures here.
-    "external/ccda_lab_results.csv": (0.86, 0.0),  # 90.2%, 0 wrong
+    "external/ccda_lab_results.csv": (0.88, 0.0),  # 92.6%, 0 wrong
     "external/synthea_lab_observations.csv": (0.81, 0.0),  # 84.6%, 0 wrong
     "external/lab_unit_table.csv": (0.75, 0.0),  # 79.0%, 0 wrong
-    "external/lhncbc_lab_names.csv": (0.36, 0.0),  # 39.3%, 0 wrong
+    "external/lhncbc_lab_names.csv": (0.39, 0.0),  # 42.7%, 0 wrong
 }
 
 

@@ -158,7 +158,14 @@ def test_loinc_short_name_abbreviations_are_read() -> None:
         ("Bilirubin Dir Ser", "mg/dL"),
         ("Bilirubin Indir SerPl", "mg/dL"),
         ("non-HDL Choles Calc", "mg/dL"),
-    ) == ["1968-7", "1971-1", "43396-1"]
+        ("Sodium R-Ur Qn", "mmol/L"),  # a random urine
+        ("Polys %", "%"),
+        ("Phosphorus Ur Qn", "mg/dL"),  # LOINC's component is phosphate
+        ("B-Natriuretic Peptide Pl Qn", "pg/mL"),
+        ("Glucose mg/dL", "mg/dL"),  # a unit written into the name
+    ) == ["1968-7", "1971-1", "43396-1", "2955-3", "770-8", "2778-9", "30934-4", "2345-7"]
+    # A misspelling of the spelled-out word still reads.
+    assert codes(matcher, ("Serum Phosphorous", "mg/dL")) == ["2777-1"]
 
 
 def test_drug_levels_in_moles_take_the_mass_code_with_its_factor() -> None:
