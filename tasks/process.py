@@ -52,6 +52,7 @@ class ClaimRun:
     steps: dict[str, dict] = field(default_factory=dict)
     error: str | None = None
     isolated: bool = False
+    set_aside: int = 0  # rows this failure set aside for good (they reached max_attempts)
 
 
 def step_plan(domain: str, claim_id: str, user_id: int) -> Iterator[tuple[str, str, dict]]:
@@ -87,10 +88,24 @@ def process_claim(
             run.steps[label] = run_step(name, payload)
     except Exception as error:  # every failure is marked, then reported by name
         run.error = type(error).__name__
-        _run_retried(
+        failed = _run_retried(
             "mark_claim_failed", {"claim_id": run.claim_id, "domain": domain, "error": run.error}
         )
+        run.set_aside = int(failed["set_aside"])
     return run
+
+
+def unsettled(runs: list[ClaimRun]) -> list[tuple[str, int]]:
+    """The (domain, user) pairs whose work did not end clean: the last claim failed, or a
+    failure set rows aside. A failed claim whose rows a later claim completed (a dropped
+    connection, a fault since fixed, bisection's passing half) leaves nothing to do."""
+    last: dict[tuple[str, int], ClaimRun] = {}
+    set_aside: dict[tuple[str, int], int] = {}
+    for run in runs:
+        key = (run.domain, run.user_id)
+        last[key] = run
+        set_aside[key] = set_aside.get(key, 0) + run.set_aside
+    return [key for key, run in last.items() if run.error or set_aside[key]]
 
 
 def process_user(

@@ -252,3 +252,61 @@ def test_run_survives_a_corrupt_local_queue_line(cli, tmp_path, monkeypatch) -> 
         assert "local queue line 2 is not a JSON object" in out and "pending_vit" not in out
     finally:
         get_settings.cache_clear()
+
+
+def _heart_rates(tmp_path: Path, user_id: int, n: int) -> Path:
+    path = tmp_path / f"vitals-{user_id}.jsonl"
+    lines = [
+        {"user_id": user_id, "metric": "heart_rate", "value": 60 + i, "unit": "bpm",
+         "start_time": f"2024-03-10T08:{i:02d}:00+00:00"}
+        for i in range(n)
+    ]  # fmt: skip
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+def test_process_exits_0_when_a_later_claim_completes_a_failed_one(cli, engine, tmp_path) -> None:
+    from sqlalchemy import text
+
+    cli("ingest", "vitals", str(_heart_rates(tmp_path, 7, 5)))
+    # A fault that strikes once: a sequence's value survives the failed transaction's rollback.
+    with engine.begin() as conn:
+        conn.execute(text("CREATE SEQUENCE fault_once"))
+        conn.execute(
+            text(
+                "CREATE FUNCTION fault_once() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                "IF nextval('fault_once') = 1 THEN RAISE EXCEPTION 'fault'; END IF; "
+                "RETURN NEW; END $$"
+            )
+        )
+        conn.execute(
+            text(
+                "CREATE TRIGGER fault_once BEFORE INSERT ON vitals_categorized "
+                "FOR EACH ROW EXECUTE FUNCTION fault_once()"
+            )
+        )
+    try:
+        code, out, _ = cli("process", "--domain", "vitals")
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DROP TRIGGER fault_once ON vitals_categorized"))
+            conn.execute(text("DROP FUNCTION fault_once()"))
+            conn.execute(text("DROP SEQUENCE fault_once"))
+    assert "processed 2 claims, 10 rows, 1 failed, 0 rows set aside, 0 users left unsettled" in out
+    assert code == 0
+
+
+def test_process_exits_1_when_a_row_is_set_aside(cli, engine, tmp_path) -> None:
+    from sqlalchemy import text
+
+    cli("ingest", "vitals", str(_heart_rates(tmp_path, 8, 3)))
+    with engine.begin() as conn:  # past every ingest check: the copy step overflows on it
+        conn.execute(
+            text(
+                "INSERT INTO vitals_raw_data (user_id, metric, value, unit, start_time) "
+                "VALUES (8, 'blood_glucose', 1e308, 'mmol/L', '2024-03-10T05:00:00+00')"
+            )
+        )
+    code, out, _ = cli("process", "--domain", "vitals")
+    assert "1 rows set aside, 1 users left unsettled" in out
+    assert code == 1
