@@ -64,9 +64,14 @@ def _run_cli(url: str, data_dir: str, embeddings: str, events: Any, kill_at: int
     from tasks.db import engine as db_engine
     from tasks.labs import matcher as lab_matcher
     from tasks.settings import get_settings
+    from tasks.steps import labs as lab_step
 
     get_settings.cache_clear()
     db_engine._engine = None  # the parent's pooled connections are not ours to touch
+    # A matcher or weights an earlier test left in the parent would be inherited by the fork:
+    # the child starts as a fresh `healthflow process` does, and loads the weights itself.
+    lab_step.set_matcher(None)
+    lab_matcher._MODELS.clear()
 
     def _count(*_args: Any) -> int:
         with events.get_lock():
