@@ -453,6 +453,7 @@ class _CorpusScorer:
         order = {specimen: i for i, specimen in enumerate(examples)}
         self._specimen_of_test = np.asarray([order[t.specimen] for t in self.tests])
         self._canonical = np.asarray([t.canonical_unit for t in self.tests], dtype=object)
+        self._log_scale = np.asarray([_log_scale(t.long_name) for t in self.tests])
         self._no_unit = np.asarray(
             [t.canonical_unit == "" and t.value_kind == "numeric" for t in self.tests]
         )
@@ -487,13 +488,16 @@ class _CorpusScorer:
     def _unit_vector(self, unit: NormalizedUnit) -> np.ndarray:
         """unit_score for every test at once."""
         if not unit.known:
-            return np.zeros(len(self.tests))
-        if unit.canonical == "":
+            scores = np.zeros(len(self.tests))
+        elif unit.canonical == "":
             scores = np.where(self._takes_unit(""), 0.3, 0.0)
         else:
             scores = np.where(self._takes_unit(unit.canonical), 0.6, -1.0)
             scores[self._canonical == unit.canonical] = 1.0
-        scores[self._no_unit] = 0.0
+        if unit.known:
+            scores[self._no_unit] = 0.0
+        if unit.canonical:
+            scores[self._log_scale != _log_scale(unit.canonical)] = -1.0
         return scores
 
     def _takes_unit(self, unit: str) -> np.ndarray:

@@ -177,6 +177,19 @@ def test_drug_levels_in_moles_take_the_mass_code_with_its_factor() -> None:
     assert units["nmol/L"][0] == pytest.approx(780.94 / 1000, rel=1e-3)
 
 
+def test_the_similarity_tiers_score_units_as_the_alias_tier_does() -> None:
+    # The similarity tiers score every code at once; a rule added to one copy and not the
+    # other (the log-scale veto was) ranks review candidates by another rule than decides.
+    from tasks.labs.matcher import unit_score
+    from tasks.labs.normalize import normalize_unit
+
+    matcher = FuzzyMatcher()
+    for spelling in ("mg/dL", "", "log copies/mL", "{copies}/mL", "%", "U/L", "nonsense", "/uL"):
+        unit = normalize_unit(spelling)
+        vector = matcher._unit_vector(unit)
+        assert [unit_score(test, unit) for test in matcher.tests] == pytest.approx(list(vector))
+
+
 def test_alias_matcher_leaves_unknown_names_alone() -> None:
     result = AliasMatcher().match_one(LabQuery("Patient name", ""))
     assert result == MatchResult(None, None, 0.0, "none", ())
