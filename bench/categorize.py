@@ -229,17 +229,16 @@ def _print_score(label: str, result: Score, extra: str = "") -> None:
 def _print_halves(
     rows: Sequence[EvalRow],
     results: Sequence[tuple[str | None, str | None]],
-    model_results: Sequence[MatchResult] | None,
+    model_results: Sequence[tuple[str | None, str | None]] | None,
 ) -> None:
     """The split set's held-out half, with and without the model (development half: the rest)."""
-    for half, keep in (("held-out half", True), ("development half", False)):
+    for half, keep in (("held-out", True), ("development", False)):
         picked = [i for i, row in enumerate(rows) if held_out(row) is keep]
         part = [rows[i] for i in picked]
-        label = f"{half.split()[0]} {len(part)}, no model"
-        _print_score(label, score(part, [results[i] for i in picked]))
+        _print_score(f"{half} {len(part)}, no model", score(part, [results[i] for i in picked]))
         if model_results is not None:
-            with_model = [_codes([model_results[i]])[0] for i in picked]
-            _print_score(f"{half.split()[0]}, ml-worker", score(part, with_model))
+            with_model = [model_results[i] for i in picked]
+            _print_score(f"{half}, ml-worker", score(part, with_model))
 
 
 def score_output(output: Path, eval_path: Path) -> None:
@@ -313,7 +312,7 @@ def main() -> None:
                 f"{model_rate:>10.0f} names/s",
             )
         if path.name in SPLIT_SETS:
-            _print_halves(rows, _codes(results), model_results if with_model else None)
+            _print_halves(rows, _codes(results), _codes(model_results) if with_model else None)
         reachable = [i for i, row in enumerate(rows) if covered(row)]
         if len(reachable) < len(rows):
             best = model_results if with_model is not None else results

@@ -220,8 +220,10 @@ class AliasMatcher:
         outside_words = parse_name(outside).words
         for abbreviation in abbreviations:
             if _ELEMENT_SHAPE.match(abbreviation):
-                # A symbol restates the element the name is about ("Ionized calcium (Ca)").
-                if ELEMENT_SYMBOLS.get(abbreviation) not in outside_words:
+                # A symbol restates the element the name is about ("Ionized calcium (Ca)"),
+                # compared in the parser's words (phosphorus reads as LOINC's phosphate).
+                element = ELEMENT_SYMBOLS.get(abbreviation)
+                if element is None or not parse_name(element).words <= outside_words:
                     return query, []
                 continue
             parsed = parse_name(abbreviation)

@@ -121,7 +121,8 @@ def test_a_bracketed_abbreviation_that_restates_the_name_is_read_as_such() -> No
         ("Adrenocorticotropic hormone (ACTH)", "pg/mL"),
         ("Ionized calcium (Ca)", "mmol/L"),  # the symbol of the element the name names
         ("Free triiodothyronine (FT3)", "ng/dL"),
-    ) == ["1742-6", "1825-9", "5631-7", "2141-0", "1994-3", "3051-0"]
+        ("Phosphorus (P)", "mg/dL"),  # the parser reads phosphorus as LOINC's phosphate
+    ) == ["1742-6", "1825-9", "5631-7", "2141-0", "1994-3", "3051-0", "2777-1"]
     # A bracket that qualifies the name, or names another analyte, leaves it unresolved.
     assert codes(
         matcher,
