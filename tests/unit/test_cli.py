@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from tasks.cli import (
     EXIT_DATABASE,
@@ -266,8 +267,6 @@ def _heart_rates(tmp_path: Path, user_id: int, n: int) -> Path:
 
 
 def test_process_exits_0_when_a_later_claim_completes_a_failed_one(cli, engine, tmp_path) -> None:
-    from sqlalchemy import text
-
     cli("ingest", "vitals", str(_heart_rates(tmp_path, 7, 5)))
     # A fault that strikes once: a sequence's value survives the failed transaction's rollback.
     with engine.begin() as conn:
@@ -297,8 +296,6 @@ def test_process_exits_0_when_a_later_claim_completes_a_failed_one(cli, engine, 
 
 
 def test_process_exits_1_when_a_row_is_set_aside(cli, engine, tmp_path) -> None:
-    from sqlalchemy import text
-
     cli("ingest", "vitals", str(_heart_rates(tmp_path, 8, 3)))
     with engine.begin() as conn:  # past every ingest check: the copy step overflows on it
         conn.execute(
