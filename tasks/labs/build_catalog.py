@@ -76,6 +76,7 @@ ADDITIONS: list[str] = [
     "5799-2",
     "5817-2",
     "9318-7",
+    "11277-1",
     # kidney, electrolytes
     "3091-6",
     "3097-3",
@@ -136,6 +137,12 @@ EXTRA_NAMES: dict[str, tuple[str, str, str]] = {
     "25428-4": ("Glucose [Presence] in Urine by Test strip", "urine", "ordinal"),
     "2514-8": ("Ketones [Presence] in Urine by Test strip", "urine", "ordinal"),
     "5799-2": ("Leukocyte esterase [Presence] in Urine by Test strip", "urine", "ordinal"),
+    # Reports name squamous cells apart from the other epithelial cells; LOINC does too.
+    "11277-1": (
+        "Epithelial cells.squamous [#/area] in Urine sediment by Microscopy high power field",
+        "urine",
+        "numeric",
+    ),
     "9318-7": ("Albumin/Creatinine [Mass Ratio] in Urine", "urine", "numeric"),
     "3091-6": ("Urea [Mass/volume] in Serum or Plasma", "serum", "numeric"),
     "3097-3": ("Urea nitrogen/Creatinine [Mass Ratio] in Serum or Plasma", "serum", "numeric"),
@@ -238,6 +245,8 @@ CANONICAL_OVERRIDES: dict[str, str] = {
     "15069-8": "umol/L",  # Fructosamine [Moles/volume]
     "32546-4": "U/g{Hb}",  # G6PD [Enzymatic activity/mass] in Red Blood Cells
     "1825-9": "mg/dL",  # Alpha 1 antitrypsin [Mass/volume]
+    "1695-6": "mg/(24.h)",
+    "11277-1": "/[HPF]",  # 5-HIAA [Mass/time] in 24 hour Urine: MIMIC's item has no unit
 }
 
 # Codes whose results are stored under another code: one analyte, one series (docs/formats.md).
@@ -325,6 +334,7 @@ FAMILY_UNITS: dict[str, dict[str, float]] = {
     "mmol/mol": {"mmol/mol": 1.0},
     "mL/min/{1.73_m2}": {"mL/min/{1.73_m2}": 1.0},
     "mosm/kg": {"mosm/kg": 1.0},
+    "mm[Hg]": {"mm[Hg]": 1.0, "kPa": 7.50062},  # blood gases: SI reports print kPa
     "{ratio}": {"{ratio}": 1.0, "": 1.0},
     "[pH]": {"[pH]": 1.0, "": 1.0},
     "{INR}": {"{INR}": 1.0, "": 1.0},
@@ -401,6 +411,7 @@ ANALYTE_UNITS: dict[str, dict[str, tuple[float, float]]] = {
     "1751-7": {"umol/L": (0.00665, 0.0)},  # albumin 66.5 kDa
     "2141-0": {"pmol/L": (4.541, 0.0)},  # ACTH(1-39) 4541 g/mol
     "13965-9": {"ug/dL": (0.07398, 0.0), "mg/L": (7.398, 0.0)},  # homocysteine 135.18
+    "2276-4": {"pmol/L": (0.445, 0.0)},  # ferritin: 1 ug/L = 2.247 pmol/L
     # Drug levels reported in moles (SI reports): factor = molar mass (g/mol) / 1000 into the
     # catalog's ug/mL (ng/mL for digoxin and the immunosuppressants, mg/dL for salicylate).
     "10535-3": {"nmol/L": (0.7809, 0.0)},  # digoxin 780.94
@@ -773,6 +784,7 @@ ALIASES: dict[str, list[str]] = {
     "3053-6": ["T3", "Total T3", "T3 Total", "Triiodothyronine", "Total Triiodothyronine", "TT3"],
     "3026-2": ["T4", "Total T4", "T4 Total", "Thyroxine", "Total Thyroxine", "TT4"],
     "3051-0": ["Free T3", "FT3", "Free Triiodothyronine", "T3 Free"],
+    "3050-2": ["T3 Uptake", "T3 Resin Uptake", "T3RU"],
     "3024-7": ["Free T4", "FT4", "Free Thyroxine", "T4 Free"],
     # --- vitamins
     "62292-8": [
@@ -966,9 +978,9 @@ ALIASES: dict[str, list[str]] = {
         "Epithelial Cells",
         "Urine Epithelial Cells",
         "Epithelial Cell",
-        "Squamous Epithelial Cells",
         "Epithelial Cells Urine",
     ],
+    "11277-1": ["Squamous Epithelial Cells", "Squamous Cells", "Squamous Epithelial Cell"],
     "5769-5": ["Bacteria", "Urine Bacteria"],
     "5822-2": ["Yeast", "Yeast Cells", "Budding Yeast"],
     "5796-8": ["Hyaline Casts", "Hyaline Cast"],

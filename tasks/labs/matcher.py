@@ -33,6 +33,7 @@ from tasks.labs.normalize import NormalizedUnit, normalize_unit, unit_factor, un
 from tasks.labs.parse import (
     BLOOD_FAMILY,
     KNOWN_OTHER_ANALYTES,
+    URINE,
     NameForms,
     ParsedName,
     analyze_name,
@@ -418,9 +419,12 @@ class _QueryContext:
 
 
 def with_unit_specimen(parsed: ParsedName, unit: NormalizedUnit) -> ParsedName:
-    """The parse, with the specimen the unit implies when the name states none."""
+    """The parse, with the specimen the unit implies when the name states none; a urine
+    reported per 24 hours ("Creatinine, Urine" in g/24 h) is a 24-hour urine."""
     implied = unit_specimen(unit)
-    return replace(parsed, specimen=implied) if implied and parsed.specimen is None else parsed
+    if implied and (parsed.specimen is None or (parsed.specimen, implied) == (URINE, "urine_24h")):
+        return replace(parsed, specimen=implied)
+    return parsed
 
 
 def _contexts(queries: Sequence[LabQuery]) -> list[_QueryContext]:

@@ -224,7 +224,20 @@ _SCALE_WORDS: dict[str, str | None] = {
 }
 # Classes that measure the same thing in another unit (siblings the unit converts between).
 _COMPATIBLE: dict[str, frozenset[str]] = {
-    QUANTITATIVE: frozenset({CONCENTRATION, COUNT, FRACTION, VOLUME, RATIO, PRESSURE, TIME}),
+    QUANTITATIVE: frozenset(
+        {
+            CONCENTRATION,
+            COUNT,
+            FRACTION,
+            VOLUME,
+            RATIO,
+            PRESSURE,
+            TIME,
+            "rate",  # "Creatinine 24H Ur Qn" in mg/24 h: an excretion rate is measured too
+            "volume_rate",
+            "entitic_mass",
+        }
+    ),
     FRACTION: frozenset({RATIO}),
     RATIO: frozenset({FRACTION}),
 }
@@ -390,13 +403,36 @@ _WORD_SYNONYMS: dict[str, tuple[str, ...]] = {
     "polys": ("neutrophil",),  # polymorphonuclear leukocytes
     "phosphorus": ("phosphate",),  # LOINC's component for inorganic phosphorus
     "phosphorous": ("phosphate",),
+    "hco3": ("bicarbonate",),
+    # European and older names of the aminotransferases (GPT/ALAT is ALT, GOT/ASAT is AST).
+    "gpt": ("alanine", "aminotransferase"),
+    "alat": ("alanine", "aminotransferase"),
+    "got": ("aspartate", "aminotransferase"),
+    "asat": ("aspartate", "aminotransferase"),
+    "5hiaa": ("5", "hiaa"),
+    "tct": ("thrombin", "time"),  # thrombin clotting time
+    "keto": ("ketone",),
+    "grav": ("gravity",),  # "Sp Grav"
+    "neutrophilic": ("neutrophil",),  # "Neutrophilic band forms"
+    "eosinophilic": ("eosinophil",),
+    "basophilic": ("basophil",),
+    # Cholecalciferol is vitamin D3, ergocalciferol D2: their 25-hydroxy forms are LOINC's.
+    "hydroxycholecalciferol": ("hydroxyvitamin", "d3"),
+    "hydroxyergocalciferol": ("hydroxyvitamin", "d2"),
     # International nonproprietary names of drugs whose LOINC component uses the US name.
     "paracetamol": ("acetaminophen",),
     "ciclosporin": ("cyclosporine",),
     "cyclosporin": ("cyclosporine",),
 }
 # Words that state a property besides naming the analyte: pO2 is oxygen's partial pressure.
-_WORD_PROPERTIES: dict[str, str] = {"po2": "pressure", "pco2": "pressure", "fr": "fraction"}
+_WORD_PROPERTIES: dict[str, str] = {
+    "po2": "pressure",
+    "pco2": "pressure",
+    "fr": "fraction",
+    "ppres": "pressure",
+}
+# Of those, the words that state only the property, never the analyte.
+_PROPERTY_ONLY_WORDS = frozenset({"fr", "ppres"})
 # Phrases folded before tokenizing ("red blood cells" must not leave a specimen word behind).
 _PHRASE_SYNONYMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     (re.compile(pattern), replacement)
@@ -409,6 +445,9 @@ _PHRASE_SYNONYMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             " ",
         ),
         (r"\bfull blood\b", " whole blood "),  # British for whole blood
+        (r"\bepi cells?\b", " epithelial cells "),
+        # "Oxygen partial pressure": the property, stated in words rather than in brackets.
+        (r"\bpartial pressure(?: of)?\b", " ppres "),
         (r"\br-ur\b", " urine "),  # a random urine
         # A unit written into the name ("Calcium-Ion Ser mg/dL") is no analyte word.
         (
@@ -468,6 +507,21 @@ _PER_HUNDRED = re.compile(r"(?:/|\bper\s+)\s*100\s+([a-z ]+?)(?=$|[,;()\[\]]|\s(
 _NON_WORD = re.compile(r"[^a-z0-9%#]+")
 _OF_TOTAL = re.compile(r"/\s*([a-z][a-z0-9 ]*?)\.total\b")
 _IN_BLOOD = re.compile(r"\s(?:in|of)\s+blood\b(?!\s+cells?)")
+_UA_SUFFIX = re.compile(r"(?<=[a-z0-9])[\s-]+ua\b")
+
+
+def _urinalysis_suffix(text: str) -> str:
+    """'Sp Grav UA', 'pH-UA': a trailing UA names the urinalysis, so the specimen is urine.
+
+    Alone or after a specimen word ("UA", "Serum UA") it stays the uric acid abbreviation.
+    """
+    match = _UA_SUFFIX.search(text)
+    if match is None:
+        return text
+    before = [t for t in _NON_WORD.split(text[: match.start()]) if t]
+    if all(t in _SPECIMEN_WORDS or t in NOISE_WORDS for t in before):
+        return text
+    return f"{text[: match.start()]} urine {text[match.end() :]}"
 
 
 @dataclass(frozen=True)
@@ -617,6 +671,7 @@ def parse_name(raw: str) -> ParsedName:
         text = pattern.sub(replacement, text)
     # A LOINC system phrase "in Blood" / "of Blood" is whole blood, not a consumer's "blood".
     text = _IN_BLOOD.sub(" whole blood ", text)
+    text = _urinalysis_suffix(text)
     # "Thrombocyte/Platelet count": two spellings of one word are no ratio.
     text = _SLASH_PAIR.sub(_one_spelling, text)
     text = text.replace(" per ", " / ").replace("/", " ratio ")
@@ -641,7 +696,7 @@ def parse_name(raw: str) -> ParsedName:
         else:
             if token in _WORD_PROPERTIES:
                 properties.add(_WORD_PROPERTIES[token])
-            if token != "fr":
+            if token not in _PROPERTY_ONLY_WORDS:
                 words.extend(canonical_words(token))
     words.extend(w for t in _NON_WORD.split(challenge) if t for w in canonical_words(t))
     if not words and BLOOD_ANY in specimens:  # "Blood" on a urinalysis report is the analyte

@@ -178,6 +178,45 @@ def test_drug_levels_in_moles_take_the_mass_code_with_its_factor() -> None:
     assert units["nmol/L"][0] == pytest.approx(780.94 / 1000, rel=1e-3)
 
 
+def test_urinalysis_suffix_older_enzyme_names_and_written_properties() -> None:
+    matcher = AliasMatcher()
+    assert codes(
+        matcher,
+        ("Sp Grav UA", ""),  # a trailing UA is the urinalysis: urine
+        ("Hyaline Casts UA", "#/LPF"),
+        ("Transitional Epi Cells UA", "#/HPF"),
+        ("ALT/GPT", "U/L"),  # two spellings of one enzyme, no ratio
+        ("AST/GOT", "U/L"),
+        ("HCO3 Bld Qn Calc", "mmol/L"),
+        ("Oxygen partial pressure (pO2)", "kPa"),  # the property in words, an SI unit
+        ("5HIAA 24H Ur Qn", "mg/24h"),
+        ("TCT", "sec"),  # thrombin clotting time
+        ("Neutrophilic band forms", "%"),
+        ("25-hydroxycholecalciferol", "nmol/L"),  # cholecalciferol is vitamin D3
+        ("Ferritin", "pmol/L"),
+    ) == [
+        "5811-5",
+        "5796-8",
+        "30089-7",
+        "1742-6",
+        "1920-8",
+        "1959-6",
+        "11556-8",
+        "1695-6",
+        "3243-3",
+        "26508-2",
+        "1989-3",
+        "2276-4",
+    ]
+    # Alone or after a specimen word, UA stays the uric acid abbreviation.
+    assert codes(matcher, ("UA", "mg/dL"), ("Serum UA", "mg/dL")) == ["3084-1", "3084-1"]
+    # Squamous cells are their own LOINC component, not all epithelial cells.
+    assert codes(matcher, ("Squamous Epithelial Cells", "/hpf"), ("Epithelial Cells", "/hpf")) == [
+        "11277-1",
+        "5787-7",
+    ]
+
+
 def test_the_similarity_tiers_score_units_as_the_alias_tier_does() -> None:
     # The similarity tiers score every code at once; a rule added to one copy and not the
     # other (the log-scale veto was) ranks review candidates by another rule than decides.
