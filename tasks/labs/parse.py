@@ -404,6 +404,8 @@ _WORD_SYNONYMS: dict[str, tuple[str, ...]] = {
     "phosphorus": ("phosphate",),  # LOINC's component for inorganic phosphorus
     "phosphorous": ("phosphate",),
     "hco3": ("bicarbonate",),
+    "alb": ("albumin",),
+    "cr": ("creatinine",),  # "Alb/Cr", "BUN/Cr": reports never mean chromium by it
     # European and older names of the aminotransferases (GPT/ALAT is ALT, GOT/ASAT is AST).
     "gpt": ("alanine", "aminotransferase"),
     "alat": ("alanine", "aminotransferase"),
@@ -446,6 +448,13 @@ _PHRASE_SYNONYMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         ),
         (r"\bfull blood\b", " whole blood "),  # British for whole blood
         (r"\bepi cells?\b", " epithelial cells "),
+        (r"\bfobt\b", " fecal occult "),  # the fecal occult blood test names its specimen
+        # A count's field written into the name ("Casts UA/LPF") is its unit, not a ratio.
+        (r"/\s*[lh]pf\b", " "),
+        # LOINC's "Coagulation factor IX activity actual/normal" is what reports call
+        # "Factor IX activity": actual/normal is the property (percent of normal).
+        (r"\bactivity actual\s*/\s*normal\b", " activity percent "),
+        (r"\bcoagulation factor\b", " factor "),
         # "Oxygen partial pressure": the property, stated in words rather than in brackets.
         (r"\bpartial pressure(?: of)?\b", " ppres "),
         (r"\br-ur\b", " urine "),  # a random urine
@@ -650,11 +659,12 @@ def parse_name(raw: str) -> ParsedName:
             # A method LOINC names but this parser does not class ("High sensitivity method",
             # "CKD-EPI 2021") is part of the code's identity: kept verbatim, matched exactly.
             methods.add("other:" + " ".join(other))
-    text, phrase_methods = _take_methods(text)
-    methods |= phrase_methods
+    # The short-name property first: "Direct Assay-mCnc" keeps its method phrase whole.
     for short in _SHORT_PROPERTY.finditer(text):
         properties.add(_PROPERTY_ABBREVIATIONS[short.group(2)])
     text = _SHORT_PROPERTY.sub(lambda m: f" {m.group(1)} ", text)
+    text, phrase_methods = _take_methods(text)
+    methods |= phrase_methods
     denominator: str | None = None
     if match := _PER_HUNDRED.search(text):
         parts = [w for part in match.group(1).split() for w in canonical_words(part)]

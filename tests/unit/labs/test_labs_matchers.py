@@ -210,6 +210,18 @@ def test_urinalysis_suffix_older_enzyme_names_and_written_properties() -> None:
     ]
     # Alone or after a specimen word, UA stays the uric acid abbreviation.
     assert codes(matcher, ("UA", "mg/dL"), ("Serum UA", "mg/dL")) == ["3084-1", "3084-1"]
+    assert codes(
+        matcher,
+        ("Casts UA/LPF", ""),  # the field in the name is the count's unit, not a ratio
+        ("Factor IX Actvty %", "%"),  # LOINC: "... activity actual/normal"
+        ("LDLc SerPl Direct Assay-mCnc", "mg/dL"),
+        ("Malb/Cr", "mg/g"),
+        ("Urine Alb/Cr ratio", "mg/g"),
+        ("FOBT", ""),  # names its specimen
+        ("Hemocult Stl Ql", ""),
+    ) == ["9842-6", "3187-2", "18262-6", "9318-7", "9318-7", "2335-8", "2335-8"]
+    # Cr is creatinine on reports: a bracket that says so of chromium restates nothing.
+    assert codes(matcher, ("Chromium (Cr)", "ug/L")) == [None]
     # Squamous cells are their own LOINC component, not all epithelial cells.
     assert codes(matcher, ("Squamous Epithelial Cells", "/hpf"), ("Epithelial Cells", "/hpf")) == [
         "11277-1",
