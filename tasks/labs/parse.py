@@ -404,6 +404,8 @@ _WORD_SYNONYMS: dict[str, tuple[str, ...]] = {
     "phosphorus": ("phosphate",),  # LOINC's component for inorganic phosphorus
     "phosphorous": ("phosphate",),
     "hco3": ("bicarbonate",),
+    "probnp": ("pro", "bnp"),  # "proBNP" as "Pro BNP"
+    "ntprobnp": ("nt", "pro", "bnp"),
     "alb": ("albumin",),
     "cr": ("creatinine",),  # "Alb/Cr", "BUN/Cr": reports never mean chromium by it
     # European and older names of the aminotransferases (GPT/ALAT is ALT, GOT/ASAT is AST).

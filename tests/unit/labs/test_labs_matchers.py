@@ -219,7 +219,8 @@ def test_urinalysis_suffix_older_enzyme_names_and_written_properties() -> None:
         ("Urine Alb/Cr ratio", "mg/g"),
         ("FOBT", ""),  # names its specimen
         ("Hemocult Stl Ql", ""),
-    ) == ["9842-6", "3187-2", "18262-6", "9318-7", "9318-7", "2335-8", "2335-8"]
+        ("proBNP SerPl-mCnc", "pg/mL"),  # written as one word, read as "Pro BNP"
+    ) == ["9842-6", "3187-2", "18262-6", "9318-7", "9318-7", "2335-8", "2335-8", "33762-6"]
     # Cr is creatinine on reports: a bracket that says so of chromium restates nothing.
     assert codes(matcher, ("Chromium (Cr)", "ug/L")) == [None]
     # Squamous cells are their own LOINC component, not all epithelial cells.
