@@ -193,9 +193,9 @@ ESTIMATES: Mapping[str, float] = {
     "sqs_requests_per_message": 3.0,  # send, receive, delete
     "business_metric_series": 6.0,  # EMF metric x step pairs the steps write when metrics are on
     # The share of lab messages that start the ml-worker, on names the catalog was not tuned
-    # on: a report of 10 names drawn from an outside set needs the model 61% (C-CDA results,
-    # 9% of names left) to 100% (LHNCBC, VA short names) of the time; 86% Synthea, 95% lab-unit
-    # table, 99% VA EHR (`bench/categorize.py` prints it per set; NHANES labels, 3% left, 25%).
+    # on: a report of 10 names drawn from an outside set needs the model 49% (C-CDA results,
+    # 7% of names left) to 100% (LHNCBC) of the time; 86% Synthea, 92% lab-unit table, 99% VA
+    # EHR and VA short names (`bench/categorize.py` prints it per set; NHANES labels, 3% left, 25%).
     # The tuning set (eval_set.csv) would say 60%, which a site's own names will not reach until
     # reviewed aliases (`healthflow labs review`) settle them; price the high end of the outside
     # figures, so the bill is not under-quoted.
