@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import tempfile
 import time
 import uuid
@@ -122,43 +123,38 @@ def cmd_run(args: argparse.Namespace) -> int:
     ensure_current(engine)
     store = _store()
     started = time.perf_counter()
+    max_attempts = settings.max_attempts
     with LocalCloud() as cloud:
-        triggers = 0
         work = pending_work(list(DOMAINS_IN_ORDER), None)
-        with Progress(len(work), unit="triggers", description="enqueue") as enqueued:
-            for domain, user_id in work:
-                cloud.send_message({"job_type": JOB_OF_DOMAIN[domain], "user_id": user_id})
-                triggers += 1
-                enqueued.update(1)
         # Write-ahead: the spool keeps its lines until their executions have ended.
         queued = store.queued()
-        for body in queued:
-            cloud.send_message(body)
-            triggers += 1
-        noun = "message" if triggers == 1 else "messages"
-        print(f"local cloud: {triggers} {noun} queued; draining through the state machine")
-        # Traces print once every execution has ended; until then a line every few seconds
-        # (a bar on a terminal) says how far the drain is.
-        with Progress(triggers, unit="executions", description="drain") as progress:
-
-            def finished(result: Any) -> None:
-                progress.update(1)
-                if _continues(result):  # its continuation is one more execution to wait for
-                    progress.grow(1)
-
-            results = cloud.drain(on_finished=finished)
-        for result in results:
-            print("\n".join(_keep_and_trace(store, cloud, result)))
-        dead = cloud.dlq_messages()
-        store.add_dead_letters(d.body for d in dead)
-        for dead_letter in dead:
-            cloud.delete_dead_letter(dead_letter)
+        results: list[Any] = []
+        dead_letters = 0
+        strikes: dict[tuple[str, int], int] = {}
+        sweeps = 0
+        while sweeps == 0 or (work and sweeps < MAX_SWEEPS):
+            sweeps += 1
+            swept = _sweep(cloud, store, work, queued if sweeps == 1 else [], sweeps)
+            results += swept
+            dead = cloud.dlq_messages()
+            store.add_dead_letters(d.body for d in dead)
+            for dead_letter in dead:
+                cloud.delete_dead_letter(dead_letter)
+            dead_letters += len(dead)
+            # A failed claim is swept again at once while it narrows a fault down (a failed
+            # half of a bisection) or has strikes left, as `process` retries it: one row that
+            # breaks a step is set aside in one `run`, not one halving per `run`. A fault
+            # every claim meets stops after `max_attempts` strikes, for the next run.
+            failed = _count_strikes(cloud, swept, strikes)
+            again = {key for key in failed if strikes[key] < max_attempts}
+            work = [key for key in pending_work(list(DOMAINS_IN_ORDER), None) if key in again]
         store.ack_queued(queued)
     ok = sum(r.succeeded for r in results)
     elapsed = time.perf_counter() - started
     print(
         f"\nsummary: {len(results)} executions, {ok} succeeded, {len(results) - ok} failed, "
-        f"{len(dead)} to the dead-letter queue, {elapsed:.1f} s"
+        f"{dead_letters} to the dead-letter queue, {sweeps} {'sweep' if sweeps == 1 else 'sweeps'}"
+        f", {elapsed:.1f} s"
     )
     print("\n".join(_summary(engine)))
     if not settings.database_url:
@@ -167,6 +163,87 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"local cloud state (traces, dead letters): {store.root}")
     print(f"export with: {_cli_name()} export vitals --granularity daily")
     return 0 if ok == len(results) else 1
+
+
+# A bound on `run`'s sweeps, whatever the strikes say: a fault that comes and goes resets them.
+MAX_SWEEPS = 64
+
+
+def _sweep(
+    cloud: Any, store: LocalStore, work: list[tuple[str, int]], queued: list[Any], sweep: int
+) -> list[Any]:
+    """Send a trigger per (domain, user) of `work` (and the spooled messages), drain them
+    through the state machine, print each execution's trace; return how they ended."""
+    triggers = 0
+    with Progress(len(work), unit="triggers", description="enqueue") as enqueued:
+        for domain, user_id in work:
+            cloud.send_message({"job_type": JOB_OF_DOMAIN[domain], "user_id": user_id})
+            triggers += 1
+            enqueued.update(1)
+    for body in queued:
+        cloud.send_message(body)
+        triggers += 1
+    noun = "message" if triggers == 1 else "messages"
+    if sweep == 1:
+        print(f"local cloud: {triggers} {noun} queued; draining through the state machine")
+    else:
+        print(f"sweep {sweep}: {triggers} {noun} for claims that failed; draining again")
+    # Traces print once every execution has ended; until then a line every few seconds
+    # (a bar on a terminal) says how far the drain is.
+    with Progress(triggers, unit="executions", description="drain") as progress:
+
+        def finished(result: Any) -> None:
+            progress.update(1)
+            if _continues(result):  # its continuation is one more execution to wait for
+                progress.grow(1)
+
+        results = cloud.drain(on_finished=finished)
+    for result in results:
+        print("\n".join(_keep_and_trace(store, cloud, result)))
+    return list(results)
+
+
+_CLAIM_STATE = re.compile(r"^ClaimPending(Vitals|Nutrition|Labs)$")
+
+
+def _claim_of(cloud: Any, result: Any) -> tuple[tuple[str, int], dict[str, Any]] | None:
+    """The (domain, user) an execution claimed for, and its claim state's output (counts and
+    flags only); None when it claimed nothing (an invalid message, a database down)."""
+    arn = result.child.execution_arn if result.child is not None else result.execution_arn
+    found = None
+    for event in cloud.history(arn):
+        details = event.get("stateExitedEventDetails") or {}
+        match = _CLAIM_STATE.match(details.get("name") or "")
+        if match is None:
+            continue
+        claim = json.loads(details.get("output") or "{}").get("claim")
+        if isinstance(claim, dict) and isinstance(claim.get("ids"), dict):
+            found = ((match.group(1).lower(), int(claim["ids"]["user_id"])), claim)
+    return found
+
+
+def _count_strikes(
+    cloud: Any, results: list[Any], strikes: dict[tuple[str, int], int]
+) -> set[tuple[str, int]]:
+    """Count a strike against each (domain, user) whose claim failed, except a failed half of
+    a bisection (it narrowed the fault down: progress); a success clears them, as
+    `process_user` counts. Returns the (domain, user) pairs with a failed claim."""
+    failed: set[tuple[str, int]] = set()
+    for result in results:
+        found = _claim_of(cloud, result)
+        if found is None:
+            continue
+        key, claim = found
+        if result.succeeded:
+            strikes[key] = 0
+            failed.discard(key)
+            continue
+        if not (claim.get("isolated") and int(claim.get("claimed") or 0) > 1):
+            strikes[key] = strikes.get(key, 0) + 1
+        else:
+            strikes.setdefault(key, 0)
+        failed.add(key)
+    return failed
 
 
 def _megabytes(folder: Path) -> float:

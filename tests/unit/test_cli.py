@@ -307,3 +307,69 @@ def test_process_exits_1_when_a_row_is_set_aside(cli, engine, tmp_path) -> None:
     code, out, _ = cli("process", "--domain", "vitals")
     assert "1 rows set aside, 1 users left unsettled" in out
     assert code == 1
+
+
+def _poison_vitals(engine, user_id: int) -> None:
+    with engine.begin() as conn:  # past every ingest check: the copy step overflows on it
+        conn.execute(
+            text(
+                "INSERT INTO vitals_raw_data (user_id, metric, value, unit, start_time) "
+                "VALUES (:user_id, 'blood_glucose', 1e308, 'mmol/L', '2024-03-10T05:00:00+00')"
+            ),
+            {"user_id": user_id},
+        )
+
+
+def _statuses(engine, user_id: int) -> dict[str, int]:
+    with engine.begin() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT status, count(*) AS n FROM vitals_raw_data WHERE user_id = :user_id "
+                "GROUP BY status"
+            ),
+            {"user_id": user_id},
+        )
+        return {row.status: row.n for row in rows}
+
+
+def test_one_run_bisects_a_poison_row_to_the_end(cli, engine, tmp_path) -> None:
+    """`run` sweeps a failed claim again while bisection narrows the fault: one run sets the
+    row that breaks the copy step aside and aggregates the others (it took one run per
+    halving, and as many dead letters)."""
+    cli("ingest", "vitals", str(_heart_rates(tmp_path, 11, 12)))
+    _poison_vitals(engine, 11)
+    code, out, _ = cli("run")
+    assert _statuses(engine, 11) == {"aggregated": 12, "failed": 1}, out
+    assert "sweep 2:" in out and code == 1  # failed executions stay visible in the exit code
+    code, out, _ = cli("run")  # nothing left: one sweep, nothing sent
+    assert code == 0 and "summary: 0 executions" in out and "1 sweep," in out
+
+
+def test_a_fault_every_claim_meets_stops_run_after_the_strikes(cli, engine, tmp_path) -> None:
+    """A fault no row causes (every insert fails) must not bisect the user's rows away: the
+    sweeps stop after `max_attempts` strikes and leave the rows for the next run."""
+    cli("ingest", "vitals", str(_heart_rates(tmp_path, 12, 8)))
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE FUNCTION fault_always() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                "RAISE EXCEPTION 'fault'; END $$"
+            )
+        )
+        conn.execute(
+            text(
+                "CREATE TRIGGER fault_always BEFORE INSERT ON vitals_categorized "
+                "FOR EACH ROW EXECUTE FUNCTION fault_always()"
+            )
+        )
+    try:
+        code, out, _ = cli("run")
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DROP TRIGGER fault_always ON vitals_categorized"))
+            conn.execute(text("DROP FUNCTION fault_always()"))
+    # Two failures of the whole batch, a failed half (no strike: it narrows), a third strike.
+    assert code == 1 and "4 sweeps" in out, out
+    assert _statuses(engine, 12) == {"failed": 8}  # kept for the next run, none set aside
+    code, out, _ = cli("run")  # the fault is gone: the next run settles every row
+    assert code == 0 and _statuses(engine, 12) == {"aggregated": 8}, out

@@ -70,6 +70,7 @@ class FakeSteps:
             "date_from": "2024-03-01" if pending else None,
             "date_to": "2024-03-02" if pending else None,
             "more_pending": False,
+            "isolated": False,
         }
 
     def resolve_known_labs(self, payload: dict[str, Any]) -> dict[str, Any]:
