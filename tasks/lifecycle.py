@@ -401,6 +401,10 @@ class FailedClaim:
     failed: int
     # Rows that reached max_attempts with this failure: they stay `failed`, no longer retried.
     set_aside: int
+    # A failed half of a bisection with more than one row: the fault is among them and the
+    # next claim narrows it further, so the workflow re-sends the trigger at once. A failed
+    # batch or a row that failed alone is not (a fault every claim meets would loop).
+    bisect_further: bool = False
 
 
 def mark_failed(conn: Connection, *, domain: str, claim_id: str, error: str) -> FailedClaim:
@@ -447,7 +451,11 @@ def mark_failed(conn: Connection, *, domain: str, claim_id: str, error: str) -> 
             "rows_set_aside domain=%s user_id=%s claim_id=%s rows=%d error=%s",
             domain, row.user_id, claim_id, row.set_aside, error[:200],
         )  # fmt: skip
-    return FailedClaim(failed=row.failed, set_aside=row.set_aside)
+    return FailedClaim(
+        failed=row.failed,
+        set_aside=row.set_aside,
+        bisect_further=suspect_claim and row.failed > 1,
+    )
 
 
 def _after_bisection_step(conn: Connection, domain: str, claim_id: str, user_id: int) -> None:

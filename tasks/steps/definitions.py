@@ -225,7 +225,9 @@ def mark_claim_failed(payload: MarkFailedInput) -> MarkFailedOutput:
         result = lifecycle.mark_failed(
             conn, domain=payload.domain, claim_id=payload.claim_id, error=payload.error
         )
-    return MarkFailedOutput(failed=result.failed, set_aside=result.set_aside)
+    return MarkFailedOutput(
+        failed=result.failed, set_aside=result.set_aside, bisect_further=result.bisect_further
+    )
 
 
 @step("migrate", MigrateInput)

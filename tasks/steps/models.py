@@ -176,6 +176,8 @@ class MarkFailedOutput(StepModel):
     failed: int
     # Rows that reached the maximum number of attempts: they stay `failed`, not retried.
     set_aside: int = 0
+    # A failed half of a bisection: the workflow re-sends the trigger to halve it again.
+    bisect_further: bool = False
 
 
 class MigrateInput(StepModel):

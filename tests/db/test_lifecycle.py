@@ -251,6 +251,23 @@ def test_failed_rows_are_retried_then_bisected_then_set_aside(engine, caplog) ->
     ]
 
 
+def test_only_a_failed_half_of_a_bisection_asks_for_the_trigger_again(engine) -> None:
+    """The workflow re-sends a trigger after a failed half (the fault is among its rows and the
+    next claim halves them), never after a failed batch or a row that failed alone: a fault
+    every claim meets must not loop."""
+    ingest_lines(engine, "vitals", _vitals(1, 5))
+    _claim(engine, "c1")
+    assert _fail(engine, "c1").bisect_further is False  # a batch's first failure
+    _claim(engine, "c2")
+    assert _fail(engine, "c2").bisect_further is False  # its second: the rows become suspects
+    half = _claim(engine, "c3")
+    assert (half.claimed, half.isolated) == (3, True)
+    assert _fail(engine, "c3") == lifecycle.FailedClaim(failed=3, set_aside=0, bisect_further=True)
+    sibling = _claim(engine, "c4")  # the other half, back with the batch
+    assert (sibling.claimed, sibling.isolated) == (2, False)
+    assert _fail(engine, "c4").bisect_further is False
+
+
 def _poison(engine, user_id: int = 1) -> None:
     """A row a backend inserted itself, past every ingest check: converting it overflows double
     precision inside the copy step, every time."""

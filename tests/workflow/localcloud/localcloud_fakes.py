@@ -94,4 +94,4 @@ class FakeSteps:
         return {"marked": 3}
 
     def mark_claim_failed(self, payload: dict[str, Any]) -> dict[str, Any]:
-        return {"failed": 3}
+        return {"failed": 3, "set_aside": 0, "bisect_further": False}

@@ -362,8 +362,9 @@ def test_domain_error_after_claim_marks_the_claim_failed(
     cloud.send_message(message("process_pending_nutrition"))
     (result,) = cloud.drain()
     assert result.status == "FAILED"
-    assert cloud.entered_states(result.execution_arn)[-3:] == [
+    assert cloud.entered_states(result.execution_arn)[-4:] == [
         "MarkClaimFailed",
+        "BisectFurther",  # not a half of a bisection: the trigger is not re-sent
         "SendToDeadLetterQueue",
         "ProcessingFailed",
     ]
@@ -432,10 +433,12 @@ def test_a_failed_container_is_not_retried_on_demand(
     (result,) = cloud.drain()
     assert result.status == "SUCCEEDED"  # the parent's part succeeded
     assert result.child is not None and not result.succeeded
-    assert cloud.entered_states(result.child.execution_arn)[-5:] == [
+    assert cloud.entered_states(result.child.execution_arn)[-7:] == [
         "CategorizeLabs",
         "WasSpotReclaimed",
         "MarkClaimFailed",
+        "BisectFurther",
+        "ReportFailure",
         "SendToDeadLetterQueue",
         "ProcessingFailed",
     ]

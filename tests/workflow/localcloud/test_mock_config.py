@@ -94,7 +94,7 @@ EXPECTED: dict[str, dict[str, tuple[str, list[str], str | None]]] = {
         # takes. test_cloud.py runs both through the in-process ECS runner instead.
         "DomainErrorToDeadLetterQueue": (
             "FAILED",
-            [*LABS[:3], "MarkClaimFailed", *TO_DLQ],
+            [*LABS[:3], "MarkClaimFailed", "BisectFurther", "ReportFailure", *TO_DLQ],
             "CategorizationFailed",
         ),
     },
