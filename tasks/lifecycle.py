@@ -401,9 +401,10 @@ class FailedClaim:
     failed: int
     # Rows that reached max_attempts with this failure: they stay `failed`, no longer retried.
     set_aside: int
-    # A failed half of a bisection with more than one row: the fault is among them and the
-    # next claim narrows it further, so the workflow re-sends the trigger at once. A failed
-    # batch or a row that failed alone is not (a fault every claim meets would loop).
+    # A failed bisection step (a half, or a suspect row that failed alone): the next claim
+    # narrows the fault further or retries the sibling half it released, so the workflow
+    # re-sends the trigger at once. Bounded: each such failure halves a group or brings a row
+    # closer to max_attempts. A failed batch is not re-sent (a fault every claim meets stops).
     bisect_further: bool = False
 
 
@@ -454,7 +455,7 @@ def mark_failed(conn: Connection, *, domain: str, claim_id: str, error: str) -> 
     return FailedClaim(
         failed=row.failed,
         set_aside=row.set_aside,
-        bisect_further=suspect_claim and row.failed > 1,
+        bisect_further=suspect_claim and row.failed > 0,
     )
 
 

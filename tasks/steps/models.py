@@ -176,7 +176,7 @@ class MarkFailedOutput(StepModel):
     failed: int
     # Rows that reached the maximum number of attempts: they stay `failed`, not retried.
     set_aside: int = 0
-    # A failed half of a bisection: the workflow re-sends the trigger to halve it again.
+    # A failed bisection step: the workflow re-sends the trigger to go on with it.
     bisect_further: bool = False
 
 

@@ -230,7 +230,8 @@ def test_failed_rows_are_retried_then_bisected_then_set_aside(engine, caplog) ->
     alone = _claim(engine, "c5")
     assert (alone.claimed, alone.isolated) == (1, True)
     with caplog.at_level("WARNING", logger="tasks.lifecycle"):
-        assert _fail(engine, "c5") == lifecycle.FailedClaim(failed=1, set_aside=1)
+        set_aside = lifecycle.FailedClaim(failed=1, set_aside=1, bisect_further=True)
+        assert _fail(engine, "c5") == set_aside
     assert "rows_set_aside domain=vitals user_id=1 claim_id=c5 rows=1" in caplog.text
     from tasks.observability import business_counts
     from tasks.steps.models import MarkFailedOutput
@@ -251,10 +252,10 @@ def test_failed_rows_are_retried_then_bisected_then_set_aside(engine, caplog) ->
     ]
 
 
-def test_only_a_failed_half_of_a_bisection_asks_for_the_trigger_again(engine) -> None:
-    """The workflow re-sends a trigger after a failed half (the fault is among its rows and the
-    next claim halves them), never after a failed batch or a row that failed alone: a fault
-    every claim meets must not loop."""
+def test_only_a_failed_bisection_step_asks_for_the_trigger_again(engine) -> None:
+    """The workflow re-sends a trigger after a failed bisection step (the next claim halves the
+    fault further, or retries the sibling half it released), never after a failed batch: a
+    fault every claim meets must not loop."""
     ingest_lines(engine, "vitals", _vitals(1, 5))
     _claim(engine, "c1")
     assert _fail(engine, "c1").bisect_further is False  # a batch's first failure
@@ -266,6 +267,10 @@ def test_only_a_failed_half_of_a_bisection_asks_for_the_trigger_again(engine) ->
     sibling = _claim(engine, "c4")  # the other half, back with the batch
     assert (sibling.claimed, sibling.isolated) == (2, False)
     assert _fail(engine, "c4").bisect_further is False
+    alone = _claim(engine, "c5")  # half of the last failed group: one row
+    assert (alone.claimed, alone.isolated) == (1, True)
+    # Set aside, and its sibling released: the next claim has that row to retry.
+    assert _fail(engine, "c5") == lifecycle.FailedClaim(failed=1, set_aside=1, bisect_further=True)
 
 
 def _poison(engine, user_id: int = 1) -> None:

@@ -345,6 +345,18 @@ def test_one_run_bisects_a_poison_row_to_the_end(cli, engine, tmp_path) -> None:
     assert code == 0 and "summary: 0 executions" in out and "1 sweep," in out
 
 
+def test_a_failed_half_re_sends_its_trigger_within_the_drain(cli, engine, tmp_path) -> None:
+    """With the bad row in the first half of every split (the lowest id), each failed half and
+    the row failing alone re-send the trigger from the state machine (ContinueBisection): the
+    bisection ends in the sweep where it starts, as deployed it ends with no redrive."""
+    _poison_vitals(engine, 13)  # first by id
+    cli("ingest", "vitals", str(_heart_rates(tmp_path, 13, 12)))
+    code, out, _ = cli("run")
+    assert _statuses(engine, 13) == {"aggregated": 12, "failed": 1}, out
+    # Two whole-batch failures (the run's sweeps retry them), then one sweep bisects to the end.
+    assert code == 1 and "3 sweeps" in out and "ContinueBisection" in out, out
+
+
 def test_a_fault_every_claim_meets_stops_run_after_the_strikes(cli, engine, tmp_path) -> None:
     """A fault no row causes (every insert fails) must not bisect the user's rows away: the
     sweeps stop after `max_attempts` strikes and leave the rows for the next run."""
