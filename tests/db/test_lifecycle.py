@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from tasks import lifecycle
 from tasks.errors import DatabaseRejectedRow
 from tasks.ingest import ingest_lines
+from tests.support.poison import insert_poison_row
 
 
 def _vitals(user_id: int, n: int, day: str = "2024-03-10") -> list[str]:
@@ -273,24 +274,11 @@ def test_only_a_failed_bisection_step_asks_for_the_trigger_again(engine) -> None
     assert _fail(engine, "c5") == lifecycle.FailedClaim(failed=1, set_aside=1, bisect_further=True)
 
 
-def _poison(engine, user_id: int = 1) -> None:
-    """A row a backend inserted itself, past every ingest check: converting it overflows double
-    precision inside the copy step, every time."""
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO vitals_raw_data (user_id, metric, value, unit, start_time) "
-                "VALUES (:user_id, 'blood_glucose', 1e308, 'mmol/L', '2024-03-10T05:00:00+00')"
-            ),
-            {"user_id": user_id},
-        )
-
-
 def test_a_row_that_breaks_a_step_is_set_aside_and_the_users_other_rows_go_on(engine) -> None:
     from tasks.process import process_pending
 
     ingest_lines(engine, "vitals", _vitals(1, 6))
-    _poison(engine)
+    insert_poison_row(engine, 1)
     runs = process_pending(["vitals"])
     # Two failures together, then halves: 4 rows succeed, the other 3 fail again, 2 of them
     # succeed, and the bad row fails by itself twice.
@@ -320,7 +308,7 @@ def test_one_bad_row_among_many_costs_a_logarithm_of_claims(
     get_settings.cache_clear()
     try:
         ingest_lines(engine, "vitals", _vitals(1, 700))
-        _poison(engine)
+        insert_poison_row(engine, 1)
         ingest_lines(engine, "vitals", _vitals(1, 756, "2024-03-12"))
         runs = process_pending(["vitals"])
     finally:

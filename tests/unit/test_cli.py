@@ -20,6 +20,7 @@ from tasks.cli import (
     main,
 )
 from tests.support.deadletters import add_good_and_bad
+from tests.support.poison import insert_poison_row
 
 DATA = Path(__file__).parent.parent / "data"
 
@@ -297,27 +298,10 @@ def test_process_exits_0_when_a_later_claim_completes_a_failed_one(cli, engine, 
 
 def test_process_exits_1_when_a_row_is_set_aside(cli, engine, tmp_path) -> None:
     cli("ingest", "vitals", str(_heart_rates(tmp_path, 8, 3)))
-    with engine.begin() as conn:  # past every ingest check: the copy step overflows on it
-        conn.execute(
-            text(
-                "INSERT INTO vitals_raw_data (user_id, metric, value, unit, start_time) "
-                "VALUES (8, 'blood_glucose', 1e308, 'mmol/L', '2024-03-10T05:00:00+00')"
-            )
-        )
+    insert_poison_row(engine, 8)  # past every ingest check: the copy step overflows on it
     code, out, _ = cli("process", "--domain", "vitals")
     assert "1 rows set aside, 1 users left unsettled" in out
     assert code == 1
-
-
-def _poison_vitals(engine, user_id: int) -> None:
-    with engine.begin() as conn:  # past every ingest check: the copy step overflows on it
-        conn.execute(
-            text(
-                "INSERT INTO vitals_raw_data (user_id, metric, value, unit, start_time) "
-                "VALUES (:user_id, 'blood_glucose', 1e308, 'mmol/L', '2024-03-10T05:00:00+00')"
-            ),
-            {"user_id": user_id},
-        )
 
 
 def _statuses(engine, user_id: int) -> dict[str, int]:
@@ -337,7 +321,7 @@ def test_one_run_bisects_a_poison_row_to_the_end(cli, engine, tmp_path) -> None:
     row that breaks the copy step aside and aggregates the others (it took one run per
     halving, and as many dead letters)."""
     cli("ingest", "vitals", str(_heart_rates(tmp_path, 11, 12)))
-    _poison_vitals(engine, 11)
+    insert_poison_row(engine, 11)
     code, out, _ = cli("run")
     assert _statuses(engine, 11) == {"aggregated": 12, "failed": 1}, out
     assert "sweep 2:" in out and code == 1  # failed executions stay visible in the exit code
@@ -349,7 +333,7 @@ def test_a_failed_half_re_sends_its_trigger_within_the_drain(cli, engine, tmp_pa
     """With the bad row in the first half of every split (the lowest id), each failed half and
     the row failing alone re-send the trigger from the state machine (ContinueBisection): the
     bisection ends in the sweep where it starts, as deployed it ends with no redrive."""
-    _poison_vitals(engine, 13)  # first by id
+    insert_poison_row(engine, 13)  # first by id
     cli("ingest", "vitals", str(_heart_rates(tmp_path, 13, 12)))
     code, out, _ = cli("run")
     assert _statuses(engine, 13) == {"aggregated": 12, "failed": 1}, out
