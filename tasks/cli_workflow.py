@@ -135,7 +135,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         while sweeps == 0 or (work and sweeps < MAX_SWEEPS):
             sweeps += 1
             swept = _sweep(cloud, store, work, queued if sweeps == 1 else [], sweeps)
-            results += swept
+            results += [result for result, _ in swept]
             dead = cloud.dlq_messages()
             store.add_dead_letters(d.body for d in dead)
             for dead_letter in dead:
@@ -145,8 +145,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             # half of a bisection) or has strikes left, as `process` retries it: one row that
             # breaks a step is set aside in one `run`, not one halving per `run`. A fault
             # every claim meets stops after `max_attempts` strikes, for the next run.
-            failed = _count_strikes(cloud, swept, strikes)
-            again = {key for key in failed if strikes[key] < max_attempts}
+            failed = _count_strikes(swept, strikes)
+            again = {key for key in failed if strikes.get(key, 0) < max_attempts}
             work = [key for key in pending_work(list(DOMAINS_IN_ORDER), None) if key in again]
         store.ack_queued(queued)
     ok = sum(r.succeeded for r in results)
@@ -169,11 +169,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 MAX_SWEEPS = 64
 
 
+# An execution as a sweep saw it: how it ended, and what its claim state reported (or None).
+Swept = tuple[Any, tuple[tuple[str, int], dict[str, Any]] | None]
+
+
 def _sweep(
     cloud: Any, store: LocalStore, work: list[tuple[str, int]], queued: list[Any], sweep: int
-) -> list[Any]:
+) -> list[Swept]:
     """Send a trigger per (domain, user) of `work` (and the spooled messages), drain them
-    through the state machine, print each execution's trace; return how they ended."""
+    through the state machine, print each execution's trace; return how they ended, each with
+    its claim."""
     triggers = 0
     with Progress(len(work), unit="triggers", description="enqueue") as enqueued:
         for domain, user_id in work:
@@ -198,20 +203,22 @@ def _sweep(
                 progress.grow(1)
 
         results = cloud.drain(on_finished=finished)
+    swept: list[Swept] = []
     for result in results:
-        print("\n".join(_keep_and_trace(store, cloud, result)))
-    return list(results)
+        lines, claimer_events = _keep(store, cloud, result)
+        print("\n".join(lines))
+        swept.append((result, _claim_in(claimer_events)))
+    return swept
 
 
 _CLAIM_STATE = re.compile(r"^ClaimPending(Vitals|Nutrition|Labs)$")
 
 
-def _claim_of(cloud: Any, result: Any) -> tuple[tuple[str, int], dict[str, Any]] | None:
+def _claim_in(events: list[Any]) -> tuple[tuple[str, int], dict[str, Any]] | None:
     """The (domain, user) an execution claimed for, and its claim state's output (counts and
     flags only); None when it claimed nothing (an invalid message, a database down)."""
-    arn = result.child.execution_arn if result.child is not None else result.execution_arn
     found = None
-    for event in cloud.history(arn):
+    for event in events:
         details = event.get("stateExitedEventDetails") or {}
         match = _CLAIM_STATE.match(details.get("name") or "")
         if match is None:
@@ -222,15 +229,14 @@ def _claim_of(cloud: Any, result: Any) -> tuple[tuple[str, int], dict[str, Any]]
     return found
 
 
-def _count_strikes(
-    cloud: Any, results: list[Any], strikes: dict[tuple[str, int], int]
-) -> set[tuple[str, int]]:
-    """Count a strike against each (domain, user) whose claim failed, except a failed half of
-    a bisection (it narrowed the fault down: progress); a success clears them, as
-    `process_user` counts. Returns the (domain, user) pairs with a failed claim."""
+def _count_strikes(swept: list[Swept], strikes: dict[tuple[str, int], int]) -> set[tuple[str, int]]:
+    """Count strikes against each (domain, user) whose claim failed, as `process_user` counts
+    them (`counts_as_strike`); a success clears them. Returns the pairs whose last claim of the
+    sweep failed."""
+    from tasks.process import counts_as_strike
+
     failed: set[tuple[str, int]] = set()
-    for result in results:
-        found = _claim_of(cloud, result)
+    for result, found in swept:
         if found is None:
             continue
         key, claim = found
@@ -238,10 +244,9 @@ def _count_strikes(
             strikes[key] = 0
             failed.discard(key)
             continue
-        if not (claim.get("isolated") and int(claim.get("claimed") or 0) > 1):
+        claimed = int(claim.get("claimed") or 0)
+        if counts_as_strike(isolated=bool(claim.get("isolated")), claimed=claimed):
             strikes[key] = strikes.get(key, 0) + 1
-        else:
-            strikes.setdefault(key, 0)
         failed.add(key)
     return failed
 
@@ -368,14 +373,21 @@ def cmd_start_execution(args: argparse.Namespace) -> int:
 
 def _keep_and_trace(store: LocalStore, cloud: Any, result: Any) -> list[str]:
     """Save an execution (and its labs child) for `trace`; return its timeline."""
+    return _keep(store, cloud, result)[0]
+
+
+def _keep(store: LocalStore, cloud: Any, result: Any) -> tuple[list[str], list[Any]]:
+    """Save an execution (and its labs child) for `trace`; return its timeline and the history
+    of the execution that claimed (the labs child's, when there is one)."""
     events = cloud.history(result.execution_arn)
     child = None
+    claimer_events = events
     if result.child is not None:
-        child_events = cloud.history(result.child.execution_arn)
-        child = (result.child.name, result.child.status, child_events)
+        claimer_events = cloud.history(result.child.execution_arn)
+        child = (result.child.name, result.child.status, claimer_events)
     store.save_execution(result.name, result.status, events, child=child)
     record = store.load_execution(result.name)
-    return _format_record(record)
+    return _format_record(record), claimer_events
 
 
 def _format_record(record: dict[str, Any]) -> list[str]:

@@ -108,6 +108,13 @@ def unsettled(runs: list[ClaimRun]) -> list[tuple[str, int]]:
     return [key for key, run in last.items() if run.error or set_aside[key]]
 
 
+def counts_as_strike(*, isolated: bool, claimed: int) -> bool:
+    """Whether a failed claim counts against the user's `max_attempts` in a row: every failure
+    does but a failed half of a bisection (suspects claimed together), which narrows the fault
+    down and is progress. `process` and `run` count the same way."""
+    return not (isolated and claimed > 1)
+
+
 def process_user(
     domain: str, user_id: int, on_done: Callable[[ClaimRun], None] | None = None
 ) -> list[ClaimRun]:
@@ -131,7 +138,7 @@ def process_user(
             on_done(run)
         if not run.error:
             failures_in_a_row = 0
-        elif not (run.isolated and run.claimed > 1):  # a failed half is bisection's progress
+        elif counts_as_strike(isolated=run.isolated, claimed=run.claimed):
             failures_in_a_row += 1
         if not run.error and not run.isolated and not _has_suspects(domain, user_id):
             break

@@ -429,14 +429,10 @@ _WORD_SYNONYMS: dict[str, tuple[str, ...]] = {
     "cyclosporin": ("cyclosporine",),
 }
 # Words that state a property besides naming the analyte: pO2 is oxygen's partial pressure.
-_WORD_PROPERTIES: dict[str, str] = {
-    "po2": "pressure",
-    "pco2": "pressure",
-    "fr": "fraction",
-    "ppres": "pressure",
-}
-# Of those, the words that state only the property, never the analyte.
-_PROPERTY_ONLY_WORDS = frozenset({"fr", "ppres"})
+_WORD_PROPERTIES: dict[str, str] = {"po2": PRESSURE, "pco2": PRESSURE}
+# Words that state only the property, never the analyte ("ppres" stands for "partial pressure"
+# written out, see _PHRASE_SYNONYMS).
+_PROPERTY_ONLY_WORDS: dict[str, str] = {"fr": FRACTION, "ppres": PRESSURE}
 # Phrases folded before tokenizing ("red blood cells" must not leave a specimen word behind).
 _PHRASE_SYNONYMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     (re.compile(pattern), replacement)
@@ -703,13 +699,14 @@ def parse_name(raw: str) -> ParsedName:
             properties.add(FRACTION)
         elif token in ABSOLUTE_WORDS:
             properties.add(COUNT)
+        elif token in _PROPERTY_ONLY_WORDS:
+            properties.add(_PROPERTY_ONLY_WORDS[token])
         elif token in NOISE_WORDS:
             continue
         else:
             if token in _WORD_PROPERTIES:
                 properties.add(_WORD_PROPERTIES[token])
-            if token not in _PROPERTY_ONLY_WORDS:
-                words.extend(canonical_words(token))
+            words.extend(canonical_words(token))
     words.extend(w for t in _NON_WORD.split(challenge) if t for w in canonical_words(t))
     if not words and BLOOD_ANY in specimens:  # "Blood" on a urinalysis report is the analyte
         words.append("blood")
